@@ -1,0 +1,3 @@
+//! Skiff's control plane: the Kubernetes-compatible API server and the durable store behind it.
+
+pub mod store;

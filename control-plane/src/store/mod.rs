@@ -1,0 +1,276 @@
+//! Durable object store on redb.
+//!
+//! Objects are JSON documents keyed by (resource, namespace, name). One global revision counter
+//! is every object's `resourceVersion`. All writes go through one writer thread ([`writer`]) that
+//! groups concurrent requests into a single `Durability::Immediate` commit; every caller gets its
+//! reply only after that commit is on disk. Every change is also appended to a bounded change log
+//! in the same transaction, so watches can resume from any revision still in it, across restarts.
+
+mod keys;
+mod watch;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+pub use keys::{ListScope, ObjectKey};
+pub use watch::{EventType, StoreEvent, Watcher};
+use writer::{Op, WriteRequest};
+
+/// Object documents: encoded key -> JSON bytes.
+pub(crate) const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+/// Change log: revision -> JSON of the change (type, key, object, previous object).
+pub(crate) const CHANGES: TableDefinition<u64, &[u8]> = TableDefinition::new("changes");
+/// Small metadata values (the current revision).
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const META_REVISION: &str = "revision";
+
+/// How many changes the log keeps for watches. Kubernetes keeps ~5 minutes of etcd history;
+/// 10,000 changes covers far more than that at this cluster size while bounding disk use.
+pub const DEFAULT_WATCH_HISTORY: u64 = 10_000;
+/// How many live events a slow watcher may fall behind before it is told 410 Gone and must
+/// re-list (the same contract as the Kubernetes watch cache).
+pub const DEFAULT_WATCH_BUFFER: usize = 4_096;
+/// The most write requests folded into one commit; bounds the latency one batch adds.
+pub const DEFAULT_MAX_BATCH: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("the object has been modified; please apply your changes to the latest version and try again")]
+    Conflict,
+    #[error("precondition failed: UID in precondition: {expected}, UID in object meta: {actual}")]
+    UidMismatch { expected: String, actual: String },
+    #[error("too old resource version: {requested} ({oldest})")]
+    Gone { requested: u64, oldest: u64 },
+    #[error("storage error: {0}")]
+    Db(String),
+    #[error("stored object is not valid JSON: {0}")]
+    Corrupt(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+macro_rules! db_error_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self { StoreError::Db(e.to_string()) }
+        }
+    )*};
+}
+db_error_from!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Conditions a write must meet against the stored object.
+#[derive(Debug, Clone, Default)]
+pub struct Precondition {
+    pub resource_version: Option<u64>,
+    pub uid: Option<String>,
+}
+
+/// A consistent list: the items and the revision they were read at.
+#[derive(Debug)]
+pub struct ListResult {
+    pub items: Vec<Value>,
+    pub revision: u64,
+}
+
+struct Inner {
+    db: Arc<Database>,
+    tx: mpsc::UnboundedSender<WriteRequest>,
+    events: broadcast::Sender<Arc<StoreEvent>>,
+    writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Opens (or creates) the database file and starts the writer thread.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let path = path.to_path_buf();
+        let db = tokio::task::spawn_blocking(move || -> Result<Database, StoreError> {
+            let db = Database::create(&path)?;
+            let mut txn = db.begin_write()?;
+            txn.set_durability(redb::Durability::Immediate)
+                .map_err(|e| StoreError::Db(e.to_string()))?;
+            {
+                txn.open_table(OBJECTS)?;
+                txn.open_table(CHANGES)?;
+                let mut meta = txn.open_table(META)?;
+                if meta.get(META_REVISION)?.is_none() {
+                    meta.insert(META_REVISION, 0)?;
+                }
+            }
+            txn.commit()?;
+            Ok(db)
+        })
+        .await
+        .map_err(|e| StoreError::Db(e.to_string()))??;
+        let db = Arc::new(db);
+        let (events, _) = broadcast::channel(DEFAULT_WATCH_BUFFER);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = writer::spawn(db.clone(), rx, events.clone(), DEFAULT_WATCH_HISTORY)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                tx,
+                events,
+                writer: std::sync::Mutex::new(Some(writer)),
+            }),
+        })
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        let db = self.inner.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Db(e.to_string()))?
+    }
+
+    /// The newest committed revision.
+    pub async fn current_revision(&self) -> Result<u64, StoreError> {
+        self.read(|db| {
+            let txn = db.begin_read()?;
+            read_revision(&txn)
+        })
+        .await
+    }
+
+    pub async fn get(&self, key: &ObjectKey) -> Result<Option<Value>, StoreError> {
+        let k = key.encode();
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(OBJECTS)?;
+            match table.get(k.as_str())? {
+                Some(v) => Ok(Some(decode(v.value())?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    /// Lists every object in scope, with the revision of the snapshot it was read from.
+    pub async fn list(&self, scope: &ListScope) -> Result<ListResult, StoreError> {
+        let prefix = scope.prefix();
+        self.read(move |db| {
+            let txn = db.begin_read()?;
+            let revision = read_revision(&txn)?;
+            let table = txn.open_table(OBJECTS)?;
+            let mut items = Vec::new();
+            for entry in table.range(prefix.as_str()..)? {
+                let (k, v) = entry?;
+                if !k.value().starts_with(prefix.as_str()) {
+                    break;
+                }
+                items.push(decode(v.value())?);
+            }
+            Ok(ListResult { items, revision })
+        })
+        .await
+    }
+
+    async fn submit(&self, op: Op) -> Result<Value, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(WriteRequest { op, reply })
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Creates the object if absent. Returns it with its new `resourceVersion`.
+    pub async fn create(&self, key: ObjectKey, object: Value) -> Result<Value, StoreError> {
+        self.submit(Op::Create { key, object }).await
+    }
+
+    /// Replaces an existing object, if the precondition holds.
+    pub async fn update(
+        &self,
+        key: ObjectKey,
+        object: Value,
+        precondition: Precondition,
+    ) -> Result<Value, StoreError> {
+        self.submit(Op::Update {
+            key,
+            object,
+            precondition,
+        })
+        .await
+    }
+
+    /// Removes an object, if the precondition holds. Returns the last state of the object,
+    /// carrying the revision of the deletion.
+    pub async fn delete(
+        &self,
+        key: ObjectKey,
+        precondition: Precondition,
+    ) -> Result<Value, StoreError> {
+        self.submit(Op::Delete { key, precondition }).await
+    }
+
+    /// Starts a watch of `scope` delivering every change after revision `from`.
+    pub async fn watch(&self, scope: ListScope, from: u64) -> Result<Watcher, StoreError> {
+        // Subscribe before reading history so no event falls between the two.
+        let rx = self.inner.events.subscribe();
+        let prefix = scope.prefix();
+        let backlog = self
+            .read(move |db| watch::read_history(db, &prefix, from))
+            .await?;
+        Ok(Watcher::new(rx, backlog, from, scope))
+    }
+
+    /// Stops the writer after it has committed everything queued, and waits for it.
+    pub async fn close(&self) {
+        let handle = self.inner.writer.lock().ok().and_then(|mut h| h.take());
+        // Closing the queue: the writer drains what is left, then exits.
+        let _ = self.inner.tx.send(WriteRequest::shutdown());
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+pub(crate) fn read_revision(txn: &redb::ReadTransaction) -> Result<u64, StoreError> {
+    let meta = txn.open_table(META)?;
+    Ok(meta.get(META_REVISION)?.map(|v| v.value()).unwrap_or(0))
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<Value, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Reads `metadata.resourceVersion` as a revision number.
+pub fn object_revision(obj: &Value) -> Option<u64> {
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+}
+
+#[cfg(test)]
+mod tests;
