@@ -1,3 +1,18 @@
-//! Skiff's control plane: the Kubernetes-compatible API server and the durable store behind it.
+//! Skiff's control plane: the Kubernetes-compatible API server, the durable store behind it,
+//! and the controllers that act on stored objects.
+//!
+//! - [`store`]: redb-backed objects, revisions and watches.
+//! - [`api`]: HTTP routing, discovery, admission and the resource handlers.
+//! - [`controllers`]: level-triggered controllers (namespace deletion so far).
+//! - [`pki`]: CA, certificates, tokens and the admin kubeconfig.
+//! - [`server`]: starts and stops all of it.
 
+pub mod api;
+pub mod bootstrap;
+pub mod controllers;
+pub mod events;
+pub mod pki;
+pub mod server;
 pub mod store;
+
+pub use server::{start, RunningServer, ServerConfig, ServerError};

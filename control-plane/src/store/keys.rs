@@ -62,6 +62,9 @@ impl ListScope {
 
     pub fn contains(&self, key: &ObjectKey) -> bool {
         key.resource == self.resource
-            && self.namespace.as_ref().is_none_or(|ns| *ns == key.namespace)
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|ns| *ns == key.namespace)
     }
 }

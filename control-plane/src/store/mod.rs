@@ -79,6 +79,21 @@ db_error_from!(
     redb::CommitError
 );
 
+/// Tuning of a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Changes kept in the log for watches to resume from.
+    pub watch_history: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            watch_history: DEFAULT_WATCH_HISTORY,
+        }
+    }
+}
+
 /// Conditions a write must meet against the stored object.
 #[derive(Debug, Clone, Default)]
 pub struct Precondition {
@@ -109,6 +124,10 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database file and starts the writer thread.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        Self::open_with(path, StoreOptions::default()).await
+    }
+
+    pub async fn open_with(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let path = path.to_path_buf();
         let db = tokio::task::spawn_blocking(move || -> Result<Database, StoreError> {
             let db = Database::create(&path)?;
@@ -131,7 +150,7 @@ impl Store {
         let db = Arc::new(db);
         let (events, _) = broadcast::channel(DEFAULT_WATCH_BUFFER);
         let (tx, rx) = mpsc::unbounded_channel();
-        let writer = writer::spawn(db.clone(), rx, events.clone(), DEFAULT_WATCH_HISTORY)?;
+        let writer = writer::spawn(db.clone(), rx, events.clone(), options.watch_history.max(1))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,

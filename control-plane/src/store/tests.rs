@@ -32,7 +32,10 @@ async fn create_get_update_delete_with_revisions() {
     ));
     let got = store.get(&key("a")).await.unwrap().unwrap();
     assert_eq!(object_revision(&got), Some(2));
-    let d = store.delete(key("a"), Precondition::default()).await.unwrap();
+    let d = store
+        .delete(key("a"), Precondition::default())
+        .await
+        .unwrap();
     assert_eq!(object_revision(&d), Some(3));
     assert!(store.get(&key("a")).await.unwrap().is_none());
     assert_eq!(store.current_revision().await.unwrap(), 3);
@@ -105,7 +108,10 @@ async fn watch_follows_live_changes_in_scope() {
         .await
         .unwrap();
     store.create(key("b"), obj("b")).await.unwrap();
-    store.delete(key("a"), Precondition::default()).await.unwrap();
+    store
+        .delete(key("a"), Precondition::default())
+        .await
+        .unwrap();
     let e1 = w.next().await.unwrap();
     assert_eq!((e1.kind, e1.key.name.as_str()), (EventType::Added, "b"));
     let e2 = w.next().await.unwrap();
@@ -133,4 +139,23 @@ async fn concurrent_writers_get_distinct_increasing_revisions() {
     revs.dedup();
     assert_eq!(revs.len(), 64);
     assert_eq!(*revs.last().unwrap(), 64);
+}
+
+#[tokio::test]
+async fn watch_from_a_pruned_revision_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(&dir.path().join("db"), StoreOptions { watch_history: 3 })
+        .await
+        .unwrap();
+    for i in 0..10 {
+        store.create(key(&format!("o{i}")), obj("x")).await.unwrap();
+    }
+    let scope = ListScope::new("core/configmaps", None);
+    assert!(matches!(
+        store.watch(scope.clone(), 2).await,
+        Err(StoreError::Gone { .. })
+    ));
+    // Revisions 8..10 are still in the log.
+    let mut w = store.watch(scope, 7).await.unwrap();
+    assert_eq!(w.next().await.unwrap().revision, 8);
 }

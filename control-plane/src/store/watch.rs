@@ -155,11 +155,15 @@ impl Watcher {
         loop {
             match self.rx.recv().await {
                 Ok(e) => {
-                    if e.revision <= self.last || !self.scope.contains(&e.key) {
+                    if e.revision <= self.last {
                         continue;
                     }
+                    // Out-of-scope changes still advance the revision this watch has seen,
+                    // so bookmarks carry the newest revision.
                     self.last = e.revision;
-                    return Ok(e);
+                    if self.scope.contains(&e.key) {
+                        return Ok(e);
+                    }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     return Err(StoreError::Gone {

@@ -8,8 +8,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::watch::{ChangeRecord, EventType, StoreEvent};
 use super::{
-    decode, object_revision, ObjectKey, Precondition, StoreError, CHANGES, DEFAULT_MAX_BATCH,
-    META, META_REVISION, OBJECTS,
+    decode, object_revision, ObjectKey, Precondition, StoreError, CHANGES, DEFAULT_MAX_BATCH, META,
+    META_REVISION, OBJECTS,
 };
 
 pub(crate) enum Op {
@@ -86,6 +86,9 @@ pub(crate) fn spawn(
         .map_err(|e| StoreError::Db(format!("cannot start the store writer thread: {e}")))
 }
 
+/// A write that took effect: the stored object and the event it produced.
+type Applied = (Value, Option<Arc<StoreEvent>>);
+
 /// Applies one batch in one transaction. Each request succeeds or fails on its own
 /// preconditions; all successes become durable together, then every caller is answered.
 fn commit_batch(
@@ -94,7 +97,7 @@ fn commit_batch(
     events: &broadcast::Sender<Arc<StoreEvent>>,
     history: u64,
 ) {
-    let mut results: Vec<Result<(Value, Option<Arc<StoreEvent>>), StoreError>> = Vec::new();
+    let mut results: Vec<Result<Applied, StoreError>> = Vec::new();
     let outcome = (|| -> Result<(), StoreError> {
         let mut txn = db.begin_write()?;
         txn.set_durability(redb::Durability::Immediate)
@@ -206,7 +209,13 @@ fn apply(
             set_revision(&mut object, revision);
             let bytes = serde_json::to_vec(&object).map_err(|e| StoreError::Db(e.to_string()))?;
             objects.insert(k.as_str(), bytes.as_slice())?;
-            let event = StoreEvent::new(revision, EventType::Added, key.clone(), object.clone(), None);
+            let event = StoreEvent::new(
+                revision,
+                EventType::Added,
+                key.clone(),
+                object.clone(),
+                None,
+            );
             Ok((object, event))
         }
         Op::Update {

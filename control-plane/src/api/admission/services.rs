@@ -1,0 +1,296 @@
+//! Service `clusterIP` and `nodePort` allocation from configurable ranges.
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::api::status::Cause;
+
+/// k3s' default service network: familiar to users coming from it.
+pub const DEFAULT_SERVICE_CIDR: &str = "10.43.0.0/16";
+/// Kubernetes' default NodePort range.
+pub const DEFAULT_NODE_PORT_RANGE: &str = "30000-32767";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AllocatorConfigError {
+    #[error("service CIDR {0:?} is not an IPv4 CIDR like 10.43.0.0/16 (prefix 8 to 30)")]
+    Cidr(String),
+    #[error("node port range {0:?} is not a range like 30000-32767")]
+    PortRange(String),
+}
+
+/// Hands out cluster IPs and node ports. Allocation reads the stored Services under one lock
+/// that the caller holds until its write is committed, so two creates never pick the same one.
+pub struct ServiceAllocator {
+    base: u32,
+    size: u32,
+    ports: (u16, u16),
+    lock: Arc<Mutex<()>>,
+}
+
+impl ServiceAllocator {
+    pub fn new(cidr: &str, node_ports: &str) -> Result<Self, AllocatorConfigError> {
+        let (ip, prefix) = cidr
+            .split_once('/')
+            .ok_or_else(|| AllocatorConfigError::Cidr(cidr.into()))?;
+        let ip: Ipv4Addr = ip
+            .parse()
+            .map_err(|_| AllocatorConfigError::Cidr(cidr.into()))?;
+        let prefix: u32 = prefix
+            .parse()
+            .map_err(|_| AllocatorConfigError::Cidr(cidr.into()))?;
+        if !(8..=30).contains(&prefix) {
+            return Err(AllocatorConfigError::Cidr(cidr.into()));
+        }
+        let mask = u32::MAX << (32 - prefix);
+        let (lo, hi) = node_ports
+            .split_once('-')
+            .ok_or_else(|| AllocatorConfigError::PortRange(node_ports.into()))?;
+        let lo: u16 = lo
+            .trim()
+            .parse()
+            .map_err(|_| AllocatorConfigError::PortRange(node_ports.into()))?;
+        let hi: u16 = hi
+            .trim()
+            .parse()
+            .map_err(|_| AllocatorConfigError::PortRange(node_ports.into()))?;
+        if lo == 0 || lo > hi {
+            return Err(AllocatorConfigError::PortRange(node_ports.into()));
+        }
+        Ok(ServiceAllocator {
+            base: u32::from(ip) & mask,
+            size: 1 << (32 - prefix),
+            ports: (lo, hi),
+            lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    pub async fn lock(&self) -> OwnedMutexGuard<()> {
+        self.lock.clone().lock_owned().await
+    }
+
+    /// The first usable address: the `kubernetes` Service's.
+    pub fn first_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.base + 1)
+    }
+
+    fn contains(&self, ip: Ipv4Addr) -> bool {
+        let v = u32::from(ip);
+        v > self.base && v < self.base + self.size - 1
+    }
+
+    /// Fills `spec.clusterIP(s)` and `nodePort`s of `svc`, keeping what `old` had, checking
+    /// explicit choices against `others` (every other Service in the cluster).
+    pub fn assign(&self, svc: &mut Value, old: Option<&Value>, others: &[Value]) -> Vec<Cause> {
+        let mut causes = Vec::new();
+        let Some(spec) = svc.get_mut("spec").and_then(Value::as_object_mut) else {
+            return causes;
+        };
+        let svc_type = spec
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string();
+        let used_ips: HashSet<String> = others
+            .iter()
+            .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect();
+        if svc_type == "ExternalName" {
+            spec.remove("clusterIP");
+            spec.remove("clusterIPs");
+        } else {
+            let old_ip = old
+                .and_then(|o| o.pointer("/spec/clusterIP"))
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let wanted = spec
+                .get("clusterIP")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+            let ip = match (wanted, old_ip) {
+                (None, Some(old)) => Some(old),
+                (Some(w), Some(old)) if w == old => Some(old),
+                (Some(w), Some(old)) => {
+                    causes.push(Cause {
+                        reason: "FieldValueInvalid".into(),
+                        message: format!(
+                            "Invalid value: \"{w}\": field is immutable (it is {old})"
+                        ),
+                        field: "spec.clusterIP".into(),
+                    });
+                    Some(old)
+                }
+                (Some(w), None) if w == "None" => Some(w),
+                (Some(w), None) => {
+                    match w.parse::<Ipv4Addr>() {
+                        Ok(ip) if !self.contains(ip) => {
+                            causes.push(Cause {
+                            reason: "FieldValueInvalid".into(),
+                            message: format!(
+                                "Invalid value: \"{w}\": provided IP is not in the valid range. The range of valid IPs is {}/{}",
+                                Ipv4Addr::from(self.base),
+                                32 - self.size.trailing_zeros()
+                            ),
+                            field: "spec.clusterIP".into(),
+                        });
+                            None
+                        }
+                        Ok(_) if used_ips.contains(&w) => {
+                            causes.push(Cause {
+                                reason: "FieldValueInvalid".into(),
+                                message: format!(
+                                    "Invalid value: \"{w}\": provided IP is already allocated"
+                                ),
+                                field: "spec.clusterIP".into(),
+                            });
+                            None
+                        }
+                        Ok(_) => Some(w),
+                        Err(_) => {
+                            causes.push(Cause {
+                            reason: "FieldValueInvalid".into(),
+                            message: format!("Invalid value: \"{w}\": must be a valid IPv4 address or \"None\""),
+                            field: "spec.clusterIP".into(),
+                        });
+                            None
+                        }
+                    }
+                }
+                (None, None) => {
+                    let free = (2..self.size - 1)
+                        .map(|o| Ipv4Addr::from(self.base + o).to_string())
+                        .find(|ip| !used_ips.contains(ip));
+                    if free.is_none() {
+                        causes.push(Cause {
+                            reason: "FieldValueInvalid".into(),
+                            message: "Internal error: no free cluster IP left in the service CIDR; widen --service-cidr".into(),
+                            field: "spec.clusterIP".into(),
+                        });
+                    }
+                    free
+                }
+            };
+            if let Some(ip) = ip {
+                spec.insert("clusterIP".into(), json!(ip));
+                spec.insert("clusterIPs".into(), json!([ip]));
+            }
+        }
+        if svc_type == "NodePort" || svc_type == "LoadBalancer" {
+            let mut used: HashSet<u64> = others
+                .iter()
+                .filter_map(|s| s.pointer("/spec/ports").and_then(Value::as_array))
+                .flatten()
+                .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
+                .collect();
+            let old_ports: Vec<Value> = old
+                .and_then(|o| o.pointer("/spec/ports"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+                for (i, p) in ports.iter_mut().enumerate() {
+                    let field = format!("spec.ports[{i}].nodePort");
+                    match p.get("nodePort").and_then(Value::as_u64) {
+                        Some(n) => {
+                            let from_old = old_ports
+                                .iter()
+                                .any(|o| o.get("nodePort").and_then(Value::as_u64) == Some(n));
+                            if !(self.ports.0 as u64..=self.ports.1 as u64).contains(&n) {
+                                causes.push(Cause {
+                                    reason: "FieldValueInvalid".into(),
+                                    message: format!("Invalid value: {n}: provided port is not in the valid range. The range of valid ports is {}-{}", self.ports.0, self.ports.1),
+                                    field,
+                                });
+                            } else if used.contains(&n) && !from_old {
+                                causes.push(Cause {
+                                    reason: "FieldValueInvalid".into(),
+                                    message: format!(
+                                        "Invalid value: {n}: provided port is already allocated"
+                                    ),
+                                    field,
+                                });
+                            } else {
+                                used.insert(n);
+                            }
+                        }
+                        None => {
+                            let kept = old_ports
+                                .iter()
+                                .find(|o| {
+                                    o.get("port") == p.get("port")
+                                        && o.get("protocol") == p.get("protocol")
+                                })
+                                .and_then(|o| o.get("nodePort").and_then(Value::as_u64));
+                            let n = kept.or_else(|| {
+                                (self.ports.0 as u64..=self.ports.1 as u64)
+                                    .find(|n| !used.contains(n))
+                            });
+                            match n {
+                                Some(n) => {
+                                    used.insert(n);
+                                    if let Some(o) = p.as_object_mut() {
+                                        o.insert("nodePort".into(), json!(n));
+                                    }
+                                }
+                                None => causes.push(Cause {
+                                    reason: "FieldValueInvalid".into(),
+                                    message: "no free node port left in the node port range; widen --service-node-port-range".into(),
+                                    field,
+                                }),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        causes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(t: &str) -> Value {
+        json!({"spec": {"type": t, "ports": [{"port": 80, "protocol": "TCP"}]}})
+    }
+
+    #[test]
+    fn allocates_distinct_ips_and_ports() {
+        let a = ServiceAllocator::new("10.43.0.0/16", "30000-30001").unwrap();
+        let mut s1 = svc("NodePort");
+        assert!(a.assign(&mut s1, None, &[]).is_empty());
+        assert_eq!(s1["spec"]["clusterIP"], "10.43.0.2");
+        assert_eq!(s1["spec"]["ports"][0]["nodePort"], 30000);
+        let mut s2 = svc("NodePort");
+        assert!(a
+            .assign(&mut s2, None, std::slice::from_ref(&s1))
+            .is_empty());
+        assert_eq!(s2["spec"]["clusterIP"], "10.43.0.3");
+        assert_eq!(s2["spec"]["ports"][0]["nodePort"], 30001);
+        let mut s3 = svc("NodePort");
+        let causes = a.assign(&mut s3, None, &[s1.clone(), s2]);
+        assert_eq!(causes.len(), 1);
+        // An update keeps what the old object had.
+        let mut again = svc("NodePort");
+        assert!(a.assign(&mut again, Some(&s1), &[]).is_empty());
+        assert_eq!(again["spec"]["clusterIP"], "10.43.0.2");
+        assert_eq!(again["spec"]["ports"][0]["nodePort"], 30000);
+    }
+
+    #[test]
+    fn rejects_out_of_range_and_taken_choices() {
+        let a = ServiceAllocator::new("10.43.0.0/16", "30000-32767").unwrap();
+        let mut s = json!({"spec": {"clusterIP": "10.0.0.1", "type": "ClusterIP", "ports": []}});
+        assert_eq!(a.assign(&mut s, None, &[]).len(), 1);
+        let mut s = json!({"spec": {"type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]}});
+        assert_eq!(a.assign(&mut s, None, &[]).len(), 1);
+        assert!(ServiceAllocator::new("10.43.0.0", "1-2").is_err());
+        assert!(ServiceAllocator::new("10.43.0.0/16", "9-2").is_err());
+    }
+}

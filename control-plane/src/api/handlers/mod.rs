@@ -1,0 +1,156 @@
+//! Resource request handlers: dispatch by method, name and subresource.
+
+mod delete;
+mod pods;
+mod read;
+mod scale;
+mod watch;
+mod write;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, Method, StatusCode};
+use serde_json::Value;
+
+use super::path::{self, ResourcePath};
+use super::request::Query;
+use super::status::{ApiError, ApiResult};
+use super::ApiState;
+use crate::store::ObjectKey;
+
+pub use write::Subresource;
+
+pub async fn core(State(st): State<ApiState>, Path(rest): Path<String>, req: Request) -> Response {
+    respond(dispatch(st, "", "v1", &rest, req).await)
+}
+
+pub async fn grouped(
+    State(st): State<ApiState>,
+    Path((group, version, rest)): Path<(String, String, String)>,
+    req: Request,
+) -> Response {
+    respond(dispatch(st, &group, &version, &rest, req).await)
+}
+
+fn respond(r: ApiResult<Response>) -> Response {
+    r.unwrap_or_else(|e| e.into_response())
+}
+
+/// What every handler gets about its request.
+pub struct Ctx {
+    pub st: ApiState,
+    pub rp: ResourcePath,
+    pub q: Query,
+    pub headers: HeaderMap,
+}
+
+impl Ctx {
+    pub fn key(&self, name: &str) -> ObjectKey {
+        ObjectKey::new(
+            &self.rp.def.store_resource(),
+            self.rp.namespace.as_deref().unwrap_or(""),
+            name,
+        )
+    }
+
+    pub fn name(&self) -> &str {
+        self.rp.name.as_deref().unwrap_or("")
+    }
+
+    pub fn not_found(&self) -> ApiError {
+        ApiError::not_found(self.rp.def.plural, self.rp.def.group, self.name())
+    }
+
+    pub fn store_err(&self, e: crate::store::StoreError) -> ApiError {
+        ApiError::from_store(e, self.rp.def.plural, self.rp.def.group, self.name())
+    }
+
+    pub async fn body(&self, body: Body) -> ApiResult<bytes::Bytes> {
+        super::request::read_body(&self.headers, body, self.st.config.max_body_bytes).await
+    }
+}
+
+async fn dispatch(
+    st: ApiState,
+    group: &str,
+    version: &str,
+    rest: &str,
+    req: Request,
+) -> ApiResult<Response> {
+    let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    let rp = path::parse(group, version, &segments)?;
+    let q = Query::parse(req.uri().query())?;
+    let (parts, body) = req.into_parts();
+    let ctx = Ctx {
+        st,
+        rp,
+        q,
+        headers: parts.headers,
+    };
+    let has_name = ctx.rp.name.is_some();
+    let sub = ctx.rp.subresource.clone();
+    if let Some(s) = &sub {
+        if !ctx.rp.def.has_subresource(s) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!(
+                    "the server could not find the requested resource ({}/{s} is not a subresource Skiff serves)",
+                    ctx.rp.def.plural
+                ),
+            ));
+        }
+    }
+    if ctx.rp.def.namespaced && ctx.rp.namespace.is_none() && parts.method != Method::GET {
+        return Err(ApiError::method_not_allowed(format!(
+            "{} are namespaced: use /namespaces/NAMESPACE/{} in the path",
+            ctx.rp.def.plural, ctx.rp.def.plural
+        )));
+    }
+    match (&parts.method, has_name, sub.as_deref()) {
+        (&Method::GET, false, None) if ctx.q.is_watch() => watch::watch(ctx, None).await,
+        (&Method::GET, false, None) => read::list(ctx).await,
+        (&Method::GET, true, None) if ctx.q.is_watch() => {
+            let name = ctx.name().to_string();
+            watch::watch(ctx, Some(name)).await
+        }
+        (&Method::GET, true, None | Some("status")) => read::get(ctx).await,
+        (&Method::POST, false, None) => write::create(ctx, body).await,
+        (&Method::PUT, true, None) => write::update(ctx, body, Subresource::Main).await,
+        (&Method::PUT, true, Some("status")) => write::update(ctx, body, Subresource::Status).await,
+        (&Method::PUT, true, Some("finalize")) => {
+            write::update(ctx, body, Subresource::Finalize).await
+        }
+        (&Method::PATCH, true, None) => write::patch(ctx, body, Subresource::Main).await,
+        (&Method::PATCH, true, Some("status")) => {
+            write::patch(ctx, body, Subresource::Status).await
+        }
+        (&Method::DELETE, true, None) => delete::delete(ctx, body).await,
+        (&Method::DELETE, false, None) => delete::delete_collection(ctx, body).await,
+        (&Method::GET, true, Some("scale")) => scale::get(ctx).await,
+        (&Method::PUT, true, Some("scale")) => scale::update(ctx, body, false).await,
+        (&Method::PATCH, true, Some("scale")) => scale::update(ctx, body, true).await,
+        (&Method::POST, true, Some("binding")) => pods::binding(ctx, body).await,
+        (&Method::POST, true, Some("eviction")) => pods::eviction(ctx, body).await,
+        (_, true, Some("log")) | (_, true, Some("exec")) => pods::node_stream(ctx).await,
+        (m, _, s) => Err(ApiError::method_not_allowed(format!(
+            "{m} is not supported on {}{}{}",
+            ctx.rp.def.plural,
+            if has_name { "/NAME" } else { "" },
+            s.map(|s| format!("/{s}")).unwrap_or_default()
+        ))),
+    }
+}
+
+/// A JSON response with a status code.
+pub fn json_response(code: StatusCode, body: &Value, warnings: &[String]) -> Response {
+    let mut resp = (code, axum::Json(body)).into_response();
+    for w in warnings {
+        let text = format!("299 - \"{}\"", w.replace('"', "'"));
+        if let Ok(v) = http::HeaderValue::from_str(&text) {
+            resp.headers_mut().append("Warning", v);
+        }
+    }
+    resp
+}

@@ -1,0 +1,93 @@
+//! Objects every cluster starts with: the standard namespaces and the `kubernetes` Service.
+
+use std::net::IpAddr;
+
+use serde_json::{json, Value};
+
+use crate::api::admission::prepare_create;
+use crate::api::request::Query;
+use crate::api::resources;
+use crate::api::{ApiError, ApiState};
+use crate::store::{ObjectKey, Precondition, StoreError};
+
+pub const BOOTSTRAP_NAMESPACES: &[&str] =
+    &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+async fn ensure(
+    st: &ApiState,
+    api_version: &str,
+    kind: &str,
+    ns: Option<&str>,
+    obj: Value,
+) -> Result<(), ApiError> {
+    let def = resources::find_kind(api_version, kind)
+        .ok_or_else(|| ApiError::internal(format!("bootstrap kind {kind} is not served")))?;
+    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let key = ObjectKey::new(&def.store_resource(), ns.unwrap_or(""), &name);
+    if st
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let prepared = prepare_create(st, def, ns, obj, &Query::default()).await?;
+    match st.store.create(key, prepared.object).await {
+        Ok(_) | Err(StoreError::AlreadyExists) => Ok(()),
+        Err(e) => Err(ApiError::internal(e.to_string())),
+    }
+}
+
+pub async fn run(st: &ApiState, advertise: IpAddr, port: u16) -> Result<(), ApiError> {
+    for ns in BOOTSTRAP_NAMESPACES {
+        ensure(
+            st,
+            "v1",
+            "Namespace",
+            None,
+            json!({"metadata": {"name": ns}}),
+        )
+        .await?;
+    }
+    let first_ip = st.services.first_ip().to_string();
+    ensure(
+        st,
+        "v1",
+        "Service",
+        Some("default"),
+        json!({
+            "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"clusterIP": first_ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
+        }),
+    )
+    .await?;
+    // The endpoints follow this server's address, which may change between starts.
+    let endpoints = json!({
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": advertise.to_string()}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+    });
+    let key = ObjectKey::new("core/endpoints", "default", "kubernetes");
+    match st
+        .store
+        .get(&key)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+    {
+        None => ensure(st, "v1", "Endpoints", Some("default"), endpoints).await?,
+        Some(current) => {
+            let mut updated = current.clone();
+            updated["subsets"] = endpoints["subsets"].clone();
+            if updated != current {
+                st.store
+                    .update(key, updated, Precondition::default())
+                    .await
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! Starting and stopping the control plane: TLS listener, store, bootstrap objects, API,
+//! controllers; and the orderly shutdown that ends them.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::admission::services::{AllocatorConfigError, ServiceAllocator};
+use crate::api::{self, ApiConfig, ApiState, Tokens};
+use crate::pki::{self, PkiError};
+use crate::store::{Store, StoreError, StoreOptions};
+use crate::{bootstrap, controllers};
+
+/// How long in-flight requests may take to finish once shutdown begins.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// The address other machines reach this server at (defaults to the listen address, or
+    /// 127.0.0.1 when listening on all addresses).
+    pub advertise_address: Option<IpAddr>,
+    pub service_cidr: String,
+    pub node_port_range: String,
+    /// Changes kept for watches to resume from (older resumes get 410 Gone).
+    pub watch_history: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot create data dir {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    #[error(transparent)]
+    Allocator(#[from] AllocatorConfigError),
+    #[error("bootstrap failed: {0}")]
+    Bootstrap(String),
+    #[error("the HTTPS server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A started control plane.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub kubeconfig_path: PathBuf,
+    store: Store,
+    handle: axum_server::Handle<SocketAddr>,
+    serve: JoinHandle<Result<(), std::io::Error>>,
+    controllers: Vec<JoinHandle<()>>,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+fn tls_config(creds: &pki::Credentials) -> Result<rustls::ServerConfig, ServerError> {
+    let tls = |e: &dyn std::fmt::Display| ServerError::Tls(e.to_string());
+    let certs: Vec<rustls::pki_types::CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut creds.server_cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| tls(&e))?;
+    let key = rustls_pemfile::private_key(&mut creds.server_key_pem.as_bytes())
+        .map_err(|e| tls(&e))?
+        .ok_or_else(|| ServerError::Tls("server key missing".into()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls(&e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| tls(&e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .map_err(|e| ServerError::DataDir(cfg.data_dir.clone(), e))?;
+    let listener =
+        std::net::TcpListener::bind(cfg.listen).map_err(|e| ServerError::Listen(cfg.listen, e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| ServerError::Listen(cfg.listen, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| ServerError::Listen(cfg.listen, e))?;
+    let advertise = cfg
+        .advertise_address
+        .unwrap_or(if addr.ip().is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            addr.ip()
+        });
+    let services = ServiceAllocator::new(&cfg.service_cidr, &cfg.node_port_range)?;
+    let mut sans = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "kubernetes".to_string(),
+        "kubernetes.default".to_string(),
+        "kubernetes.default.svc".to_string(),
+        "kubernetes.default.svc.cluster.local".to_string(),
+        advertise.to_string(),
+        services.first_ip().to_string(),
+    ];
+    if !addr.ip().is_unspecified() {
+        sans.push(addr.ip().to_string());
+    }
+    if let Ok(h) = std::fs::read_to_string("/etc/hostname") {
+        let h = h.trim();
+        if !h.is_empty() {
+            sans.push(h.to_string());
+        }
+    }
+    sans.sort();
+    sans.dedup();
+    let creds = pki::load_or_create(&cfg.data_dir, &sans)?;
+    let store = Store::open_with(
+        &cfg.data_dir.join("state.redb"),
+        StoreOptions {
+            watch_history: cfg.watch_history,
+        },
+    )
+    .await?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let advertise_hostport = SocketAddr::new(advertise, addr.port()).to_string();
+    let state = ApiState {
+        store: store.clone(),
+        config: Arc::new(ApiConfig {
+            advertise: advertise_hostport.clone(),
+            max_body_bytes: api::request::DEFAULT_MAX_BODY_BYTES,
+        }),
+        tokens: Arc::new(Tokens {
+            admin: creds.admin_token.clone(),
+            node: creds.node_token.clone(),
+        }),
+        services: Arc::new(services),
+        metrics: Arc::new(api::metrics::Metrics::new()),
+        shutdown: shutdown_rx.clone(),
+    };
+    bootstrap::run(&state, advertise, addr.port())
+        .await
+        .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
+    let url = format!("https://{advertise_hostport}");
+    let kubeconfig_path = cfg.data_dir.join("kubeconfig.yaml");
+    pki::write_private(
+        &kubeconfig_path,
+        pki::kubeconfig(&url, &creds.ca_pem, &creds.admin_token).as_bytes(),
+    )?;
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config(&creds)?));
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(listener, tls)
+        .map_err(|e| ServerError::Listen(cfg.listen, e))?
+        .handle(handle.clone());
+    let app = api::router(state.clone());
+    let serve = tokio::spawn(async move { server.serve(app.into_make_service()).await });
+    let controllers = controllers::spawn_all(&state, shutdown_rx);
+    tracing::info!(%url, kubeconfig = %kubeconfig_path.display(), "skiff control plane serving");
+    Ok(RunningServer {
+        addr,
+        url,
+        kubeconfig_path,
+        store,
+        handle,
+        serve,
+        controllers,
+        shutdown_tx,
+    })
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight requests finish (bounded), ends watches and controllers,
+    /// and closes the store after its last commit.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        let _ = self.shutdown_tx.send(true);
+        self.handle.graceful_shutdown(Some(DEFAULT_SHUTDOWN_GRACE));
+        let served = match tokio::time::timeout(DEFAULT_SHUTDOWN_GRACE * 2, self.serve).await {
+            Ok(Ok(r)) => r.map_err(ServerError::Serve),
+            Ok(Err(join)) => Err(ServerError::Serve(std::io::Error::other(join.to_string()))),
+            Err(_) => Ok(()),
+        };
+        for c in self.controllers {
+            let _ = tokio::time::timeout(DEFAULT_SHUTDOWN_GRACE, c).await;
+        }
+        self.store.close().await;
+        tracing::info!("skiff control plane stopped");
+        served
+    }
+
+    /// Resolves if the HTTPS server stops on its own (an error).
+    pub async fn serve_failed(&mut self) -> Result<(), ServerError> {
+        match (&mut self.serve).await {
+            Ok(r) => r.map_err(ServerError::Serve),
+            Err(join) => Err(ServerError::Serve(std::io::Error::other(join.to_string()))),
+        }
+    }
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The one test command: unit tests beside the code and end-to-end tests in tests/ that start
+# real `skiff` processes and drive them with real kubectl and the kube crate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v kubectl >/dev/null || { echo "kubectl is required by the end-to-end tests (kubectl 1.32 on PATH)"; exit 1; }
+# The checked-in protobuf schema must match the generator (it reads crates cargo fetched).
+cargo fetch --quiet
+python3 control-plane/tools/gen_k8s_proto_schema.py --check >/dev/null
+cargo test --workspace "$@"

@@ -1,0 +1,3 @@
+//! One module per `skiff` subcommand.
+
+pub mod server;

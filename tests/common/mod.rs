@@ -1,0 +1,221 @@
+//! Harness for end-to-end tests: a real `skiff server` process on 127.0.0.1:0 with a temp data
+//! dir, driven by real `kubectl` (fresh cache dir) and the `kube` crate.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// Upper bound for anything a test waits on.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub struct Skiff {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    cache: tempfile::TempDir,
+    extra: Vec<String>,
+}
+
+impl Skiff {
+    /// Starts a server in a new temp data dir and waits until it is ready.
+    pub fn start() -> Result<Skiff> {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `skiff server` flags.
+    pub fn start_with(extra: &[&str]) -> Result<Skiff> {
+        let dir = tempfile::tempdir()?;
+        let mut s = Skiff {
+            dir,
+            child: None,
+            cache: tempfile::tempdir()?,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn()?;
+        Ok(s)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig.yaml")
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let kc = self.kubeconfig();
+        let _ = std::fs::remove_file(&kc);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))?;
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(self.dir.path())
+            .args(&self.extra)
+            .env("SKIFF_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("spawning skiff server")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if kc.exists() {
+                let out = self.kubectl(&["get", "--raw", "/readyz"])?;
+                if out.status.success() {
+                    return Ok(());
+                }
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Some(status) = c.try_wait()? {
+                    bail!("skiff server exited early ({status}); log:\n{}", self.log());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "skiff server not ready within {WAIT:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// `kill -9`, then start again on the same data dir.
+    pub fn crash_and_restart(&mut self) -> Result<()> {
+        self.kill9();
+        self.spawn()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit, then start again.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        self.spawn()
+    }
+
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            let pid = c.id().to_string();
+            Command::new("kill").args(["-TERM", &pid]).status()?;
+            let deadline = Instant::now() + WAIT;
+            loop {
+                if let Some(status) = c.try_wait()? {
+                    if !status.success() {
+                        bail!(
+                            "skiff server exited with {status} on SIGTERM; log:\n{}",
+                            self.log()
+                        );
+                    }
+                    return Ok(());
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    bail!("skiff server did not stop within {WAIT:?} of SIGTERM");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.env("KUBECONFIG", self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.cache.path())
+            .args(args);
+        cmd
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Result<Output> {
+        Ok(self.kubectl_cmd(args).output()?)
+    }
+
+    /// Runs kubectl and returns stdout, failing with stderr if it did not succeed.
+    pub fn ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.kubectl(args)?;
+        if !out.status.success() {
+            bail!(
+                "kubectl {} failed: {}\n{}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs kubectl expecting failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> Result<String> {
+        let out = self.kubectl(args)?;
+        if out.status.success() {
+            bail!(
+                "kubectl {} succeeded but should have failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    pub fn json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        Ok(serde_json::from_str(&self.ok(&all)?)?)
+    }
+
+    pub async fn client(&self) -> Result<kube::Client> {
+        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig())?;
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// A client that presents `token` instead of the admin token.
+    pub async fn client_with_token(&self, token: Option<&str>) -> Result<kube::Client> {
+        let kc = kube::config::Kubeconfig::read_from(self.kubeconfig())?;
+        let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+        config.auth_info.token = token.map(|t| t.to_string().into());
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> Result<PathBuf> {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, contents)?;
+        Ok(p)
+    }
+}
+
+impl Drop for Skiff {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Polls `f` until it returns Some, or fails after `WAIT`.
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f()? {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
