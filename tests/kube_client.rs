@@ -9,7 +9,9 @@ use common::Skiff;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::runtime::WatchStreamExt;
 use serde_json::json;
 
@@ -179,5 +181,30 @@ async fn watch_from_an_expired_revision_gets_410() -> Result<()> {
         Ok(Some(WatchEvent::Error(e))) => ensure!(e.code == 410, "{e:?}"),
         other => bail!("expected a 410 ERROR event, got {other:?}"),
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_collection_honours_selectors() -> Result<()> {
+    let s = Skiff::start()?;
+    let api: Api<ConfigMap> = Api::namespaced(s.client().await?, "default");
+    for (name, tier) in [("a", "web"), ("b", "web"), ("c", "db")] {
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": name, "labels": {"tier": tier}}}))?;
+        api.create(&PostParams::default(), &cm).await?;
+    }
+    api.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("tier=web"),
+    )
+    .await?;
+    let left: Vec<String> = api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    ensure!(left == ["c"], "{left:?}");
     Ok(())
 }

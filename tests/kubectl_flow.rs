@@ -374,3 +374,51 @@ fn deleting_a_namespace_deletes_its_objects() -> Result<()> {
     ensure!(!out.contains("tmp "), "objects left behind:\n{out}");
     Ok(())
 }
+
+#[test]
+fn pods_show_labels_and_filter_by_field() -> Result<()> {
+    let s = Skiff::start()?;
+    s.ok(&["run", "p1", "--image=hello:1", "--labels=app=x"])?;
+    s.ok(&["run", "p2", "--image=hello:1", "--labels=app=y"])?;
+    let out = s.ok(&["get", "pods", "--show-labels"])?;
+    ensure!(
+        out.contains("LABELS")
+            && out
+                .lines()
+                .any(|l| l.starts_with("p1") && l.contains("Pending") && l.contains("app=x")),
+        "{out}"
+    );
+    let out = s.ok(&[
+        "get",
+        "pods",
+        "--field-selector",
+        "status.phase=Pending,metadata.name=p2",
+        "-o",
+        "name",
+    ])?;
+    ensure!(out.trim() == "pod/p2", "{out}");
+    let out = s.ok(&[
+        "get",
+        "pods",
+        "--field-selector",
+        "spec.nodeName=",
+        "-o",
+        "name",
+    ])?;
+    ensure!(out.lines().count() == 2, "{out}");
+    let err = s.fails(&["get", "pods", "--field-selector", "spec.bogus=1"])?;
+    ensure!(
+        err.contains("field label not supported: spec.bogus"),
+        "{err}"
+    );
+    let p = s.json(&["get", "pod", "p1"])?;
+    ensure!(
+        p["spec"]["restartPolicy"] == "Always"
+            && p["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent",
+        "{p}"
+    );
+    // An unscheduled pod has nothing to stop: it goes at once.
+    s.ok(&["delete", "pod", "p1"])?;
+    s.fails(&["get", "pod", "p1"])?;
+    Ok(())
+}
