@@ -9,6 +9,7 @@
 
 mod pod;
 
+pub(crate) use pod::VOLUME_SOURCES;
 pub use pod::{default_pull_policy, pod_admission_defaults, pod_qos_class};
 
 use crate::api::admission::util::{

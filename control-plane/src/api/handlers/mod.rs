@@ -66,6 +66,26 @@ impl Ctx {
         ApiError::from_store(e, self.rp.def.plural, self.rp.def.group, self.name())
     }
 
+    /// The object the request names, or 404.
+    pub async fn current(&self) -> ApiResult<serde_json::Value> {
+        self.st
+            .store
+            .get(&self.key(self.name()))
+            .await
+            .map_err(|e| self.store_err(e))?
+            .ok_or_else(|| self.not_found())
+    }
+
+    pub async fn exists(&self) -> ApiResult<bool> {
+        Ok(self
+            .st
+            .store
+            .get(&self.key(self.name()))
+            .await
+            .map_err(|e| self.store_err(e))?
+            .is_some())
+    }
+
     pub async fn body(&self, body: Body) -> ApiResult<bytes::Bytes> {
         super::request::read_body(&self.headers, body, self.st.config.max_body_bytes).await
     }

@@ -72,13 +72,7 @@ pub async fn eviction(ctx: Ctx, body: Body) -> ApiResult<Response> {
 
 /// `pods/log` and `pods/exec` are streamed from the node agent running the pod.
 pub async fn node_stream(ctx: Ctx) -> ApiResult<Response> {
-    let pod = ctx
-        .st
-        .store
-        .get(&ctx.key(ctx.name()))
-        .await
-        .map_err(|e| ctx.store_err(e))?
-        .ok_or_else(|| ctx.not_found())?;
+    let pod = ctx.current().await?;
     let sub = ctx.rp.subresource.as_deref().unwrap_or("log");
     let node = pod
         .pointer("/spec/nodeName")

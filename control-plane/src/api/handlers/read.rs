@@ -57,13 +57,7 @@ pub fn include_object(ctx: &Ctx) -> IncludeObject {
 }
 
 pub async fn get(ctx: Ctx) -> ApiResult<Response> {
-    let obj = ctx
-        .st
-        .store
-        .get(&ctx.key(ctx.name()))
-        .await
-        .map_err(|e| ctx.store_err(e))?
-        .ok_or_else(|| ctx.not_found())?;
+    let obj = ctx.current().await?;
     if wants_table(&ctx.headers) && ctx.rp.subresource.is_none() {
         let rv = object::meta_str(&obj, "resourceVersion")
             .unwrap_or("")

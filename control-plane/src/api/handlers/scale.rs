@@ -74,13 +74,7 @@ fn to_scale(obj: &Value) -> Value {
 }
 
 pub async fn get(ctx: Ctx) -> ApiResult<Response> {
-    let obj = ctx
-        .st
-        .store
-        .get(&ctx.key(ctx.name()))
-        .await
-        .map_err(|e| ctx.store_err(e))?
-        .ok_or_else(|| ctx.not_found())?;
+    let obj = ctx.current().await?;
     Ok(json_response(StatusCode::OK, &to_scale(&obj), &[]))
 }
 

@@ -64,13 +64,7 @@ pub async fn update(ctx: Ctx, body: Body, sub: Subresource) -> ApiResult<Respons
     let client_rv = object::meta_str(&obj, "resourceVersion")
         .filter(|s| !s.is_empty())
         .map(str::to_string);
-    let exists = ctx
-        .st
-        .store
-        .get(&ctx.key(ctx.name()))
-        .await
-        .map_err(|e| ctx.store_err(e))?
-        .is_some();
+    let exists = ctx.exists().await?;
     if !exists && ctx.rp.def.create_on_update && sub == Subresource::Main {
         return create_object(&ctx, obj).await;
     }
@@ -88,13 +82,7 @@ pub async fn patch(ctx: Ctx, body: Body, sub: Subresource) -> ApiResult<Response
                 "fieldManager: Required value: is required for apply patch (kubectl sends --field-manager, default \"kubectl\")",
             ));
         }
-        let exists = ctx
-            .st
-            .store
-            .get(&ctx.key(ctx.name()))
-            .await
-            .map_err(|e| ctx.store_err(e))?
-            .is_some();
+        let exists = ctx.exists().await?;
         if !exists {
             let given = object::name(&p);
             if !given.is_empty() && given != ctx.name() {

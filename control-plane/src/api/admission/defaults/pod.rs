@@ -7,7 +7,8 @@ use crate::api::admission::util::{
 };
 use serde_json::{json, Map, Value};
 
-const VOLUME_SOURCES: &[&str] = &[
+/// The volume source fields of `core/v1 Volume`; exactly one is set per volume.
+pub(crate) const VOLUME_SOURCES: &[&str] = &[
     "hostPath",
     "emptyDir",
     "gcePersistentDisk",

@@ -6,38 +6,7 @@ use crate::api::admission::util::{arr, present, s, sv};
 use serde_json::Value;
 use std::collections::HashSet;
 
-const VOLUME_SOURCES: &[&str] = &[
-    "hostPath",
-    "emptyDir",
-    "gcePersistentDisk",
-    "awsElasticBlockStore",
-    "gitRepo",
-    "secret",
-    "nfs",
-    "iscsi",
-    "glusterfs",
-    "persistentVolumeClaim",
-    "rbd",
-    "flexVolume",
-    "cinder",
-    "cephfs",
-    "flocker",
-    "downwardAPI",
-    "fc",
-    "azureFile",
-    "configMap",
-    "vsphereVolume",
-    "quobyte",
-    "azureDisk",
-    "photonPersistentDisk",
-    "projected",
-    "portworxVolume",
-    "scaleIO",
-    "storageos",
-    "csi",
-    "ephemeral",
-    "image",
-];
+use crate::api::admission::defaults::VOLUME_SOURCES;
 
 pub(crate) fn volume_mounts(c: &Value, p: &str, vols: &HashSet<String>, errs: &mut Errs) {
     let mut points: HashSet<String> = HashSet::new();
