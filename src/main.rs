@@ -20,8 +20,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a whole single-node cluster: the API server, store and controllers.
+    /// Run a whole single-node cluster: the API server, store, controllers and a node agent.
     Server(commands::server::ServerArgs),
+    /// Join a cluster as a node and run the pods scheduled to it.
+    Agent(commands::agent::AgentArgs),
+    /// Import images into the cluster image store (`import`) and list them (`ls`).
+    Image(commands::image::ImageArgs),
 }
 
 fn init_logging(format: &str) {
@@ -46,6 +50,8 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Server(args) => commands::server::run(args).await,
+            Command::Agent(args) => commands::agent::run(args).await,
+            Command::Image(args) => commands::image::run(args).await,
         }
     })
 }

@@ -26,7 +26,7 @@ async fn raw(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_bodies_and_wrong_kinds() -> Result<()> {
-    let s = Skiff::start()?;
+    let s = Skiff::control_plane()?;
     let c = s.client().await?;
     let cms = "/api/v1/namespaces/default/configmaps";
     let (code, reason, msg) = raw(
@@ -143,7 +143,7 @@ async fn malformed_bodies_and_wrong_kinds() -> Result<()> {
 
 #[test]
 fn kubectl_reports_validation_errors() -> Result<()> {
-    let s = Skiff::start()?;
+    let s = Skiff::control_plane()?;
     let err = s.fails(&["create", "configmap", "Bad_Name", "--from-literal=a=b"])?;
     ensure!(
         err.contains("Invalid value: \"Bad_Name\"") && err.contains("metadata.name"),
@@ -176,5 +176,29 @@ fn kubectl_reports_validation_errors() -> Result<()> {
     let err = s.fails(&["delete", "ns", "default"])?;
     ensure!(err.contains("forbidden"), "{err}");
     ensure!(s.ok(&["get", "ns", "default"])?.contains("default"));
+    Ok(())
+}
+
+#[test]
+fn wasm_pods_refuse_exec_probes_and_unknown_runtime_classes() -> Result<()> {
+    let s = Skiff::control_plane()?;
+    let exec = s.write(
+        "exec.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: probed\nspec:\n  runtimeClassName: wasm\n  containers:\n  - name: main\n    image: hello-wasm:v1\n    livenessProbe:\n      exec:\n        command: [cat, /tmp/ok]\n",
+    )?;
+    let err = s.fails(&["apply", "-f", exec.to_str().unwrap_or_default()])?;
+    ensure!(
+        err.contains("spec.containers[0].livenessProbe.exec")
+            && err.contains("no shell")
+            && err.contains("httpGet"),
+        "{err}"
+    );
+    let missing = s.write(
+        "missing-class.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nowhere\nspec:\n  runtimeClassName: gvisor\n  containers:\n  - name: main\n    image: hello-wasm:v1\n",
+    )?;
+    let err = s.fails(&["apply", "-f", missing.to_str().unwrap_or_default()])?;
+    ensure!(err.contains("RuntimeClass \"gvisor\" not found"), "{err}");
+    ensure!(s.fails(&["get", "pod", "probed"])?.contains("NotFound"));
     Ok(())
 }

@@ -28,7 +28,7 @@ fn rv(c: &ConfigMap) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_and_revisions_survive_a_clean_restart() -> Result<()> {
-    let mut s = Skiff::start()?;
+    let mut s = Skiff::control_plane()?;
     let api: Api<ConfigMap> = Api::namespaced(s.client().await?, "default");
     let a = api.create(&PostParams::default(), &cm("a")?).await?;
     let b = api.create(&PostParams::default(), &cm("b")?).await?;
@@ -52,7 +52,7 @@ async fn objects_and_revisions_survive_a_clean_restart() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_write_survives_kill_9() -> Result<()> {
-    let mut s = Skiff::start()?;
+    let mut s = Skiff::control_plane()?;
     let client = s.client().await?;
     let acked: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
     let mut writers = Vec::new();

@@ -30,7 +30,7 @@ fn deployment(name: &str) -> Result<Deployment> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typed_get_list_watch_patch() -> Result<()> {
-    let s = Skiff::start()?;
+    let s = Skiff::control_plane()?;
     let client = s.client().await?;
     let api: Api<Deployment> = Api::namespaced(client, "default");
     let created = api
@@ -107,7 +107,7 @@ async fn typed_get_list_watch_patch() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_resource_version_twice_is_one_conflict() -> Result<()> {
-    let s = Skiff::start()?;
+    let s = Skiff::control_plane()?;
     let api: Api<ConfigMap> = Api::namespaced(s.client().await?, "default");
     let cm: ConfigMap =
         serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"v": "0"}}))?;
@@ -141,7 +141,7 @@ async fn same_resource_version_twice_is_one_conflict() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_required() -> Result<()> {
-    let s = Skiff::start()?;
+    let s = Skiff::control_plane()?;
     for token in [None, Some("wrong-token-0123456789")] {
         let api: Api<ConfigMap> = Api::namespaced(s.client_with_token(token).await?, "default");
         match api.list(&ListParams::default()).await {
@@ -160,7 +160,7 @@ async fn tokens_are_required() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_from_an_expired_revision_gets_410() -> Result<()> {
-    let s = Skiff::start_with(&["--watch-history", "5"])?;
+    let s = Skiff::start_with(&["--no-agent", "--watch-history", "5"])?;
     let api: Api<ConfigMap> = Api::namespaced(s.client().await?, "default");
     let first = api
         .create(
@@ -186,7 +186,7 @@ async fn watch_from_an_expired_revision_gets_410() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_collection_honours_selectors() -> Result<()> {
-    let s = Skiff::start()?;
+    let s = Skiff::control_plane()?;
     let api: Api<ConfigMap> = Api::namespaced(s.client().await?, "default");
     for (name, tier) in [("a", "web"), ("b", "web"), ("c", "db")] {
         let cm: ConfigMap =

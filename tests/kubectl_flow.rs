@@ -68,7 +68,7 @@ spec:
 
 #[test]
 fn get_namespaces_lists_the_bootstrap_ones() -> Result<()> {
-    let s = Skiff::start()?;
+    let s = Skiff::control_plane()?;
     let out = s.ok(&["get", "ns"])?;
     for ns in ["default", "kube-system", "kube-public"] {
         ensure!(
@@ -83,7 +83,7 @@ fn get_namespaces_lists_the_bootstrap_ones() -> Result<()> {
 
 #[test]
 fn apply_update_server_side_and_read_back() -> Result<()> {
-    let s = Skiff::start()?;
+    let s = Skiff::control_plane()?;
     let app = s.write("app.yaml", APP)?;
     let app = app.to_str().unwrap_or_default();
     let out = s.ok(&["apply", "-f", app])?;
@@ -181,7 +181,7 @@ fn apply_update_server_side_and_read_back() -> Result<()> {
 
 #[test]
 fn label_edit_describe_scale() -> Result<()> {
-    let s = Skiff::start()?;
+    let s = Skiff::control_plane()?;
     let app = s.write("app.yaml", APP)?;
     s.ok(&["apply", "-f", app.to_str().unwrap_or_default()])?;
     s.ok(&[
@@ -241,7 +241,7 @@ fn label_edit_describe_scale() -> Result<()> {
 
 #[test]
 fn protobuf_creates_and_expose() -> Result<()> {
-    let s = Skiff::start()?;
+    let s = Skiff::control_plane()?;
     s.ok(&["create", "namespace", "team"])?;
     s.ok(&[
         "create",
@@ -276,7 +276,7 @@ fn protobuf_creates_and_expose() -> Result<()> {
 
 #[test]
 fn watch_sees_changes_made_by_another_kubectl() -> Result<()> {
-    let s = Skiff::start()?;
+    let s = Skiff::control_plane()?;
     let mut watcher = s
         .kubectl_cmd(&["get", "cm", "-w", "--output-watch-events"])
         .stdout(Stdio::piped())
@@ -308,7 +308,7 @@ fn watch_sees_changes_made_by_another_kubectl() -> Result<()> {
 
 #[test]
 fn missing_objects_are_not_found() -> Result<()> {
-    let s = Skiff::start()?;
+    let s = Skiff::control_plane()?;
     let err = s.fails(&["get", "cm", "nope"])?;
     ensure!(
         err.contains("Error from server (NotFound): configmaps \"nope\" not found"),
@@ -324,7 +324,7 @@ fn missing_objects_are_not_found() -> Result<()> {
 
 #[test]
 fn dry_run_and_metrics() -> Result<()> {
-    let s = Skiff::start()?;
+    let s = Skiff::control_plane()?;
     let out = s.ok(&[
         "create",
         "configmap",
@@ -351,7 +351,7 @@ fn dry_run_and_metrics() -> Result<()> {
 
 #[test]
 fn deleting_a_namespace_deletes_its_objects() -> Result<()> {
-    let s = Skiff::start()?;
+    let s = Skiff::control_plane()?;
     s.ok(&["create", "namespace", "tmp"])?;
     s.ok(&[
         "-n",
@@ -377,7 +377,7 @@ fn deleting_a_namespace_deletes_its_objects() -> Result<()> {
 
 #[test]
 fn pods_show_labels_and_filter_by_field() -> Result<()> {
-    let s = Skiff::start()?;
+    let s = Skiff::control_plane()?;
     s.ok(&["run", "p1", "--image=hello:1", "--labels=app=x"])?;
     s.ok(&["run", "p2", "--image=hello:1", "--labels=app=y"])?;
     let out = s.ok(&["get", "pods", "--show-labels"])?;

@@ -10,6 +10,13 @@ use crate::api::resources;
 use crate::api::{ApiError, ApiState};
 use crate::store::{ObjectKey, Precondition, StoreError};
 
+/// The RuntimeClass for WebAssembly pods.
+pub const WASM_RUNTIME_CLASS: &str = "wasm";
+/// The handler of the `wasm` RuntimeClass: a node agent's wasmtime runtime.
+pub const WASM_HANDLER: &str = "wasmtime";
+/// The label a node agent with the Wasm runtime puts on its Node.
+pub const WASM_NODE_LABEL: &str = "skiff.dev/runtime-wasm";
+
 pub const BOOTSTRAP_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
 
@@ -51,6 +58,19 @@ pub async fn run(st: &ApiState, advertise: IpAddr, port: u16) -> Result<(), ApiE
         )
         .await?;
     }
+    // Pods with `runtimeClassName: wasm` run on wasmtime, on nodes whose agent offers it.
+    ensure(
+        st,
+        "node.k8s.io/v1",
+        "RuntimeClass",
+        None,
+        json!({
+            "metadata": {"name": WASM_RUNTIME_CLASS},
+            "handler": WASM_HANDLER,
+            "scheduling": {"nodeSelector": {WASM_NODE_LABEL: "true"}},
+        }),
+    )
+    .await?;
     let first_ip = st.services.first_ip().to_string();
     ensure(
         st,

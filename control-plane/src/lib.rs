@@ -5,13 +5,16 @@
 //! - [`api`]: HTTP routing, discovery, admission and the resource handlers.
 //! - [`controllers`]: level-triggered controllers (namespace deletion so far).
 //! - [`pki`]: CA, certificates, tokens and the admin kubeconfig.
+//! - [`registry`]: the cluster image store, served as the OCI Distribution API under `/v2/`.
 //! - [`server`]: starts and stops all of it.
 
 pub mod api;
+pub mod binding;
 pub mod bootstrap;
 pub mod controllers;
 pub mod events;
 pub mod pki;
+pub mod registry;
 pub mod server;
 pub mod store;
 

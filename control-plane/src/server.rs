@@ -29,6 +29,10 @@ pub struct ServerConfig {
     pub node_port_range: String,
     /// Changes kept for watches to resume from (older resumes get 410 Gone).
     pub watch_history: u64,
+    /// Lease age after which a node is marked NotReady/Unknown and tainted.
+    pub node_monitor_grace: Duration,
+    /// `tolerationSeconds` of the default not-ready/unreachable tolerations pods get.
+    pub default_toleration_seconds: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +45,8 @@ pub enum ServerError {
     Pki(#[from] PkiError),
     #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
+    #[error("cannot open the image store: {0}")]
+    Registry(#[from] crate::registry::RegistryError),
     #[error("TLS setup failed: {0}")]
     Tls(String),
     #[error(transparent)]
@@ -56,6 +62,11 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     pub url: String,
     pub kubeconfig_path: PathBuf,
+    /// The address nodes reach this server at.
+    pub advertise: IpAddr,
+    /// PEM of the cluster CA, and the token node agents join with.
+    pub ca_pem: String,
+    pub node_token: String,
     store: Store,
     handle: axum_server::Handle<SocketAddr>,
     serve: JoinHandle<Result<(), std::io::Error>>,
@@ -131,6 +142,11 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         },
     )
     .await?;
+    let registry_dir = cfg.data_dir.join("registry");
+    let registry =
+        tokio::task::spawn_blocking(move || crate::registry::Registry::open(&registry_dir))
+            .await
+            .map_err(|e| ServerError::Bootstrap(format!("opening the image store: {e}")))??;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let advertise_hostport = SocketAddr::new(advertise, addr.port()).to_string();
     let state = ApiState {
@@ -138,6 +154,8 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         config: Arc::new(ApiConfig {
             advertise: advertise_hostport.clone(),
             max_body_bytes: api::request::DEFAULT_MAX_BODY_BYTES,
+            default_toleration_seconds: cfg.default_toleration_seconds,
+            node_monitor_grace: cfg.node_monitor_grace,
         }),
         tokens: Arc::new(Tokens {
             admin: creds.admin_token.clone(),
@@ -145,6 +163,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         }),
         services: Arc::new(services),
         metrics: Arc::new(api::metrics::Metrics::new()),
+        registry: Arc::new(registry),
         shutdown: shutdown_rx.clone(),
     };
     bootstrap::run(&state, advertise, addr.port())
@@ -169,6 +188,9 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         addr,
         url,
         kubeconfig_path,
+        advertise,
+        ca_pem: creds.ca_pem.clone(),
+        node_token: creds.node_token.clone(),
         store,
         handle,
         serve,

@@ -33,10 +33,19 @@ pub struct ServerArgs {
     /// resourceVersion gets 410 Gone and re-lists.
     #[arg(long, default_value_t = skiff_control_plane::store::DEFAULT_WATCH_HISTORY)]
     watch_history: u64,
-    /// Run without the embedded node agent. The node agent is not part of this build yet, so
-    /// the server currently always runs as if this were given.
+    /// Seconds a node's Lease may go unrenewed before the node is marked NotReady (Ready=Unknown)
+    /// and tainted `node.kubernetes.io/unreachable`.
+    #[arg(long, default_value_t = skiff_control_plane::controllers::nodelifecycle::DEFAULT_NODE_MONITOR_GRACE.as_secs())]
+    node_monitor_grace_seconds: u64,
+    /// `tolerationSeconds` of the not-ready/unreachable NoExecute tolerations added to every pod:
+    /// how long pods stay on an unreachable node before they are evicted.
+    #[arg(long, default_value_t = skiff_control_plane::controllers::nodelifecycle::DEFAULT_TOLERATION_SECONDS)]
+    default_unreachable_toleration_seconds: i64,
+    /// Run the control plane only, without the embedded node agent.
     #[arg(long)]
     no_agent: bool,
+    #[command(flatten)]
+    node: super::agent::NodeArgs,
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -49,33 +58,49 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Some(d) => d,
         None => default_data_dir()?,
     };
-    if !args.no_agent {
-        tracing::info!("the embedded node agent is not in this build yet: running the control plane only (--no-agent)");
-    }
     let mut server = start(ServerConfig {
-        data_dir,
+        data_dir: data_dir.clone(),
         listen: args.listen,
         advertise_address: args.advertise_address,
         service_cidr: args.service_cidr,
         node_port_range: args.service_node_port_range,
         watch_history: args.watch_history,
+        node_monitor_grace: std::time::Duration::from_secs(args.node_monitor_grace_seconds),
+        default_toleration_seconds: args.default_unreachable_toleration_seconds,
     })
     .await
     .context("cannot start the skiff server")?;
+    let agent = if args.no_agent {
+        None
+    } else {
+        let cfg = super::agent::config(
+            &server.url,
+            &server.node_token,
+            &server.ca_pem,
+            server.advertise,
+            data_dir.join("agent"),
+            &args.node,
+        );
+        Some(
+            skiff_node_runtime::start(cfg)
+                .await
+                .context("cannot start the embedded node agent")?,
+        )
+    };
     eprintln!(
         "skiff server ready at {} — use: export KUBECONFIG={}",
         server.url,
         server.kubeconfig_path.display()
     );
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot install the SIGTERM handler")?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+        r = super::wait_for_signal() => r?,
         r = server.serve_failed() => {
             r.context("the API server stopped")?;
             return Ok(());
         }
+    }
+    if let Some(agent) = agent {
+        agent.shutdown().await;
     }
     server.shutdown().await.context("shutdown")?;
     Ok(())

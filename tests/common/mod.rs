@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 /// Upper bound for anything a test waits on.
-pub const WAIT: Duration = Duration::from_secs(30);
+pub const WAIT: Duration = Duration::from_secs(60);
 
 pub struct Skiff {
     pub dir: tempfile::TempDir,
@@ -20,8 +20,14 @@ pub struct Skiff {
 
 impl Skiff {
     /// Starts a server in a new temp data dir and waits until it is ready.
+    /// A whole cluster: control plane and the embedded node agent (fast restarts for tests).
     pub fn start() -> Result<Skiff> {
-        Self::start_with(&[])
+        Self::start_with(&["--crash-backoff-seconds", "1", "--lease-renew-seconds", "1"])
+    }
+
+    /// The control plane alone (`--no-agent`).
+    pub fn control_plane() -> Result<Skiff> {
+        Self::start_with(&["--no-agent"])
     }
 
     /// Starts a server with extra `skiff server` flags.
@@ -193,6 +199,65 @@ impl Skiff {
         Ok(kube::Client::try_from(config)?)
     }
 
+    /// `skiff image import FILE --name NAME` against this cluster.
+    pub fn import(&self, file: &Path, name: &str) -> Result<String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["image", "import"])
+            .arg(file)
+            .args(["--name", name, "--kubeconfig"])
+            .arg(self.kubeconfig())
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "skiff image import failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Starts `skiff agent` as a separate process joining this cluster as `node`.
+    pub fn spawn_agent(&self, node: &str) -> Result<Agent> {
+        let dir = tempfile::tempdir()?;
+        let token = std::fs::read_to_string(self.dir.path().join("node-token"))?;
+        let log = std::fs::File::create(dir.path().join("agent.log"))?;
+        let kc = std::fs::read_to_string(self.kubeconfig())?;
+        let server = kc
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server: "))
+            .context("no server in kubeconfig")?
+            .to_string();
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args([
+                "agent",
+                "--server",
+                &server,
+                "--node-name",
+                node,
+                "--node-ip",
+                "127.0.0.1",
+            ])
+            .args([
+                "--lease-renew-seconds",
+                "1",
+                "--crash-backoff-seconds",
+                "1",
+                "--ca-file",
+            ])
+            .arg(self.dir.path().join("pki/ca.crt"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("SKIFF_TOKEN", token.trim())
+            .env("SKIFF_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        Ok(Agent {
+            child: Some(child),
+            dir,
+        })
+    }
+
     pub fn write(&self, name: &str, contents: &str) -> Result<PathBuf> {
         let p = self.dir.path().join(name);
         std::fs::write(&p, contents)?;
@@ -218,4 +283,87 @@ pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Result<Option<T>>) -> Resu
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A `skiff agent` process.
+pub struct Agent {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Agent {
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+static GUESTS: std::sync::OnceLock<std::result::Result<PathBuf, String>> =
+    std::sync::OnceLock::new();
+
+/// Builds the Wasm samples and test guests once per test binary; returns the path of one
+/// (`hello_wasm`, `wasm-job`, `fail-exit`, …).
+pub fn guest(name: &str) -> Result<PathBuf> {
+    let dir = GUESTS.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new("bash")
+            .arg(root.join("scripts/build-guests.sh"))
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "build-guests.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(root.join("target/wasm/wasm32-wasip2/release"))
+    });
+    let dir = dir.clone().map_err(anyhow::Error::msg)?;
+    let p = dir.join(format!("{name}.wasm"));
+    if !p.exists() {
+        bail!("guest {name} was not built at {}", p.display());
+    }
+    Ok(p)
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; fine for tests).
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A plain HTTP/1.1 GET to 127.0.0.1:port; returns (status, body).
+pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let code = buf
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
 }

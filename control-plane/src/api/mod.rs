@@ -4,6 +4,7 @@ pub mod admission;
 pub mod discovery;
 pub mod handlers;
 pub mod metrics;
+pub mod nodeproxy;
 pub mod object;
 pub mod openapi;
 pub mod patch;
@@ -37,6 +38,12 @@ pub struct ApiConfig {
     /// `host:port` clients reach this server at (discovery's serverAddressByClientCIDRs).
     pub advertise: String,
     pub max_body_bytes: usize,
+    /// `tolerationSeconds` of the not-ready/unreachable NoExecute tolerations added to every pod
+    /// (DefaultTolerationSeconds admission; kube-apiserver's `--default-unreachable-toleration-seconds`).
+    pub default_toleration_seconds: i64,
+    /// How long a node's Lease may go unrenewed before the node is marked Unknown
+    /// (kube-controller-manager's `--node-monitor-grace-period`).
+    pub node_monitor_grace: std::time::Duration,
 }
 
 /// Bearer tokens the API accepts.
@@ -54,6 +61,8 @@ pub struct ApiState {
     pub tokens: Arc<Tokens>,
     pub services: Arc<ServiceAllocator>,
     pub metrics: Arc<metrics::Metrics>,
+    /// The cluster image store, served under `/v2/`.
+    pub registry: Arc<crate::registry::Registry>,
     /// Flips to true when the server begins shutting down; long requests (watches) end then.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -74,6 +83,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/apis/{group}/{version}/{*rest}", any(handlers::grouped))
         .route("/openapi/v3", get(openapi::index))
         .route("/openapi/v3/{*rest}", get(openapi::group_version))
+        .merge(crate::registry::routes::router(state.registry.clone()))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -1,7 +1,23 @@
 //! Controllers that run inside the control plane, one module each. Each is level-triggered:
 //! it reads the latest state, acts, and waits for the next change or its requeue time.
+//! `queue.rs` + `runner.rs` are the shared machinery (a work queue of object keys, watches that
+//! fill it, workers that reconcile one key at a time); controllers change objects through
+//! [`crate::api::handlers::Objects`], the in-process API with full admission.
 
+pub mod clock;
+pub mod cronjob;
+pub mod deployment;
+pub mod disruption;
+pub mod gc;
+pub mod job;
 pub mod namespace;
+pub mod nodelifecycle;
+pub mod queue;
+pub mod replicaset;
+pub mod runner;
+pub mod scheduler;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -10,5 +26,70 @@ use crate::api::ApiState;
 
 /// Starts every controller; each ends when `shutdown` flips to true.
 pub fn spawn_all(st: &ApiState, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-    vec![tokio::spawn(namespace::run(st.store.clone(), shutdown))]
+    let mut tasks = vec![
+        tokio::spawn(namespace::run(st.store.clone(), shutdown.clone())),
+        tokio::spawn(scheduler::Scheduler::new(st.store.clone()).run(shutdown.clone())),
+    ];
+    let jobs = job::JobController::new(st.clone(), job::JobConfig::default(), clock::Clock::System);
+    tasks.extend(runner::spawn(
+        std::sync::Arc::new(jobs),
+        st.store.clone(),
+        job::DEFAULT_WORKERS,
+        shutdown.clone(),
+    ));
+    let cronjobs = cronjob::CronJobController::new(st.clone(), clock::Clock::System);
+    tasks.extend(runner::spawn(
+        std::sync::Arc::new(cronjobs),
+        st.store.clone(),
+        1,
+        shutdown.clone(),
+    ));
+    tasks.extend(runner::spawn(
+        std::sync::Arc::new(gc::GarbageCollector::new(
+            crate::api::handlers::Objects::new(st.clone()),
+        )),
+        st.store.clone(),
+        gc::DEFAULT_WORKERS,
+        shutdown.clone(),
+    ));
+    if let Ok(dc) =
+        deployment::DeploymentController::new(crate::api::handlers::Objects::new(st.clone()))
+    {
+        tasks.extend(runner::spawn(
+            std::sync::Arc::new(dc),
+            st.store.clone(),
+            deployment::DEFAULT_WORKERS,
+            shutdown.clone(),
+        ));
+    }
+    if let Ok(rs) =
+        replicaset::ReplicaSetController::new(crate::api::handlers::Objects::new(st.clone()))
+    {
+        tasks.extend(runner::spawn(
+            std::sync::Arc::new(rs),
+            st.store.clone(),
+            replicaset::DEFAULT_WORKERS,
+            shutdown.clone(),
+        ));
+    }
+    let nodes = nodelifecycle::NodeLifecycleController::new(
+        crate::api::handlers::Objects::new(st.clone()),
+        nodelifecycle::NodeLifecycleConfig::from_api(&st.config),
+        clock::Clock::System,
+    );
+    let pdbs =
+        disruption::DisruptionController::new(crate::api::handlers::Objects::new(st.clone()));
+    tasks.extend(runner::spawn(
+        std::sync::Arc::new(pdbs),
+        st.store.clone(),
+        disruption::DEFAULT_WORKERS,
+        shutdown.clone(),
+    ));
+    tasks.extend(runner::spawn(
+        std::sync::Arc::new(nodes),
+        st.store.clone(),
+        nodelifecycle::DEFAULT_WORKERS,
+        shutdown.clone(),
+    ));
+    tasks
 }

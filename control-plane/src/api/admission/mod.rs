@@ -8,6 +8,7 @@ pub mod names;
 pub mod quantity;
 pub mod schema;
 pub mod services;
+pub mod tolerations;
 mod util;
 pub mod validation;
 
@@ -36,9 +37,6 @@ pub enum Subresource {
     Status,
     /// Only a Namespace's `spec.finalizers`.
     Finalize,
-    /// Only a Pod's `spec.nodeName` (the `binding` subresource; the rest of a Pod's spec is
-    /// immutable to updates).
-    Binding,
 }
 
 /// An object ready to be written, with the warnings to return and, for Services, the allocator
@@ -242,6 +240,10 @@ pub async fn prepare_create(
     }
     initial_status(def, &mut obj);
     fold_string_data(def, &mut obj);
+    if def.kind == "Pod" {
+        // Before the generic defaults' fixed 300 s: the configured value wins.
+        tolerations::add_default_tolerations(&mut obj, st.config.default_toleration_seconds);
+    }
     kind_specific_create(def, &mut obj);
     defaults::apply_defaults(def.kind, &mut obj);
     let (guard, others) = service_context(st, def, None).await?;
@@ -254,6 +256,9 @@ pub async fn prepare_create(
     }
     if let (true, Some(ns)) = (def.namespaced, namespace) {
         check_namespace(st, def, ns).await?;
+    }
+    if def.kind == "Pod" {
+        apply_runtime_class(st, &mut obj).await?;
     }
     Ok(Prepared {
         object: obj,
@@ -375,17 +380,6 @@ pub async fn prepare_update(
             merge_meta_maps(&mut obj, &new);
             obj
         }
-        Subresource::Binding => {
-            let mut obj = current.clone();
-            let node = new
-                .pointer("/spec/nodeName")
-                .cloned()
-                .unwrap_or(Value::Null);
-            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-                spec.insert("nodeName".into(), node);
-            }
-            obj
-        }
         Subresource::Finalize => {
             let mut obj = current.clone();
             let fins = new
@@ -452,11 +446,7 @@ pub async fn prepare_update(
     }
     let own = (object::namespace(current).to_string(), name.clone());
     let (guard, others) = service_context(st, def, Some((own.0.as_str(), own.1.as_str()))).await?;
-    let mut causes = if sub == Subresource::Binding {
-        Vec::new()
-    } else {
-        validation_causes(def, &obj, Some(current))
-    };
+    let mut causes = validation_causes(def, &obj, Some(current));
     if def.kind == "Service" && causes.is_empty() && sub == Subresource::Main {
         causes = st.services.assign(&mut obj, Some(current), &others);
     }
@@ -468,6 +458,101 @@ pub async fn prepare_update(
         warnings,
         _allocation: guard,
     })
+}
+
+/// Kubernetes' RuntimeClass admission: the class must exist, and its `scheduling`
+/// nodeSelector and tolerations are merged into the pod so it lands on a node with that runtime.
+async fn apply_runtime_class(st: &ApiState, pod: &mut Value) -> ApiResult<()> {
+    let Some(class) = pod
+        .pointer("/spec/runtimeClassName")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return Ok(());
+    };
+    let name = object::name(pod).to_string();
+    let rc = st
+        .store
+        .get(&ObjectKey::new("node.k8s.io/runtimeclasses", "", &class))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .ok_or_else(|| {
+            ApiError::forbidden(format!(
+                "pods \"{name}\" is forbidden: pod rejected: RuntimeClass \"{class}\" not found (kubectl get runtimeclasses lists the ones this cluster has)"
+            ))
+        })?;
+    if rc.get("handler").and_then(Value::as_str) == Some(crate::bootstrap::WASM_HANDLER) {
+        reject_exec_probes(pod, &name, &class)?;
+    }
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return Ok(());
+    };
+    if let Some(sel) = rc
+        .pointer("/scheduling/nodeSelector")
+        .and_then(Value::as_object)
+    {
+        let target = spec.entry("nodeSelector").or_insert_with(|| json!({}));
+        if let Some(target) = target.as_object_mut() {
+            for (k, v) in sel {
+                match target.get(k) {
+                    Some(existing) if existing != v => {
+                        return Err(ApiError::forbidden(format!(
+                            "pods \"{name}\" is forbidden: pod rejected: conflict: runtimeClass.scheduling.nodeSelector[{k}] = {v}; pod.spec.nodeSelector[{k}] = {existing}"
+                        )))
+                    }
+                    _ => {
+                        target.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+    }
+    if let Some(tols) = rc
+        .pointer("/scheduling/tolerations")
+        .and_then(Value::as_array)
+    {
+        let target = spec.entry("tolerations").or_insert_with(|| json!([]));
+        if let Some(target) = target.as_array_mut() {
+            for t in tols {
+                if !target.contains(t) {
+                    target.push(t.clone());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A Wasm component has no shell and no processes to run a command in, so an `exec` probe
+/// could never succeed: refuse it up front, naming the probe and what to use instead.
+fn reject_exec_probes(pod: &Value, name: &str, class: &str) -> ApiResult<()> {
+    let mut causes = Vec::new();
+    for list in ["initContainers", "containers"] {
+        for (i, c) in pod
+            .pointer(&format!("/spec/{list}"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                if c.pointer(&format!("/{probe}/exec")).is_some() {
+                    causes.push(Cause {
+                        reason: "FieldValueForbidden".into(),
+                        message: format!(
+                            "Forbidden: exec probes cannot run in a Wasm pod (runtimeClassName \"{class}\"): a component has no shell; use an httpGet or tcpSocket probe"
+                        ),
+                        field: format!("spec.{list}[{i}].{probe}.exec"),
+                    });
+                }
+            }
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid("Pod", "", name, causes))
+    }
 }
 
 fn merge_meta_maps(obj: &mut Value, from: &Value) {

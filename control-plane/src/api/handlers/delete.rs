@@ -16,6 +16,12 @@ use crate::store::{object_revision, Precondition, StoreError};
 
 /// Namespaces Kubernetes never lets anyone delete.
 const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+/// The finalizer that holds an owner until the garbage collector has deleted its blocking
+/// dependents (`propagationPolicy: Foreground`).
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+/// The finalizer that holds an owner until the garbage collector has removed its
+/// ownerReference from every dependent (`propagationPolicy: Orphan`).
+pub const ORPHAN_FINALIZER: &str = "orphan";
 /// Kubernetes' default `terminationGracePeriodSeconds`.
 const DEFAULT_POD_GRACE_SECONDS: i64 = 30;
 const MAX_RETRIES: usize = 16;
@@ -45,6 +51,9 @@ pub struct DeleteOpts {
     pub uid: Option<String>,
     pub resource_version: Option<u64>,
     pub dry_run: bool,
+    /// `Background`, `Foreground` or `Orphan` (from `propagationPolicy` or the legacy
+    /// `orphanDependents`); `None` = keep the object's GC finalizers, else the kind's default.
+    pub propagation: Option<String>,
 }
 
 impl DeleteOpts {
@@ -62,7 +71,19 @@ impl DeleteOpts {
                 )));
             }
         }
-        let _ = b.orphan_dependents;
+        let policy = match (policy, b.orphan_dependents) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Invalid",
+                    "DeleteOptions.orphanDependents: Invalid value: orphanDependents and deletionPropagation cannot be both set",
+                ))
+            }
+            (Some(p), None) => Some(p),
+            (None, Some(true)) => Some("Orphan".to_string()),
+            (None, Some(false)) => Some("Background".to_string()),
+            (None, None) => None,
+        };
         let grace = ctx
             .q
             .int_param("gracePeriodSeconds", &ctx.q.grace_period_seconds)?
@@ -86,6 +107,7 @@ impl DeleteOpts {
             uid: pre.uid.filter(|u| !u.is_empty()),
             resource_version,
             dry_run: ctx.q.dry_run()? || b.dry_run.iter().any(|d| d == "All"),
+            propagation: policy,
         })
     }
 
@@ -191,20 +213,24 @@ pub async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOpts) -> ApiResult<V
         } else {
             0
         };
-        let waits =
-            !object::finalizers(&current).is_empty() || grace > 0 || !namespace_finalized(&current);
+        let finalizers = gc_finalizers(&current, def.kind, opts.propagation.as_deref());
+        let finalizers_changed = finalizers != object::finalizers(&current);
+        let waits = !finalizers.is_empty() || grace > 0 || !namespace_finalized(&current);
         let precondition = Precondition {
             resource_version: Some(current_rv),
             uid: None,
         };
         let result = if waits {
+            let mut restart_clock = true;
             if object::is_terminating(&current) {
-                // Already terminating: a shorter grace period may replace the longer one.
+                // Already terminating: a shorter grace period may replace the longer one, and
+                // another propagation policy may swap the GC finalizers (as in Kubernetes).
                 let old = current
                     .pointer("/metadata/deletionGracePeriodSeconds")
                     .and_then(Value::as_i64)
                     .unwrap_or(0);
-                if !(is_pod && grace < old) {
+                restart_clock = is_pod && grace < old;
+                if !restart_clock && !finalizers_changed {
                     return Ok(current);
                 }
             }
@@ -214,8 +240,17 @@ pub async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOpts) -> ApiResult<V
                 .unwrap_or_else(|_| jiff::Timestamp::now());
             let at = jiff::Timestamp::from_second(at.as_second()).unwrap_or(at);
             let meta = object::meta_mut(&mut obj);
-            meta.insert("deletionTimestamp".into(), json!(at.to_string()));
-            meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            if restart_clock {
+                meta.insert("deletionTimestamp".into(), json!(at.to_string()));
+                meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            }
+            if finalizers_changed {
+                if finalizers.is_empty() {
+                    meta.remove("finalizers");
+                } else {
+                    meta.insert("finalizers".into(), json!(finalizers));
+                }
+            }
             if def.kind == "Namespace" {
                 if let Some(m) = obj.as_object_mut() {
                     m.insert("status".into(), json!({"phase": "Terminating"}));
@@ -235,4 +270,74 @@ pub async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOpts) -> ApiResult<V
         }
     }
     Err(ApiError::conflict(def.plural, def.group, name))
+}
+
+/// The object's finalizers after a delete with `policy` (Kubernetes'
+/// `deletionFinalizersForGarbageCollection`): `orphan` for Orphan, `foregroundDeletion` for
+/// Foreground, neither for Background; with no policy the object's own GC finalizer stays, else
+/// the kind's default applies (Orphan for ReplicationControllers and Jobs, Background otherwise).
+pub fn gc_finalizers(obj: &Value, kind: &str, policy: Option<&str>) -> Vec<String> {
+    let current = object::finalizers(obj);
+    let has = |f: &str| current.iter().any(|x| x == f);
+    let (orphan, foreground) = match policy {
+        Some("Orphan") => (true, false),
+        Some("Foreground") => (false, true),
+        Some(_) => (false, false),
+        None if has(ORPHAN_FINALIZER) => (true, false),
+        None if has(FOREGROUND_FINALIZER) => (false, true),
+        None => (default_orphans(kind), false),
+    };
+    let mut out: Vec<String> = current
+        .into_iter()
+        .filter(|f| f != ORPHAN_FINALIZER && f != FOREGROUND_FINALIZER)
+        .collect();
+    if orphan {
+        out.push(ORPHAN_FINALIZER.to_string());
+    }
+    if foreground {
+        out.push(FOREGROUND_FINALIZER.to_string());
+    }
+    out
+}
+
+/// Kinds whose API default is to orphan dependents (`DefaultGarbageCollectionPolicy`).
+fn default_orphans(kind: &str) -> bool {
+    matches!(kind, "ReplicationController" | "Job")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gc_finalizers_follow_the_policy() {
+        let plain = json!({"metadata": {"finalizers": ["example.com/x"]}});
+        assert_eq!(
+            gc_finalizers(&plain, "Deployment", None),
+            vec!["example.com/x"]
+        );
+        assert_eq!(
+            gc_finalizers(&plain, "Deployment", Some("Background")),
+            vec!["example.com/x"]
+        );
+        assert_eq!(
+            gc_finalizers(&plain, "Deployment", Some("Orphan")),
+            vec!["example.com/x", "orphan"]
+        );
+        assert_eq!(
+            gc_finalizers(&plain, "Deployment", Some("Foreground")),
+            vec!["example.com/x", "foregroundDeletion"]
+        );
+        assert_eq!(gc_finalizers(&json!({}), "Job", None), vec!["orphan"]);
+        let orphaning = json!({"metadata": {"finalizers": ["orphan"]}});
+        assert_eq!(
+            gc_finalizers(&orphaning, "Deployment", None),
+            vec!["orphan"]
+        );
+        assert_eq!(
+            gc_finalizers(&orphaning, "Deployment", Some("Foreground")),
+            vec!["foregroundDeletion"]
+        );
+        assert!(gc_finalizers(&orphaning, "Deployment", Some("Background")).is_empty());
+    }
 }

@@ -1,6 +1,7 @@
 //! Resource request handlers: dispatch by method, name and subresource.
 
 mod delete;
+pub mod internal;
 mod pods;
 mod read;
 mod scale;
@@ -19,6 +20,8 @@ use super::status::{ApiError, ApiResult};
 use super::ApiState;
 use crate::store::ObjectKey;
 
+pub use delete::{FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
+pub use internal::{DeleteOptions, Objects};
 pub use write::Subresource;
 
 pub async fn core(State(st): State<ApiState>, Path(rest): Path<String>, req: Request) -> Response {

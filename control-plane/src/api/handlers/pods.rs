@@ -4,13 +4,15 @@
 use axum::body::Body;
 use axum::response::Response;
 use http::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::delete::{delete_one, DeleteOpts};
-use super::write::{write_loop, Subresource};
 use super::{json_response, Ctx};
+use crate::api::nodeproxy::{self, NodeEndpoint};
 use crate::api::request::decode_object;
 use crate::api::status::{success_status, ApiError, ApiResult};
+use crate::binding::BindError;
+use crate::store::ObjectKey;
 
 pub async fn binding(ctx: Ctx, body: Body) -> ApiResult<Response> {
     let bytes = ctx.body(body).await?;
@@ -31,25 +33,18 @@ pub async fn binding(ctx: Ctx, body: Body) -> ApiResult<Response> {
         }
     }
     let name = ctx.name().to_string();
-    write_loop(&ctx, Subresource::Binding, None, |current| {
-        let assigned = current
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        if !assigned.is_empty() {
-            return Err(ApiError::new(
+    let ns = ctx.rp.namespace.clone().unwrap_or_default();
+    crate::binding::bind(&ctx.st.store, &ns, &name, &node)
+        .await
+        .map_err(|e| match e {
+            BindError::NotFound(_) => ctx.not_found(),
+            BindError::AlreadyBound { .. } | BindError::Terminating(_) => ApiError::new(
                 StatusCode::CONFLICT,
                 "Conflict",
-                format!("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{assigned}\""),
-            ));
-        }
-        let mut obj = current.clone();
-        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-            spec.insert("nodeName".into(), json!(node));
-        }
-        Ok(obj)
-    })
-    .await?;
+                format!("Operation cannot be fulfilled on pods/binding \"{name}\": {e}"),
+            ),
+            BindError::Store(e) => ctx.store_err(e),
+        })?;
     Ok(json_response(
         StatusCode::CREATED,
         &success_status(&name, "", "pods", None),
@@ -62,6 +57,11 @@ pub async fn eviction(ctx: Ctx, body: Body) -> ApiResult<Response> {
     let ev = decode_object(&ctx.headers, &bytes)?;
     let opts = DeleteOpts::from_value(&ctx, ev.get("deleteOptions").cloned())?;
     let name = ctx.name().to_string();
+    // PodDisruptionBudgets: check and delete under one lock, so parallel evictions (drain)
+    // cannot spend the same allowed disruption twice.
+    let _guard = crate::controllers::disruption::EVICTION_LOCK.lock().await;
+    let pod = ctx.current().await?;
+    crate::controllers::disruption::check_eviction(&ctx.st, &pod).await?;
     delete_one(&ctx, &name, &opts).await?;
     Ok(json_response(
         StatusCode::CREATED,
@@ -70,21 +70,78 @@ pub async fn eviction(ctx: Ctx, body: Body) -> ApiResult<Response> {
     ))
 }
 
-/// `pods/log` and `pods/exec` are streamed from the node agent running the pod.
+/// `pods/log` is served by the node agent running the pod; `pods/exec` has nothing to run
+/// in a Wasm component.
 pub async fn node_stream(ctx: Ctx) -> ApiResult<Response> {
     let pod = ctx.current().await?;
-    let sub = ctx.rp.subresource.as_deref().unwrap_or("log");
+    let name = ctx.name().to_string();
+    if ctx.rp.subresource.as_deref() == Some("exec") {
+        return Err(ApiError::bad_request(format!(
+            "cannot exec into pod \"{name}\": its containers are WebAssembly components, which have no shell or processes to run commands in"
+        )));
+    }
+    let containers: Vec<String> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .chain(
+            pod.pointer("/spec/initContainers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        )
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    let container = match ctx.q.container.clone().filter(|c| !c.is_empty()) {
+        Some(c) if containers.contains(&c) => c,
+        Some(c) => {
+            return Err(ApiError::bad_request(format!(
+                "container {c} is not valid for pod {name}"
+            )))
+        }
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            )))
+        }
+    };
     let node = pod
         .pointer("/spec/nodeName")
         .and_then(Value::as_str)
-        .unwrap_or("");
-    let why = if node.is_empty() {
-        format!("pod \"{}\" is not scheduled to a node yet", ctx.name())
-    } else {
-        format!("node \"{node}\" has no Skiff node agent serving pods/{sub}")
-    };
-    Err(ApiError::bad_request(format!(
-        "cannot serve pods/{sub} for pod \"{}\": {why}. Logs and exec are served by the node agent that runs the pod.",
-        ctx.name()
-    )))
+        .unwrap_or("")
+        .to_string();
+    if node.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: the pod is not scheduled to a node yet"
+        )));
+    }
+    let node_obj = ctx
+        .st
+        .store
+        .get(&ObjectKey::new("core/nodes", "", &node))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .ok_or_else(|| ApiError::not_found("nodes", "", &node))?;
+    let ep = NodeEndpoint::from_node(&node_obj).ok_or_else(|| {
+        ApiError::unavailable(format!(
+            "node \"{node}\" does not advertise a Skiff agent endpoint (is its agent running?)"
+        ))
+    })?;
+    let mut query = Vec::new();
+    for (k, v) in [
+        ("follow", &ctx.q.follow),
+        ("tailLines", &ctx.q.tail_lines),
+        ("previous", &ctx.q.previous),
+        ("timestamps", &ctx.q.timestamps),
+    ] {
+        if let Some(v) = v {
+            query.push(format!("{k}={}", v.replace(['&', '#', ' '], "")));
+        }
+    }
+    let ns = ctx.rp.namespace.clone().unwrap_or_default();
+    let path = format!("/containerLogs/{ns}/{name}/{container}?{}", query.join("&"));
+    nodeproxy::get(&ep, &path, &ctx.st.tokens.node).await
 }

@@ -26,6 +26,15 @@ pub async fn create(ctx: Ctx, body: Body) -> ApiResult<Response> {
 }
 
 async fn create_object(ctx: &Ctx, obj: Value) -> ApiResult<Response> {
+    let (status, stored, warnings) = create_value(ctx, obj).await?;
+    Ok(json_response(status, &stored, &warnings))
+}
+
+/// Admits and stores a new object; what `POST` does, for in-process callers too.
+pub(crate) async fn create_value(
+    ctx: &Ctx,
+    obj: Value,
+) -> ApiResult<(StatusCode, Value, Vec<String>)> {
     let dry_run = ctx.q.dry_run()?;
     let prepared = admission::prepare_create(
         &ctx.st,
@@ -37,11 +46,7 @@ async fn create_object(ctx: &Ctx, obj: Value) -> ApiResult<Response> {
     .await?;
     let name = object::name(&prepared.object).to_string();
     if dry_run {
-        return Ok(json_response(
-            StatusCode::CREATED,
-            &prepared.object,
-            &prepared.warnings,
-        ));
+        return Ok((StatusCode::CREATED, prepared.object, prepared.warnings));
     }
     let Prepared {
         object: obj,
@@ -55,7 +60,7 @@ async fn create_object(ctx: &Ctx, obj: Value) -> ApiResult<Response> {
         .await
         .map_err(|e| ApiError::from_store(e, ctx.rp.def.plural, ctx.rp.def.group, &name))?;
     tracing::info!(resource = ctx.rp.def.plural, namespace = ?ctx.rp.namespace, %name, "created");
-    Ok(json_response(StatusCode::CREATED, &stored, &warnings))
+    Ok((StatusCode::CREATED, stored, warnings))
 }
 
 pub async fn update(ctx: Ctx, body: Body, sub: Subresource) -> ApiResult<Response> {
@@ -119,7 +124,7 @@ pub async fn patch(ctx: Ctx, body: Body, sub: Subresource) -> ApiResult<Response
 
 /// Reads the current object, builds the new one, and writes it under the current
 /// resourceVersion; retries internal races unless the client pinned a resourceVersion.
-pub(super) async fn write_loop<F>(
+pub(crate) async fn write_loop<F>(
     ctx: &Ctx,
     sub: Subresource,
     client_rv: Option<String>,

@@ -1,0 +1,192 @@
+//! Requests from the API server to a node agent (`kubectl logs`): HTTPS to the address and
+//! port the Node advertises, with the agent's self-signed certificate pinned by the SHA-256
+//! fingerprint in the Node's `skiff.dev/agent-cert-sha256` annotation, authenticated with the
+//! node token.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde_json::Value;
+
+use super::status::{ApiError, ApiResult};
+
+/// The Node annotation holding the agent endpoint's certificate fingerprint.
+pub const CERT_FINGERPRINT_ANNOTATION: &str = "skiff.dev/agent-cert-sha256";
+/// How long connecting to a node agent may take.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+struct PinnedCert {
+    fingerprint: String,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+fn sha256_hex(der: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl ServerCertVerifier for PinnedCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if sha256_hex(end_entity.as_ref()) == self.fingerprint {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(
+                "node agent certificate does not match the fingerprint its Node advertises".into(),
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Where a node's agent listens, from its Node object.
+pub struct NodeEndpoint {
+    pub host: String,
+    pub port: u16,
+    pub fingerprint: String,
+}
+
+impl NodeEndpoint {
+    pub fn from_node(node: &Value) -> Option<NodeEndpoint> {
+        let port = node
+            .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+            .and_then(Value::as_u64)?;
+        let host = node
+            .pointer("/status/addresses")
+            .and_then(Value::as_array)?
+            .iter()
+            .find(|a| a.get("type").and_then(Value::as_str) == Some("InternalIP"))
+            .and_then(|a| a.get("address").and_then(Value::as_str))?
+            .to_string();
+        let fingerprint = node
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(CERT_FINGERPRINT_ANNOTATION))
+            .and_then(Value::as_str)?
+            .to_string();
+        Some(NodeEndpoint {
+            host,
+            port: u16::try_from(port).ok()?,
+            fingerprint,
+        })
+    }
+}
+
+/// GETs `path_and_query` from the node agent and streams its answer back as the response.
+pub async fn get(ep: &NodeEndpoint, path_and_query: &str, token: &str) -> ApiResult<Response> {
+    let unavailable = |what: String| {
+        ApiError::unavailable(format!(
+            "cannot reach the node agent at {}:{}: {what}",
+            ep.host, ep.port
+        ))
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| unavailable(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCert {
+            fingerprint: ep.fingerprint.clone(),
+            provider,
+        }))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::time::timeout(
+        DEFAULT_CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect((ep.host.as_str(), ep.port)),
+    )
+    .await
+    .map_err(|_| unavailable("connect timed out".into()))?
+    .map_err(|e| unavailable(e.to_string()))?;
+    let name = ServerName::try_from(ep.host.clone()).map_err(|e| unavailable(e.to_string()))?;
+    let tls = tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, connector.connect(name, tcp))
+        .await
+        .map_err(|_| unavailable("TLS handshake timed out".into()))?
+        .map_err(|e| unavailable(e.to_string()))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = http::Request::get(path_and_query)
+        .header(http::header::HOST, format!("{}:{}", ep.host, ep.port))
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let msg = String::from_utf8_lossy(&body).to_string();
+        return Err(match status.as_u16() {
+            404 => ApiError::new(http::StatusCode::NOT_FOUND, "NotFound", msg),
+            400 => ApiError::bad_request(msg),
+            _ => ApiError::internal(format!("node agent answered {status}: {msg}")),
+        });
+    }
+    let stream = resp.into_body().into_data_stream();
+    let mut out = Response::new(Body::from_stream(stream));
+    out.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    Ok(out)
+}

@@ -1,0 +1,257 @@
+//! The agent's Node: registration (capacity, addresses, node info, labels), the Lease in
+//! `kube-node-lease` renewed on a timer, and the Ready condition's heartbeat.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use super::config::{AgentConfig, DEFAULT_LEASE_DURATION_SECONDS, DEFAULT_STATUS_REFRESH};
+use super::AgentError;
+
+/// The label the scheduler (through RuntimeClass `wasm`) looks for.
+pub const WASM_NODE_LABEL: &str = "skiff.dev/runtime-wasm";
+/// The agent endpoint's certificate fingerprint, pinned by the API server when it proxies.
+pub const CERT_FINGERPRINT_ANNOTATION: &str = "skiff.dev/agent-cert-sha256";
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+
+fn read_trim(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn memory_kib() -> u64 {
+    read_trim("/proc/meminfo")
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn os_image() -> String {
+    read_trim("/etc/os-release")
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .unwrap_or_else(|| "Linux".into())
+}
+
+pub fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// Timestamps as a MicroTime (`renewTime`).
+pub fn micro_time_now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+pub fn now() -> String {
+    let now = jiff::Timestamp::now();
+    jiff::Timestamp::from_second(now.as_second())
+        .unwrap_or(now)
+        .to_string()
+}
+
+fn ready_conditions() -> Value {
+    let now = now();
+    let cond = |t: &str, status: &str, reason: &str, message: &str| {
+        json!({"type": t, "status": status, "reason": reason, "message": message,
+               "lastHeartbeatTime": now, "lastTransitionTime": now})
+    };
+    json!([
+        cond(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "agent has sufficient memory available"
+        ),
+        cond(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "agent has no disk pressure"
+        ),
+        cond(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "agent has sufficient PID available"
+        ),
+        cond(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "skiff agent is posting ready status"
+        ),
+    ])
+}
+
+fn node_status(cfg: &AgentConfig, endpoint_port: u16) -> Value {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let resources = json!({
+        "cpu": cpus.to_string(),
+        "memory": format!("{}Ki", memory_kib()),
+        "pods": cfg.max_pods.to_string(),
+    });
+    json!({
+        "capacity": resources,
+        "allocatable": resources,
+        "conditions": ready_conditions(),
+        "addresses": [
+            {"type": "InternalIP", "address": cfg.node_ip.to_string()},
+            {"type": "Hostname", "address": cfg.node_name},
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": endpoint_port}},
+        "nodeInfo": {
+            "machineID": read_trim("/etc/machine-id"),
+            "systemUUID": read_trim("/etc/machine-id"),
+            "bootID": read_trim("/proc/sys/kernel/random/boot_id"),
+            "kernelVersion": read_trim("/proc/sys/kernel/osrelease"),
+            "osImage": os_image(),
+            "containerRuntimeVersion": "wasmtime://48",
+            "kubeletVersion": concat!("v1.32.0-skiff-", env!("CARGO_PKG_VERSION")),
+            "kubeProxyVersion": "",
+            "operatingSystem": "linux",
+            "architecture": arch(),
+        },
+    })
+}
+
+fn node_meta(cfg: &AgentConfig, fingerprint: &str) -> Value {
+    json!({
+        "name": cfg.node_name,
+        "labels": {
+            "kubernetes.io/hostname": cfg.node_name,
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": arch(),
+            "beta.kubernetes.io/os": "linux",
+            "beta.kubernetes.io/arch": arch(),
+            WASM_NODE_LABEL: "true",
+        },
+        "annotations": {CERT_FINGERPRINT_ANNOTATION: fingerprint},
+    })
+}
+
+/// Creates the Node, or refreshes the labels, annotations and status of an existing one
+/// (its spec — cordon, taints — belongs to the cluster and is kept).
+pub async fn register(
+    client: &kube::Client,
+    cfg: &AgentConfig,
+    endpoint_port: u16,
+    fingerprint: &str,
+) -> Result<(), AgentError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let meta = node_meta(cfg, fingerprint);
+    let status = node_status(cfg, endpoint_port);
+    match nodes.get_opt(&cfg.node_name).await? {
+        None => {
+            let node: Node = serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Node", "metadata": meta, "spec": {}, "status": status,
+            }))
+            .map_err(|e| AgentError::Config(e.to_string()))?;
+            nodes.create(&PostParams::default(), &node).await?;
+        }
+        Some(_) => {
+            nodes
+                .patch(
+                    &cfg.node_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": meta})),
+                )
+                .await?;
+            nodes
+                .patch_status(
+                    &cfg.node_name,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"status": status})),
+                )
+                .await?;
+        }
+    }
+    tracing::info!(node = %cfg.node_name, ip = %cfg.node_ip, "node registered");
+    Ok(())
+}
+
+async fn renew_lease(
+    client: &kube::Client,
+    cfg: &AgentConfig,
+    node_uid: Option<String>,
+) -> Result<(), AgentError> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), LEASE_NAMESPACE);
+    let spec = json!({
+        "holderIdentity": cfg.node_name,
+        "leaseDurationSeconds": DEFAULT_LEASE_DURATION_SECONDS,
+        "renewTime": micro_time_now(),
+    });
+    if leases.get_opt(&cfg.node_name).await?.is_some() {
+        leases
+            .patch(
+                &cfg.node_name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": spec})),
+            )
+            .await?;
+        return Ok(());
+    }
+    let mut meta = json!({"name": cfg.node_name, "namespace": LEASE_NAMESPACE});
+    if let Some(uid) = node_uid {
+        meta["ownerReferences"] =
+            json!([{"apiVersion": "v1", "kind": "Node", "name": cfg.node_name, "uid": uid}]);
+    }
+    let lease: Lease = serde_json::from_value(json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta, "spec": spec}))
+        .map_err(|e| AgentError::Config(e.to_string()))?;
+    leases.create(&PostParams::default(), &lease).await?;
+    Ok(())
+}
+
+/// Renews the Lease every `lease_renew` and the Ready heartbeat every
+/// `DEFAULT_STATUS_REFRESH`, until `shutdown`. Failures are logged and retried next tick.
+pub async fn heartbeat(
+    client: kube::Client,
+    cfg: AgentConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let mut lease_tick = tokio::time::interval(cfg.lease_renew);
+    let mut status_tick = tokio::time::interval(DEFAULT_STATUS_REFRESH);
+    status_tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = lease_tick.tick() => {
+                let uid = match tokio::time::timeout(Duration::from_secs(10), nodes.get_opt(&cfg.node_name)).await {
+                    Ok(Ok(Some(n))) => n.metadata.uid,
+                    _ => None,
+                };
+                match tokio::time::timeout(Duration::from_secs(10), renew_lease(&client, &cfg, uid)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed"),
+                    Err(_) => tracing::warn!("lease renewal timed out"),
+                }
+            }
+            _ = status_tick.tick() => {
+                let patch = json!({"status": {"conditions": ready_conditions()}});
+                let r = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    nodes.patch_status(&cfg.node_name, &PatchParams::default(), &Patch::Merge(patch)),
+                ).await;
+                if !matches!(r, Ok(Ok(_))) {
+                    tracing::warn!("node status heartbeat failed");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Watches the pods bound to this node and hands each to its worker (one per pod uid).
+//! Pods that vanished while the agent was away are cleaned up after the initial list.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use tokio::sync::watch;
+
+use super::worker::{self, WorkerHandle};
+use super::AgentCtx;
+
+pub async fn run(ctx: Arc<AgentCtx>, mut shutdown: watch::Receiver<bool>) {
+    let api: Api<Pod> = Api::all(ctx.client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.cfg.node_name));
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
+    let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
+    let mut listed: HashSet<String> = HashSet::new();
+    loop {
+        tokio::select! {
+            ev = stream.next() => match ev {
+                Some(Ok(Event::Apply(pod))) | Some(Ok(Event::InitApply(pod))) => {
+                    let uid = pod.metadata.uid.clone().unwrap_or_default();
+                    listed.insert(uid.clone());
+                    match workers.get(&uid) {
+                        Some(w) if !w.task.is_finished() => {
+                            let _ = w.updates.send(pod);
+                        }
+                        _ => {
+                            workers.insert(uid, worker::spawn(ctx.clone(), pod, shutdown.clone()));
+                        }
+                    }
+                }
+                Some(Ok(Event::Delete(pod))) => {
+                    // Dropping the sender tells the worker its pod is gone.
+                    if let Some(uid) = pod.metadata.uid {
+                        workers.remove(&uid);
+                    }
+                }
+                Some(Ok(Event::Init)) => listed.clear(),
+                Some(Ok(Event::InitDone)) => workers.retain(|uid, _| listed.contains(uid)),
+                Some(Err(e)) => tracing::warn!(error = %e, "pod watch error; retrying"),
+                None => break,
+            },
+            _ = shutdown.changed() => break,
+        }
+        workers.retain(|_, w| !w.task.is_finished() || w.updates.receiver_count() > 0);
+    }
+    // Agent shutdown: workers see the shutdown signal themselves and stop their containers.
+    for (_, w) in workers.drain() {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), w.task).await;
+    }
+}

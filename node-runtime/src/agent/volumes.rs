@@ -1,0 +1,363 @@
+//! What a container sees besides its image: environment variables (literal, from ConfigMaps
+//! and Secrets, and the downward API) and volumes materialized on the node (emptyDir,
+//! configMap, secret, hostPath), mounted into the component as WASI preopened directories.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use kube::api::Api;
+
+/// A directory mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub host_path: PathBuf,
+    pub guest_path: String,
+    pub read_only: bool,
+}
+
+/// A container could not be configured; the message goes into `CreateContainerConfigError`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+async fn config_map(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<ConfigMap>, ConfigError> {
+    Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(|e| ConfigError(format!("cannot read configmap \"{name}\": {e}")))
+}
+
+async fn secret(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<Secret>, ConfigError> {
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(|e| ConfigError(format!("cannot read secret \"{name}\": {e}")))
+}
+
+fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
+    let mut out: BTreeMap<String, Vec<u8>> = s
+        .data
+        .as_ref()
+        .map(|d| d.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect())
+        .unwrap_or_default();
+    if let Some(sd) = &s.string_data {
+        for (k, v) in sd {
+            out.insert(k.clone(), v.clone().into_bytes());
+        }
+    }
+    out
+}
+
+fn config_map_data(c: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
+    let mut out: BTreeMap<String, Vec<u8>> = c
+        .data
+        .as_ref()
+        .map(|d| {
+            d.iter()
+                .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(b) = &c.binary_data {
+        for (k, v) in b {
+            out.insert(k.clone(), v.0.clone());
+        }
+    }
+    out
+}
+
+/// The downward API fields Skiff supports in `fieldRef`.
+fn field_ref(pod: &Pod, path: &str, pod_ip: &str) -> Result<String, ConfigError> {
+    let meta = &pod.metadata;
+    let spec = pod.spec.as_ref();
+    Ok(match path {
+        "metadata.name" => meta.name.clone().unwrap_or_default(),
+        "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
+        "metadata.uid" => meta.uid.clone().unwrap_or_default(),
+        "spec.nodeName" => spec.and_then(|s| s.node_name.clone()).unwrap_or_default(),
+        "spec.serviceAccountName" => spec
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_default(),
+        "status.podIP" | "status.hostIP" => pod_ip.to_string(),
+        other => {
+            if let Some(key) = other
+                .strip_prefix("metadata.labels['")
+                .and_then(|k| k.strip_suffix("']"))
+            {
+                meta.labels
+                    .as_ref()
+                    .and_then(|l| l.get(key))
+                    .cloned()
+                    .unwrap_or_default()
+            } else if let Some(key) = other
+                .strip_prefix("metadata.annotations['")
+                .and_then(|k| k.strip_suffix("']"))
+            {
+                meta.annotations
+                    .as_ref()
+                    .and_then(|l| l.get(key))
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                return Err(ConfigError(format!("fieldRef {other:?} is not supported (supported: metadata.name, metadata.namespace, metadata.uid, metadata.labels['k'], metadata.annotations['k'], spec.nodeName, spec.serviceAccountName, status.podIP, status.hostIP)")));
+            }
+        }
+    })
+}
+
+/// The container's environment, in Kubernetes' order: envFrom first, then env (later wins).
+pub async fn environment(
+    client: &kube::Client,
+    pod: &Pod,
+    c: &Container,
+    pod_ip: &str,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let mut env: Vec<(String, String)> = Vec::new();
+    let set = |k: String, v: String, env: &mut Vec<(String, String)>| {
+        env.retain(|(ek, _)| *ek != k);
+        env.push((k, v));
+    };
+    for from in c.env_from.iter().flatten() {
+        let prefix = from.prefix.clone().unwrap_or_default();
+        if let Some(r) = &from.config_map_ref {
+            match config_map(client, &ns, &r.name).await? {
+                Some(cm) => {
+                    for (k, v) in config_map_data(&cm) {
+                        set(
+                            format!("{prefix}{k}"),
+                            String::from_utf8_lossy(&v).into_owned(),
+                            &mut env,
+                        );
+                    }
+                }
+                None if r.optional == Some(true) => {}
+                None => return Err(ConfigError(format!("configmap \"{}\" not found", r.name))),
+            }
+        }
+        if let Some(r) = &from.secret_ref {
+            match secret(client, &ns, &r.name).await? {
+                Some(s) => {
+                    for (k, v) in secret_data(&s) {
+                        set(
+                            format!("{prefix}{k}"),
+                            String::from_utf8_lossy(&v).into_owned(),
+                            &mut env,
+                        );
+                    }
+                }
+                None if r.optional == Some(true) => {}
+                None => return Err(ConfigError(format!("secret \"{}\" not found", r.name))),
+            }
+        }
+    }
+    for e in c.env.iter().flatten() {
+        let value = if let Some(v) = &e.value {
+            v.clone()
+        } else if let Some(src) = &e.value_from {
+            if let Some(r) = &src.config_map_key_ref {
+                let cm = config_map(client, &ns, &r.name).await?;
+                match cm
+                    .as_ref()
+                    .and_then(|cm| config_map_data(cm).remove(&r.key))
+                {
+                    Some(v) => String::from_utf8_lossy(&v).into_owned(),
+                    None if r.optional == Some(true) => continue,
+                    None => {
+                        return Err(ConfigError(format!(
+                            "couldn't find key {} in ConfigMap {ns}/{}",
+                            r.key, r.name
+                        )))
+                    }
+                }
+            } else if let Some(r) = &src.secret_key_ref {
+                let s = secret(client, &ns, &r.name).await?;
+                match s.as_ref().and_then(|s| secret_data(s).remove(&r.key)) {
+                    Some(v) => String::from_utf8_lossy(&v).into_owned(),
+                    None if r.optional == Some(true) => continue,
+                    None => {
+                        return Err(ConfigError(format!(
+                            "couldn't find key {} in Secret {ns}/{}",
+                            r.key, r.name
+                        )))
+                    }
+                }
+            } else if let Some(f) = &src.field_ref {
+                field_ref(pod, &f.field_path, pod_ip)?
+            } else if src.resource_field_ref.is_some() {
+                return Err(ConfigError(format!(
+                    "env {}: resourceFieldRef is not supported yet",
+                    e.name
+                )));
+            } else {
+                String::new()
+            }
+        } else {
+            String::new()
+        };
+        set(e.name.clone(), value, &mut env);
+    }
+    Ok(env)
+}
+
+fn write_files(
+    dir: &Path,
+    files: &BTreeMap<String, Vec<u8>>,
+    items: Option<&Vec<k8s_openapi::api::core::v1::KeyToPath>>,
+) -> Result<(), ConfigError> {
+    let io = |e: std::io::Error| {
+        ConfigError(format!(
+            "cannot write volume files in {}: {e}",
+            dir.display()
+        ))
+    };
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io)?;
+    }
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let pairs: Vec<(String, String)> = match items {
+        Some(items) => items
+            .iter()
+            .map(|i| (i.key.clone(), i.path.clone()))
+            .collect(),
+        None => files.keys().map(|k| (k.clone(), k.clone())).collect(),
+    };
+    for (key, rel) in pairs {
+        if rel.contains("..") || rel.starts_with('/') {
+            return Err(ConfigError(format!(
+                "volume item path {rel:?} must be relative without '..'"
+            )));
+        }
+        let Some(data) = files.get(&key) else {
+            return Err(ConfigError(format!("volume item key {key:?} not found")));
+        };
+        let path = dir.join(&rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::write(&path, data).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Materializes the pod's volumes under `pod_dir` and returns each container's mounts.
+pub async fn mounts(
+    client: &kube::Client,
+    pod: &Pod,
+    c: &Container,
+    pod_dir: &Path,
+) -> Result<Vec<Mount>, ConfigError> {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let volumes = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.clone())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for vm in c.volume_mounts.iter().flatten() {
+        let Some(v) = volumes.iter().find(|v| v.name == vm.name) else {
+            return Err(ConfigError(format!(
+                "volumeMount {:?} names no volume of the pod",
+                vm.name
+            )));
+        };
+        let dir = pod_dir.join("volumes").join(&v.name);
+        let (host_path, forced_ro) = if v.empty_dir.is_some() {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| ConfigError(format!("emptyDir {}: {e}", v.name)))?;
+            (dir, false)
+        } else if let Some(src) = &v.config_map {
+            match config_map(client, &ns, &src.name).await? {
+                Some(cm) => write_files(&dir, &config_map_data(&cm), src.items.as_ref())?,
+                None if src.optional == Some(true) => write_files(&dir, &BTreeMap::new(), None)?,
+                None => return Err(ConfigError(format!("configmap \"{}\" not found", src.name))),
+            }
+            (dir, true)
+        } else if let Some(src) = &v.secret {
+            let name = src.secret_name.clone().unwrap_or_default();
+            match secret(client, &ns, &name).await? {
+                Some(s) => write_files(&dir, &secret_data(&s), src.items.as_ref())?,
+                None if src.optional == Some(true) => write_files(&dir, &BTreeMap::new(), None)?,
+                None => return Err(ConfigError(format!("secret \"{name}\" not found"))),
+            }
+            (dir, true)
+        } else if let Some(hp) = &v.host_path {
+            let p = PathBuf::from(&hp.path);
+            if hp.type_.as_deref() == Some("DirectoryOrCreate") {
+                std::fs::create_dir_all(&p)
+                    .map_err(|e| ConfigError(format!("hostPath {}: {e}", hp.path)))?;
+            }
+            if !p.is_dir() {
+                return Err(ConfigError(format!("hostPath {} is not a directory on the node (Wasm components mount directories)", hp.path)));
+            }
+            (p, false)
+        } else {
+            return Err(ConfigError(format!("volume {:?}: only emptyDir, configMap, secret and hostPath volumes are supported on Wasm pods", v.name)));
+        };
+        let host_path = match &vm.sub_path {
+            Some(sub) if !sub.is_empty() => {
+                if sub.contains("..") {
+                    return Err(ConfigError(format!(
+                        "subPath {sub:?} must not contain '..'"
+                    )));
+                }
+                host_path.join(sub)
+            }
+            _ => host_path,
+        };
+        out.push(Mount {
+            host_path,
+            guest_path: vm.mount_path.clone(),
+            read_only: forced_ro || vm.read_only == Some(true),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn downward_api_fields() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web"}},
+            "spec": {"nodeName": "n1", "containers": []}
+        }))
+        .unwrap();
+        assert_eq!(field_ref(&pod, "metadata.name", "").unwrap(), "p");
+        assert_eq!(field_ref(&pod, "spec.nodeName", "").unwrap(), "n1");
+        assert_eq!(
+            field_ref(&pod, "status.podIP", "10.0.0.1").unwrap(),
+            "10.0.0.1"
+        );
+        assert_eq!(
+            field_ref(&pod, "metadata.labels['app']", "").unwrap(),
+            "web"
+        );
+        assert!(field_ref(&pod, "spec.bogus", "").is_err());
+    }
+
+    #[test]
+    fn volume_files_respect_items_and_reject_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let files: BTreeMap<String, Vec<u8>> = [("a".to_string(), b"1".to_vec())].into();
+        write_files(dir.path(), &files, None).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"1");
+        let items = vec![k8s_openapi::api::core::v1::KeyToPath {
+            key: "a".into(),
+            path: "../x".into(),
+            mode: None,
+        }];
+        assert!(write_files(&dir.path().join("v"), &files, Some(&items)).is_err());
+    }
+}

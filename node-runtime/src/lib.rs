@@ -1,0 +1,17 @@
+//! Skiff's node runtime: the agent that registers a node with the control plane (through its
+//! API only, like any remote client) and runs the pods bound to it.
+//!
+//! - [`agent`]: Node registration and Lease, pod workers (pull, start, restart, probe,
+//!   status, deletion), the log endpoint.
+//! - [`runtime`]: the runtimes a node can run a container with (wasmtime today).
+//! - [`wasm`]: the wasmtime engine, component cache, commands and `wasi:http` serving.
+//! - [`images`]: pulling images by reference from the cluster registry or any OCI registry.
+//! - [`logs`]: per-container logs in CRI format, rotation, tail and follow.
+
+pub mod agent;
+pub mod images;
+pub mod logs;
+pub mod runtime;
+pub mod wasm;
+
+pub use agent::{start, AgentConfig, RunningAgent};

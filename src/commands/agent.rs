@@ -1,0 +1,132 @@
+//! `skiff agent`: join a cluster as a node and run the pods scheduled to it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use skiff_node_runtime::AgentConfig;
+
+/// Flags shared by `skiff agent` and the agent embedded in `skiff server`.
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// The node's name (default: this machine's hostname).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Address of the agent's log endpoint for the API server; port 0 picks a free port.
+    #[arg(long)]
+    pub agent_listen: Option<SocketAddr>,
+    /// Seconds between renewals of the node's Lease.
+    #[arg(long, default_value_t = skiff_node_runtime::agent::config::DEFAULT_LEASE_RENEW.as_secs())]
+    pub lease_renew_seconds: u64,
+    /// First CrashLoopBackOff delay in seconds (doubles per restart up to 300 s).
+    #[arg(long, default_value_t = skiff_node_runtime::agent::config::DEFAULT_BACKOFF_INITIAL.as_secs())]
+    pub crash_backoff_seconds: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// URL of the API server, e.g. https://10.0.0.1:6443.
+    #[arg(long)]
+    server: String,
+    /// The cluster's node-join token (`node-token` in the server's data dir).
+    #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The cluster CA certificate (`pki/ca.crt` in the server's data dir).
+    #[arg(long)]
+    ca_file: PathBuf,
+    /// Where the agent keeps images, compiled components, pod volumes and logs.
+    /// Default: ~/.local/share/skiff-agent
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The node's address (hostPorts bind here). Default: the local address used to reach the server.
+    #[arg(long)]
+    node_ip: Option<IpAddr>,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+pub fn hostname() -> String {
+    let h = std::fs::read_to_string("/etc/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_lowercase();
+    if h.is_empty() {
+        "skiff-node".into()
+    } else {
+        h
+    }
+}
+
+/// The agent configuration from the shared flags.
+pub fn config(
+    server: &str,
+    token: &str,
+    ca_pem: &str,
+    node_ip: IpAddr,
+    data_dir: PathBuf,
+    node: &NodeArgs,
+) -> AgentConfig {
+    let name = node.node_name.clone().unwrap_or_else(hostname);
+    let mut cfg = AgentConfig::new(server, token, ca_pem, &name, node_ip, data_dir);
+    cfg.listen = node
+        .agent_listen
+        .unwrap_or_else(|| SocketAddr::new(node_ip, 0));
+    cfg.lease_renew = Duration::from_secs(node.lease_renew_seconds.max(1));
+    cfg.backoff_initial = Duration::from_secs(node.crash_backoff_seconds.max(1));
+    cfg
+}
+
+/// The local address this machine uses to reach `server` (no packet is sent beyond a TCP
+/// handshake with the server itself).
+async fn local_ip_towards(server: &str) -> anyhow::Result<IpAddr> {
+    let uri: http::Uri = server.parse().context("--server is not a URL")?;
+    let host = uri.host().context("--server has no host")?;
+    let port = uri.port_u16().unwrap_or(443);
+    let s = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    .context("connecting to the server timed out")?
+    .with_context(|| format!("cannot reach {server}"))?;
+    Ok(s.local_addr()?.ip())
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let ca_pem = std::fs::read_to_string(&args.ca_file)
+        .with_context(|| format!("reading --ca-file {}", args.ca_file.display()))?;
+    let data_dir = match args.data_dir {
+        Some(d) => d,
+        None => {
+            PathBuf::from(std::env::var_os("HOME").context("HOME is not set: pass --data-dir")?)
+                .join(".local/share/skiff-agent")
+        }
+    };
+    let node_ip = match args.node_ip {
+        Some(ip) => ip,
+        None => local_ip_towards(&args.server).await?,
+    };
+    if args.token.trim().is_empty() {
+        bail!("--token is empty: use the server's node-token");
+    }
+    let cfg = config(
+        &args.server,
+        args.token.trim(),
+        &ca_pem,
+        node_ip,
+        data_dir,
+        &args.node,
+    );
+    let agent = skiff_node_runtime::start(cfg)
+        .await
+        .context("cannot start the skiff agent")?;
+    eprintln!(
+        "skiff agent running as node {} (endpoint {})",
+        agent.node_name, agent.endpoint
+    );
+    super::wait_for_signal().await?;
+    agent.shutdown().await;
+    Ok(())
+}
