@@ -2,7 +2,7 @@
 //! shows Pulled/Started/BackOff), aggregating repeats into `count`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -13,7 +13,13 @@ use super::node::now;
 /// (pod uid, reason, message) of an event already recorded.
 type EventIdentity = (String, String, String);
 
+/// Writes Events in the background, so a pod's start never waits on them (each is a durable
+/// write on the server); their timestamps are taken when they happen.
 pub struct Recorder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     client: kube::Client,
     node: String,
     /// Recorded events → (event name, count), so repeats bump the count.
@@ -23,14 +29,32 @@ pub struct Recorder {
 impl Recorder {
     pub fn new(client: kube::Client, node: &str) -> Self {
         Recorder {
-            client,
-            node: node.to_string(),
-            seen: Mutex::new(HashMap::new()),
+            inner: Arc::new(Inner {
+                client,
+                node: node.to_string(),
+                seen: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
-    /// Best effort: a failure to record is logged, never fails the caller.
+    /// Best effort, in the background: a failure to record is logged, never fails the caller.
     pub async fn record(&self, pod: &Pod, warning: bool, reason: &str, message: &str) {
+        let inner = self.inner.clone();
+        let (pod, reason, message, at) =
+            (pod.clone(), reason.to_string(), message.to_string(), now());
+        tokio::spawn(async move { inner.record(&pod, warning, &reason, &message, at).await });
+    }
+
+    /// Forgets a pod's events (after it is gone).
+    pub fn forget(&self, uid: &str) {
+        if let Ok(mut m) = self.inner.seen.lock() {
+            m.retain(|(u, _, _), _| u != uid);
+        }
+    }
+}
+
+impl Inner {
+    async fn record(&self, pod: &Pod, warning: bool, reason: &str, message: &str, at: String) {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -38,7 +62,7 @@ impl Recorder {
         let key = (uid.clone(), reason.to_string(), message.to_string());
         let existing = self.seen.lock().ok().and_then(|m| m.get(&key).cloned());
         if let Some((ev_name, count)) = existing {
-            let patch = json!({"count": count + 1, "lastTimestamp": now()});
+            let patch = json!({"count": count + 1, "lastTimestamp": at});
             if api
                 .patch(&ev_name, &PatchParams::default(), &Patch::Merge(patch))
                 .await
@@ -58,7 +82,7 @@ impl Recorder {
                                "resourceVersion": pod.metadata.resource_version.clone().unwrap_or_default()},
             "reason": reason, "message": message,
             "source": {"component": "kubelet", "host": self.node},
-            "firstTimestamp": now(), "lastTimestamp": now(), "count": 1,
+            "firstTimestamp": at, "lastTimestamp": at, "count": 1,
             "type": if warning { "Warning" } else { "Normal" },
             "reportingComponent": "kubelet", "reportingInstance": self.node,
         });
@@ -75,13 +99,6 @@ impl Recorder {
                 }
             }
             Err(e) => tracing::warn!(pod = %name, %reason, error = %e, "cannot record event"),
-        }
-    }
-
-    /// Forgets a pod's events (after it is gone).
-    pub fn forget(&self, uid: &str) {
-        if let Ok(mut m) = self.seen.lock() {
-            m.retain(|(u, _, _), _| u != uid);
         }
     }
 }
