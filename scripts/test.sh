@@ -7,4 +7,6 @@ command -v kubectl >/dev/null || { echo "kubectl is required by the end-to-end t
 # The checked-in protobuf schema must match the generator (it reads crates cargo fetched).
 cargo fetch --quiet
 python3 control-plane/tools/gen_k8s_proto_schema.py --check >/dev/null
+# The Wasm samples and test guests (wasm32-wasip2; adds the target through rustup if missing).
+scripts/build-guests.sh >/dev/null
 cargo test --workspace "$@"

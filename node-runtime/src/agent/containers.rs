@@ -317,18 +317,15 @@ impl Worker {
                 return;
             }
         };
-        let memory = c
-            .resources
-            .as_ref()
-            .and_then(|r| r.limits.as_ref())
-            .and_then(|l| l.get("memory"))
-            .and_then(|q| memory_bytes(&q.0));
-        let cpu = c
-            .resources
-            .as_ref()
-            .and_then(|r| r.limits.as_ref())
-            .and_then(|l| l.get("cpu"))
-            .and_then(|q| cpu_millis(&q.0));
+        let limit = |name: &str| {
+            c.resources
+                .as_ref()
+                .and_then(|r| r.limits.as_ref())
+                .and_then(|l| l.get(name))
+                .map(|q| q.0.clone())
+        };
+        let memory = limit("memory").and_then(|q| memory_bytes(&q));
+        let cpu = limit("cpu").and_then(|q| cpu_millis(&q));
         let request_timeout = pod
             .metadata
             .annotations
