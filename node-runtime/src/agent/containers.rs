@@ -176,8 +176,21 @@ impl Worker {
         let pod = self.pod.clone();
         let name = self.slots[i].c.name.clone();
         let image_ref = self.slots[i].c.image.clone().unwrap_or_default();
+        let policy = pull_policy(&self.slots[i].c);
+        if self.slots[i].image.is_none() && policy != PullPolicy::Always {
+            // Already on the node: no ContainerCreating round trip, start at once (as the
+            // kubelet: one "already present" event instead of Pulling/Pulled).
+            if let Some(img) = self.ctx.puller.present(&image_ref).await {
+                self.defer_event(
+                    false,
+                    "Pulled",
+                    format!("Container image \"{image_ref}\" already present on machine"),
+                );
+                self.slots[i].image = Some(img);
+            }
+        }
         if self.slots[i].image.is_none()
-            || pull_policy(&self.slots[i].c) == PullPolicy::Always && self.slots[i].generation == 0
+            || policy == PullPolicy::Always && self.slots[i].generation == 0
         {
             self.slots[i].state = CState::waiting("ContainerCreating", "");
             self.push_status().await;
@@ -349,7 +362,7 @@ impl Worker {
             listeners,
         };
         match runtime.start(&image, spec).await {
-            Ok(running) => self.on_started(i, running, &pod).await,
+            Ok(running) => self.on_started(i, running).await,
             Err(e) => {
                 self.ctx
                     .recorder
@@ -360,16 +373,10 @@ impl Worker {
         }
     }
 
-    async fn on_started(&mut self, i: usize, running: Running, pod: &Pod) {
+    async fn on_started(&mut self, i: usize, running: Running) {
         let name = self.slots[i].c.name.clone();
-        self.ctx
-            .recorder
-            .record(pod, false, "Created", &format!("Created container {name}"))
-            .await;
-        self.ctx
-            .recorder
-            .record(pod, false, "Started", &format!("Started container {name}"))
-            .await;
+        self.defer_event(false, "Created", format!("Created container {name}"));
+        self.defer_event(false, "Started", format!("Started container {name}"));
         let s = &mut self.slots[i];
         s.generation += 1;
         s.state = CState::Running { started_at: now() };

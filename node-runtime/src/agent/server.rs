@@ -195,6 +195,8 @@ pub async fn start(
         axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config)),
     )
     .map_err(|e| AgentError::Config(e.to_string()))?
+    // Followed logs stream line by line: send each at once (no Nagle delay).
+    .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
     .handle(handle.clone());
     tokio::spawn(async move {
         if let Err(e) = server.serve(app.into_make_service()).await {

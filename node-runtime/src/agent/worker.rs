@@ -52,6 +52,9 @@ pub(super) struct Worker {
     pub pod_reason: Option<(String, String)>,
     last_status: Value,
     deadline: Option<Instant>,
+    /// Events held until the status they describe is written, so they don't compete with it
+    /// for the store's next commit (create → Ready latency).
+    deferred_events: Vec<(bool, &'static str, String)>,
 }
 
 fn terminal(pod: &Pod) -> bool {
@@ -91,6 +94,7 @@ impl Worker {
             pod_reason: None,
             last_status: Value::Null,
             deadline,
+            deferred_events: Vec::new(),
         }
     }
 
@@ -134,6 +138,11 @@ impl Worker {
             tracing::warn!(error = %e, "cannot write the pod's directory");
         }
         self.schedule_initial_starts();
+        if !self.terminating() {
+            // Start what can start before the first status write: a pod whose images are on
+            // the node goes straight to Running in one status update.
+            self.on_timer().await;
+        }
         loop {
             if self.terminating() {
                 self.stop_all(self.grace()).await;
@@ -141,6 +150,7 @@ impl Worker {
                 return;
             }
             self.push_status().await;
+            self.flush_events().await;
             let wake = self.next_wake();
             tokio::select! {
                 r = updates.changed() => {
@@ -161,6 +171,20 @@ impl Worker {
                     return;
                 }
             }
+        }
+    }
+
+    /// Records an event after the next status write (see `deferred_events`).
+    pub(super) fn defer_event(&mut self, warning: bool, reason: &'static str, message: String) {
+        self.deferred_events.push((warning, reason, message));
+    }
+
+    async fn flush_events(&mut self) {
+        for (warning, reason, message) in std::mem::take(&mut self.deferred_events) {
+            self.ctx
+                .recorder
+                .record(&self.pod, warning, reason, &message)
+                .await;
         }
     }
 

@@ -142,6 +142,19 @@ impl ImagePuller {
         result
     }
 
+    /// The image for `reference` if this node already has all of it (no network, no lock):
+    /// the fast path for `IfNotPresent`/`Never`, so a cached start skips the pull machinery.
+    pub async fn present(&self, reference: &str) -> Option<PulledImage> {
+        let r = ImageRef::parse(reference).ok()?;
+        let (digest, kind) = self.local(&r).await.ok()??;
+        Some(PulledImage {
+            reference: r.original.clone(),
+            digest,
+            kind,
+            from_cache: true,
+        })
+    }
+
     fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = match self.inflight.lock() {
             Ok(m) => m,

@@ -184,6 +184,9 @@ async fn accept_loop(
         };
         match accepted {
             Ok((tcp, peer)) => {
+                // Responses go out as soon as they are written (no Nagle delay); a failure
+                // here only costs latency.
+                let _ = tcp.set_nodelay(true);
                 let span = tracing::debug_span!("connection", %peer);
                 let conn = serve_connection(
                     tcp,
