@@ -55,6 +55,43 @@ pub fn set_condition(pod: &mut Value, cond: Value) {
     }
 }
 
+/// `pod` with `spec.nodeName` and `PodScheduled=True` set.
+fn bound_copy(pod: &Value, node: &str) -> Value {
+    let mut updated = pod.clone();
+    if let Some(spec) = updated.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.insert("nodeName".into(), json!(node));
+    }
+    set_condition(
+        &mut updated,
+        json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": object::now_rfc3339()}),
+    );
+    updated
+}
+
+/// Binds starting from a copy of the pod the caller already holds (the scheduler's cache):
+/// one write when that copy is current, the re-reading [`bind`] when it is not.
+pub async fn bind_from(store: &Store, pod: &Value, node: &str) -> Result<Value, BindError> {
+    let (namespace, name) = (object::namespace(pod), object::name(pod));
+    let assigned = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if assigned.is_empty() && !object::is_terminating(pod) {
+        let key = ObjectKey::new("core/pods", namespace, name);
+        let pre = Precondition {
+            resource_version: object_revision(pod),
+            uid: None,
+        };
+        match store.update(key, bound_copy(pod, node), pre).await {
+            Ok(v) => return Ok(v),
+            Err(StoreError::Conflict) => {}
+            Err(StoreError::NotFound) => return Err(BindError::NotFound(name.to_string())),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bind(store, namespace, name, node).await
+}
+
 pub async fn bind(
     store: &Store,
     namespace: &str,
@@ -80,14 +117,7 @@ pub async fn bind(
         if object::is_terminating(&pod) {
             return Err(BindError::Terminating(name.to_string()));
         }
-        let mut updated = pod.clone();
-        if let Some(spec) = updated.get_mut("spec").and_then(Value::as_object_mut) {
-            spec.insert("nodeName".into(), json!(node));
-        }
-        set_condition(
-            &mut updated,
-            json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": object::now_rfc3339()}),
-        );
+        let updated = bound_copy(&pod, node);
         let pre = Precondition {
             resource_version: object_revision(&pod),
             uid: None,
@@ -124,6 +154,31 @@ mod tests {
         assert!(matches!(
             bind(&store, "d", "x", "n2").await,
             Err(BindError::NotFound(_))
+        ));
+        // From a stale copy: falls back to re-reading, and sees the pod is bound.
+        let stale = store
+            .create(
+                ObjectKey::new("core/pods", "d", "q"),
+                json!({"metadata": {"name": "q", "namespace": "d"}, "spec": {}}),
+            )
+            .await
+            .unwrap();
+        let mut newer = stale.clone();
+        newer["metadata"]["labels"] = json!({"a": "b"});
+        store
+            .update(
+                ObjectKey::new("core/pods", "d", "q"),
+                newer,
+                Precondition::default(),
+            )
+            .await
+            .unwrap();
+        let bound = bind_from(&store, &stale, "n3").await.unwrap();
+        assert_eq!(bound["spec"]["nodeName"], "n3");
+        assert_eq!(bound["metadata"]["labels"]["a"], "b");
+        assert!(matches!(
+            bind_from(&store, &stale, "n4").await,
+            Err(BindError::AlreadyBound { .. })
         ));
     }
 }

@@ -1,341 +1,196 @@
-//! Scheduler filters: each says why a node cannot take a pod, in kube-scheduler's words.
+//! Scheduler filters, in kube-scheduler's plugin order, each saying why a node cannot take a
+//! pod in kube-scheduler's words; and the "0/3 nodes are available: …" summary.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::HashMap;
 
-use serde_json::Value;
+use super::affinity::{node_affinity_ok, AffinityState, ERR_NODE_AFFINITY};
+use super::cache::NodeInfo;
+use super::podinfo::PodInfo;
+use super::spread::SpreadState;
+use super::taints::{unschedulable_ok, untolerated};
+use super::volumes::{VolumeState, ERR_VOLUME_NODE_CONFLICT};
 
-use crate::api::admission::quantity::Quantity;
+pub const ERR_UNSCHEDULABLE: &str = "node(s) were unschedulable";
+pub const ERR_PORTS: &str = "node(s) didn't have free ports for the requested pod ports";
+pub const ERR_TOO_MANY_PODS: &str = "Too many pods";
 
-/// What a pod asks of a node.
-#[derive(Debug, Clone, Default)]
-pub struct PodDemand {
-    pub cpu_millis: i128,
-    pub memory_bytes: i128,
-    pub host_ports: Vec<(String, u16)>,
+pub type Reason = Cow<'static, str>;
+
+/// What PreFilter computed once per pod, read by the per-node filters.
+#[derive(Debug, Default)]
+pub struct CycleState {
+    pub volumes: VolumeState,
+    pub affinity: Option<AffinityState>,
+    pub spread: Option<SpreadState>,
 }
 
-/// A node and what is already placed on it.
-#[derive(Debug, Clone)]
-pub struct NodeState {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    pub ready: bool,
-    pub unschedulable: bool,
-    pub taints: Vec<Value>,
-    pub alloc_cpu_millis: i128,
-    pub alloc_memory_bytes: i128,
-    pub alloc_pods: i128,
-    pub used_cpu_millis: i128,
-    pub used_memory_bytes: i128,
-    pub used_pods: i128,
-    pub used_host_ports: Vec<(String, u16)>,
-}
-
-fn quantity(v: Option<&Value>) -> Option<Quantity> {
-    match v? {
-        Value::String(s) => Quantity::parse(s).ok(),
-        Value::Number(n) => Quantity::parse(&n.to_string()).ok(),
-        _ => None,
+/// NodeResourcesFit: every resource the node lacks ("Insufficient cpu", …), or "Too many pods".
+pub fn fits_resources(pod: &PodInfo, node: &NodeInfo, out: &mut Vec<Reason>) {
+    if node.pods.len() as i64 + 1 > node.allowed_pods {
+        out.push(Cow::Borrowed(ERR_TOO_MANY_PODS));
     }
-}
-
-fn bytes(q: &Quantity) -> i128 {
-    q.nanos() / 1_000_000_000
-}
-
-/// Requests of the pod: the sum over containers, or the largest init container if larger.
-pub fn pod_demand(pod: &Value) -> PodDemand {
-    let sum = |list: Option<&Value>| -> (i128, i128) {
-        list.and_then(Value::as_array)
-            .map(|cs| {
-                cs.iter().fold((0, 0), |(c, m), ctr| {
-                    let req = ctr.pointer("/resources/requests");
-                    let cpu = quantity(req.and_then(|r| r.get("cpu")))
-                        .map(|q| q.millis())
-                        .unwrap_or(0);
-                    let mem = quantity(req.and_then(|r| r.get("memory")))
-                        .map(|q| bytes(&q))
-                        .unwrap_or(0);
-                    (c + cpu, m + mem)
-                })
-            })
-            .unwrap_or((0, 0))
-    };
-    let (cpu, mem) = sum(pod.pointer("/spec/containers"));
-    let (icpu, imem) = pod
-        .pointer("/spec/initContainers")
-        .and_then(Value::as_array)
-        .map(|cs| {
-            cs.iter().fold((0i128, 0i128), |(c, m), ctr| {
-                let req = ctr.pointer("/resources/requests");
-                let cpu = quantity(req.and_then(|r| r.get("cpu")))
-                    .map(|q| q.millis())
-                    .unwrap_or(0);
-                let mem = quantity(req.and_then(|r| r.get("memory")))
-                    .map(|q| bytes(&q))
-                    .unwrap_or(0);
-                (c.max(cpu), m.max(mem))
-            })
-        })
-        .unwrap_or((0, 0));
-    let host_ports = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c.get("ports").and_then(Value::as_array))
-        .flatten()
-        .filter_map(|p| {
-            let hp = p
-                .get("hostPort")
-                .and_then(Value::as_u64)
-                .filter(|p| *p > 0)?;
-            let proto = p
-                .get("protocol")
-                .and_then(Value::as_str)
-                .unwrap_or("TCP")
-                .to_string();
-            Some((proto, hp as u16))
-        })
-        .collect();
-    PodDemand {
-        cpu_millis: cpu.max(icpu),
-        memory_bytes: mem.max(imem),
-        host_ports,
+    let (want, alloc, used) = (&pod.requests, &node.allocatable, &node.requested);
+    if want.milli_cpu > 0 && want.milli_cpu > alloc.milli_cpu - used.milli_cpu {
+        out.push(Cow::Borrowed("Insufficient cpu"));
     }
-}
-
-impl NodeState {
-    pub fn from_node(node: &Value) -> NodeState {
-        let alloc = node.pointer("/status/allocatable");
-        let labels = node
-            .pointer("/metadata/labels")
-            .and_then(Value::as_object)
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let ready = node
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .any(|c| {
-                c.get("type").and_then(Value::as_str) == Some("Ready")
-                    && c.get("status").and_then(Value::as_str) == Some("True")
-            });
-        NodeState {
-            name: node
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            labels,
-            ready,
-            unschedulable: node
-                .pointer("/spec/unschedulable")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            taints: node
-                .pointer("/spec/taints")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default(),
-            alloc_cpu_millis: quantity(alloc.and_then(|a| a.get("cpu")))
-                .map(|q| q.millis())
-                .unwrap_or(0),
-            alloc_memory_bytes: quantity(alloc.and_then(|a| a.get("memory")))
-                .map(|q| bytes(&q))
-                .unwrap_or(0),
-            alloc_pods: quantity(alloc.and_then(|a| a.get("pods")))
-                .map(|q| q.millis() / 1000)
-                .unwrap_or(110),
-            used_cpu_millis: 0,
-            used_memory_bytes: 0,
-            used_pods: 0,
-            used_host_ports: Vec::new(),
-        }
+    if want.memory > 0 && want.memory > alloc.memory - used.memory {
+        out.push(Cow::Borrowed("Insufficient memory"));
     }
-
-    pub fn add(&mut self, d: &PodDemand) {
-        self.used_cpu_millis += d.cpu_millis;
-        self.used_memory_bytes += d.memory_bytes;
-        self.used_pods += 1;
-        self.used_host_ports.extend(d.host_ports.iter().cloned());
-    }
-}
-
-fn tolerates(pod: &Value, taint: &Value) -> bool {
-    let key = taint.get("key").and_then(Value::as_str).unwrap_or("");
-    let value = taint.get("value").and_then(Value::as_str).unwrap_or("");
-    let effect = taint.get("effect").and_then(Value::as_str).unwrap_or("");
-    pod.pointer("/spec/tolerations")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .any(|t| {
-            let tkey = t.get("key").and_then(Value::as_str).unwrap_or("");
-            let op = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
-            let teffect = t.get("effect").and_then(Value::as_str).unwrap_or("");
-            let key_ok = tkey.is_empty() && op == "Exists" || tkey == key;
-            let value_ok =
-                op == "Exists" || t.get("value").and_then(Value::as_str).unwrap_or("") == value;
-            let effect_ok = teffect.is_empty() || teffect == effect;
-            key_ok && value_ok && effect_ok
-        })
-}
-
-/// The first reason `node` cannot run `pod`, or None when it can.
-pub fn reject_reason(pod: &Value, demand: &PodDemand, node: &NodeState) -> Option<String> {
-    if !node.ready {
-        return Some("node(s) were not ready".into());
-    }
-    if node.unschedulable {
-        let tolerated = pod
-            .pointer("/spec/tolerations")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .any(|t| {
-                t.get("key").and_then(Value::as_str) == Some("node.kubernetes.io/unschedulable")
-            });
-        if !tolerated {
-            return Some("node(s) were unschedulable".into());
-        }
-    }
-    for taint in &node.taints {
-        let effect = taint.get("effect").and_then(Value::as_str).unwrap_or("");
-        if (effect == "NoSchedule" || effect == "NoExecute") && !tolerates(pod, taint) {
-            let key = taint.get("key").and_then(Value::as_str).unwrap_or("");
-            let value = taint.get("value").and_then(Value::as_str).unwrap_or("");
-            return Some(format!("node(s) had untolerated taint {{{key}: {value}}}"));
-        }
-    }
-    if let Some(sel) = pod.pointer("/spec/nodeSelector").and_then(Value::as_object) {
-        let ok = sel
-            .iter()
-            .all(|(k, v)| node.labels.get(k).map(String::as_str) == v.as_str());
-        if !ok {
-            return Some("node(s) didn't match Pod's node affinity/selector".into());
-        }
-    }
-    if node.used_pods + 1 > node.alloc_pods {
-        return Some("Too many pods".into());
-    }
-    if demand.cpu_millis > 0 && node.used_cpu_millis + demand.cpu_millis > node.alloc_cpu_millis {
-        return Some("Insufficient cpu".into());
-    }
-    if demand.memory_bytes > 0
-        && node.used_memory_bytes + demand.memory_bytes > node.alloc_memory_bytes
+    if want.ephemeral_storage > 0
+        && want.ephemeral_storage > alloc.ephemeral_storage - used.ephemeral_storage
     {
-        return Some("Insufficient memory".into());
+        out.push(Cow::Borrowed("Insufficient ephemeral-storage"));
     }
-    if demand
+}
+
+/// Runs the filters on one node; an empty result means the node fits. Like kube-scheduler,
+/// the first failing plugin decides (NodeResourcesFit lists every missing resource).
+pub fn filter(pod: &PodInfo, node: &NodeInfo, state: &CycleState, out: &mut Vec<Reason>) {
+    if node.unschedulable && !unschedulable_ok(pod) {
+        out.push(Cow::Borrowed(ERR_UNSCHEDULABLE));
+        return;
+    }
+    if let Some(r) = untolerated(pod, &node.taints) {
+        out.push(Cow::Owned(r));
+        return;
+    }
+    if !node_affinity_ok(pod, node) {
+        out.push(Cow::Borrowed(ERR_NODE_AFFINITY));
+        return;
+    }
+    if pod
         .host_ports
         .iter()
-        .any(|p| node.used_host_ports.contains(p))
+        .any(|p| node.used_ports.iter().any(|u| u.conflicts(p)))
     {
-        return Some("node(s) didn't have free ports for the requested pod ports".into());
+        out.push(Cow::Borrowed(ERR_PORTS));
+        return;
     }
-    None
-}
-
-/// Least-allocated score in 0..=100 (higher is better), as kube-scheduler's default.
-pub fn score(demand: &PodDemand, node: &NodeState) -> i64 {
-    let frac = |used: i128, want: i128, alloc: i128| -> f64 {
-        if alloc <= 0 {
-            return 0.0;
+    fits_resources(pod, node, out);
+    if !out.is_empty() {
+        return;
+    }
+    if !state.volumes.node_ok(&node.name) {
+        out.push(Cow::Borrowed(ERR_VOLUME_NODE_CONFLICT));
+        return;
+    }
+    if let Some(s) = &state.spread {
+        if let Err(r) = s.filter(pod, node) {
+            out.push(Cow::Borrowed(r));
+            return;
         }
-        ((alloc - used - want).max(0) as f64) / alloc as f64
-    };
-    let cpu = frac(
-        node.used_cpu_millis,
-        demand.cpu_millis,
-        node.alloc_cpu_millis,
-    );
-    let mem = frac(
-        node.used_memory_bytes,
-        demand.memory_bytes,
-        node.alloc_memory_bytes,
-    );
-    ((cpu + mem) / 2.0 * 100.0) as i64
+    }
+    if let Some(a) = &state.affinity {
+        if let Err(r) = a.filter(pod, node) {
+            out.push(Cow::Borrowed(r));
+        }
+    }
 }
 
-/// "0/3 nodes are available: 1 Insufficient memory, 2 node(s) didn't match …." from the
-/// per-node reasons, as kube-scheduler summarizes them.
-pub fn summarize(total: usize, reasons: &[String]) -> String {
+/// kube-scheduler's FitError message: "0/3 nodes are available: 1 node(s) had untolerated
+/// taint {k: v}, 2 Insufficient memory." — "count reason" strings sorted as strings.
+/// `prefilter` is a reason that applied to every node (e.g. a missing PVC).
+pub fn summarize(
+    total: usize,
+    reasons: &HashMap<Reason, usize>,
+    prefilter: Option<&str>,
+) -> String {
     if total == 0 {
-        return "0/0 nodes are available: no nodes are registered.".into();
+        return "no nodes available to schedule pods".into();
     }
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in reasons {
-        *counts.entry(r.as_str()).or_default() += 1;
+    let mut msg = format!("0/{total} nodes are available:");
+    if let Some(p) = prefilter {
+        msg.push_str(&format!(" {p}."));
+        return msg;
     }
-    let parts: Vec<String> = counts.iter().map(|(r, n)| format!("{n} {r}")).collect();
-    format!("0/{total} nodes are available: {}.", parts.join(", "))
+    let mut parts: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    parts.sort();
+    if !parts.is_empty() {
+        msg.push_str(&format!(" {}.", parts.join(", ")));
+    }
+    msg
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn node(name: &str, cpu: &str, mem: &str) -> NodeState {
-        NodeState::from_node(&json!({
-            "metadata": {"name": name, "labels": {"disk": "ssd"}},
-            "status": {"allocatable": {"cpu": cpu, "memory": mem, "pods": "110"},
-                       "conditions": [{"type": "Ready", "status": "True"}]}
-        }))
+    fn node(cpu: &str, mem: &str, extra: Value) -> NodeInfo {
+        let mut n = json!({"metadata": {"name": "n1", "labels": {"disk": "ssd"}},
+            "status": {"allocatable": {"cpu": cpu, "memory": mem, "pods": "2", "ephemeral-storage": "1Gi"},
+                       "conditions": [{"type": "Ready", "status": "True"}]}});
+        if let Some(spec) = extra.get("spec") {
+            n["spec"] = spec.clone();
+        }
+        NodeInfo::from_node(&n)
+    }
+
+    fn run(pod: &Value, n: &NodeInfo) -> Vec<String> {
+        let mut out = Vec::new();
+        filter(&PodInfo::from_pod(pod), n, &CycleState::default(), &mut out);
+        out.into_iter().map(|r| r.into_owned()).collect()
     }
 
     #[test]
-    fn filters_and_scores() {
-        let pod = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}, "ports": [{"containerPort": 80, "hostPort": 8080}]}]}});
-        let d = pod_demand(&pod);
-        assert_eq!(d.cpu_millis, 500);
-        assert_eq!(d.memory_bytes, 1 << 30);
-        let mut small = node("a", "1", "512Mi");
+    fn filters_in_order() {
+        let pod = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "2", "memory": "1Gi", "ephemeral-storage": "2Gi"}}}]}});
         assert_eq!(
-            reject_reason(&pod, &d, &small).as_deref(),
-            Some("Insufficient memory")
+            run(&pod, &node("1", "512Mi", json!({}))),
+            [
+                "Insufficient cpu",
+                "Insufficient memory",
+                "Insufficient ephemeral-storage"
+            ]
         );
-        let big = node("b", "4", "8Gi");
-        assert!(reject_reason(&pod, &d, &big).is_none());
-        small.alloc_memory_bytes = 8 << 30;
-        small.add(&d);
+        assert!(run(&pod, &node("4", "8Gi", json!({})))[0].contains("ephemeral"));
+        let cordoned = node(
+            "4",
+            "8Gi",
+            json!({"spec": {"unschedulable": true, "taints": [{"key": "a", "effect": "NoSchedule"}]}}),
+        );
+        assert_eq!(run(&pod, &cordoned), [ERR_UNSCHEDULABLE]);
+        let tainted = node(
+            "4",
+            "8Gi",
+            json!({"spec": {"taints": [{"key": "a", "value": "b", "effect": "NoExecute"}]}}),
+        );
         assert_eq!(
-            reject_reason(&pod, &d, &small).as_deref(),
-            Some("node(s) didn't have free ports for the requested pod ports")
+            run(&pod, &tainted),
+            ["node(s) had untolerated taint {a: b}"]
         );
-        assert!(score(&d, &big) > score(&d, &small));
         let sel = json!({"spec": {"nodeSelector": {"disk": "hdd"}, "containers": []}});
-        assert!(reject_reason(&sel, &pod_demand(&sel), &big)
-            .unwrap()
-            .contains("selector"));
-        assert_eq!(
-            summarize(
-                3,
-                &[
-                    "Insufficient memory".into(),
-                    "node(s) were not ready".into(),
-                    "Insufficient memory".into()
-                ]
-            ),
-            "0/3 nodes are available: 2 Insufficient memory, 1 node(s) were not ready."
-        );
+        assert_eq!(run(&sel, &node("4", "8Gi", json!({}))), [ERR_NODE_AFFINITY]);
+        let ports =
+            json!({"spec": {"containers": [{"ports": [{"containerPort": 1, "hostPort": 80}]}]}});
+        let mut n = node("4", "8Gi", json!({}));
+        let other = std::sync::Arc::new(PodInfo::from_pod(&ports));
+        n.used_ports.extend(other.host_ports.iter().cloned());
+        assert_eq!(run(&ports, &n), [ERR_PORTS]);
+        n.pods.insert("a".into(), other.clone());
+        n.pods.insert("b".into(), other);
+        assert_eq!(run(&sel, &n)[0], ERR_NODE_AFFINITY);
+        let empty = json!({"spec": {"containers": []}});
+        assert_eq!(run(&empty, &n), [ERR_TOO_MANY_PODS]);
     }
 
     #[test]
-    fn taints_need_tolerations() {
-        let mut n = node("a", "1", "1Gi");
-        n.taints = vec![json!({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"})];
-        let pod = json!({"spec": {"containers": []}});
-        assert!(reject_reason(&pod, &pod_demand(&pod), &n)
-            .unwrap()
-            .contains("untolerated taint {dedicated: gpu}"));
-        let tolerant = json!({"spec": {"containers": [], "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]}});
-        assert!(reject_reason(&tolerant, &pod_demand(&tolerant), &n).is_none());
+    fn summary_as_kube_scheduler() {
+        let mut r: HashMap<Reason, usize> = HashMap::new();
+        r.insert("Insufficient memory".into(), 2);
+        r.insert("node(s) had untolerated taint {key: value}".into(), 1);
+        assert_eq!(
+            summarize(3, &r, None),
+            "0/3 nodes are available: 1 node(s) had untolerated taint {key: value}, 2 Insufficient memory."
+        );
+        assert_eq!(
+            summarize(3, &r, Some("persistentvolumeclaim \"x\" not found")),
+            "0/3 nodes are available: persistentvolumeclaim \"x\" not found."
+        );
+        assert_eq!(
+            summarize(0, &r, None),
+            "no nodes available to schedule pods"
+        );
     }
 }

@@ -1,238 +1,452 @@
-//! The scheduler: binds pods without `spec.nodeName` to a Ready node with room (requests vs
-//! allocatable, pod count, host ports), matching `nodeSelector` (including what a
-//! RuntimeClass adds) and tolerating taints; least-allocated nodes win. Writes `Scheduled` /
-//! `FailedScheduling` events and the `PodScheduled` condition. Level-triggered: every pass
-//! reads the latest pods and nodes; passes run when either changes, or on a timer while pods
-//! wait.
+//! The scheduler, built like kube-scheduler: one pods watch, one nodes watch and one
+//! PersistentVolumeClaims watch feed an in-memory [`cache::Cache`]; pending pods wait in a
+//! [`queue::SchedulingQueue`]; each pod in turn runs PreFilter (claims, inter-pod affinity,
+//! spread), the filters ([`filters`]) over enough nodes (kube's `percentageOfNodesToScore`),
+//! the scores ([`score`]), and is *assumed* on the chosen node while its bind is written
+//! concurrently (the store group-commits them). Unschedulable pods get a `FailedScheduling`
+//! event and `PodScheduled=False` with kube-scheduler's message, and are retried when nodes or
+//! pods change; bound pods get a `Scheduled` event. No preemption: the message names no
+//! preemption outcome.
 
+pub mod affinity;
+pub mod cache;
 pub mod filters;
+pub mod podinfo;
+pub mod queue;
+mod report;
+pub mod score;
+pub mod spread;
+pub mod taints;
+pub mod volumes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use futures::future::join_all;
-use serde_json::{json, Value};
-use tokio::sync::watch;
-use tracing::Instrument;
+use futures::FutureExt;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::sync::{mpsc, watch};
 
-use crate::api::object;
-use crate::binding::{self, set_condition, BindError};
-use crate::events::{EventRecorder, EventType};
-use crate::store::{object_revision, ListScope, ObjectKey, Precondition, Store, StoreError};
-use filters::{pod_demand, reject_reason, score, summarize, NodeState};
+use crate::binding::BindError;
+use crate::events::EventRecorder;
+use crate::store::{EventType, ListScope, ObjectKey, Store, StoreError, StoreEvent, Watcher};
+use affinity::{AffinityScore, AffinityState};
+use cache::{pod_event, Cache, NodeChange};
+use filters::{CycleState, Reason};
+use podinfo::PodInfo;
+use queue::SchedulingQueue;
+use volumes::VolumeState;
 
 /// The scheduler name pods get by default; pods naming another scheduler are left alone.
 pub const SCHEDULER_NAME: &str = "default-scheduler";
-/// How soon pods that fit nowhere are tried again even without a change.
-pub const DEFAULT_UNSCHEDULABLE_RETRY: Duration = Duration::from_secs(5);
-/// Full pass even when nothing changed, so nothing waits on a missed event.
-pub const DEFAULT_RESYNC: Duration = Duration::from_secs(60);
-/// Binds written at once: they share group commits in the store.
-const BIND_CONCURRENCY: usize = 64;
+/// Binds in flight at once: they share the store's group commits; more only queues.
+pub const DEFAULT_BIND_CONCURRENCY: usize = 256;
+/// Pods scheduled between two looks at the watches, so the cache never lags far behind.
+pub const DEFAULT_BATCH: usize = 64;
+/// kube-scheduler's `minFeasibleNodesToFind`: below this many nodes, every node is checked.
+pub const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
+/// kube-scheduler's floor for the adaptive `percentageOfNodesToScore`.
+pub const MIN_FEASIBLE_NODES_PERCENTAGE: usize = 5;
+/// Pause before re-listing after a store error.
+const RELIST_PAUSE: Duration = Duration::from_millis(200);
+/// Longest sleep when nothing is due, so shutdown and timers are looked at regularly.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
+
+const PODS: &str = "core/pods";
+const NODES: &str = "core/nodes";
+
+/// kube-scheduler's `numFeasibleNodesToFind` with the adaptive percentage.
+pub fn feasible_nodes_to_find(all: usize) -> usize {
+    if all < MIN_FEASIBLE_NODES_TO_FIND {
+        return all;
+    }
+    let pct = 50usize
+        .saturating_sub(all / 125)
+        .max(MIN_FEASIBLE_NODES_PERCENTAGE);
+    (all * pct / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
+}
+
+struct BindOutcome {
+    key: String,
+    result: Result<(), BindError>,
+}
 
 pub struct Scheduler {
     store: Store,
     recorder: Arc<EventRecorder>,
+    cache: Cache,
+    queue: SchedulingQueue,
+    /// Binds in flight: pod key → node (the pod is assumed there).
+    binding: HashMap<String, String>,
     /// Last FailedScheduling message per pod uid, so repeats don't rewrite the same thing.
     last_failure: HashMap<String, String>,
+    next_start: usize,
+    rng: StdRng,
+    results_tx: mpsc::UnboundedSender<BindOutcome>,
+    results_rx: mpsc::UnboundedReceiver<BindOutcome>,
+    /// `Scheduled` events to write (by [`report::scheduled_events`]).
+    events_tx: mpsc::UnboundedSender<(serde_json::Value, String)>,
+    events_rx: Option<mpsc::UnboundedReceiver<(serde_json::Value, String)>>,
+    bind_concurrency: usize,
+}
+
+enum Wake {
+    Pod(Result<Arc<StoreEvent>, StoreError>),
+    Node(Result<Arc<StoreEvent>, StoreError>),
+    Pvc(Result<Arc<StoreEvent>, StoreError>),
+    Bound(Option<BindOutcome>),
+    Timer,
+    Shutdown,
 }
 
 impl Scheduler {
     pub fn new(store: Store) -> Self {
+        let (results_tx, results_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
         Scheduler {
+            events_tx,
+            events_rx: Some(events_rx),
             recorder: Arc::new(EventRecorder::new(store.clone(), SCHEDULER_NAME)),
             store,
+            cache: Cache::default(),
+            queue: SchedulingQueue::default(),
+            binding: HashMap::new(),
             last_failure: HashMap::new(),
+            next_start: 0,
+            rng: StdRng::from_os_rng(),
+            results_tx,
+            results_rx,
+            bind_concurrency: DEFAULT_BIND_CONCURRENCY,
         }
     }
 
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            if *shutdown.borrow() {
-                return;
-            }
-            let span = tracing::info_span!("reconcile", controller = "scheduler");
-            let (waiting, revision) = match self.pass().instrument(span).await {
-                Ok(r) => r,
+        if let Some(rx) = self.events_rx.take() {
+            tokio::spawn(report::scheduled_events(self.recorder.clone(), rx));
+        }
+        while !*shutdown.borrow() {
+            match self.session(&mut shutdown).await {
+                Ok(()) => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, "scheduling pass failed; retrying");
-                    (true, 0)
-                }
-            };
-            let wait = if waiting {
-                DEFAULT_UNSCHEDULABLE_RETRY
-            } else {
-                DEFAULT_RESYNC
-            };
-            let pods = self
-                .store
-                .watch(ListScope::new("core/pods", None), revision)
-                .await;
-            let nodes = self
-                .store
-                .watch(ListScope::new("core/nodes", None), revision)
-                .await;
-            let (Ok(mut pods), Ok(mut nodes)) = (pods, nodes) else {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = shutdown.changed() => return,
-                }
-            };
-            tokio::select! {
-                _ = pods.next() => {}
-                _ = nodes.next() => {}
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
-
-    /// Schedules every pending pod once. Returns whether some still wait, and the revision
-    /// the pods were read at.
-    pub async fn pass(&mut self) -> Result<(bool, u64), StoreError> {
-        let nodes = self.store.list(&ListScope::new("core/nodes", None)).await?;
-        let pods = self.store.list(&ListScope::new("core/pods", None)).await?;
-        let mut states: Vec<NodeState> = nodes.items.iter().map(NodeState::from_node).collect();
-        let index: HashMap<String, usize> = states
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.name.clone(), i))
-            .collect();
-        let mut pending = Vec::new();
-        for pod in &pods.items {
-            let node = pod
-                .pointer("/spec/nodeName")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            let phase = pod
-                .pointer("/status/phase")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if phase == "Succeeded" || phase == "Failed" {
-                continue;
-            }
-            if !node.is_empty() {
-                if let Some(i) = index.get(node) {
-                    states[*i].add(&pod_demand(pod));
-                }
-                continue;
-            }
-            let scheduler = pod
-                .pointer("/spec/schedulerName")
-                .and_then(Value::as_str)
-                .unwrap_or(SCHEDULER_NAME);
-            if scheduler == SCHEDULER_NAME && !object::is_terminating(pod) {
-                pending.push(pod);
-            }
-        }
-        pending.sort_by(|a, b| {
-            let ka = (
-                object::meta_str(a, "creationTimestamp").unwrap_or(""),
-                object::name(a),
-            );
-            let kb = (
-                object::meta_str(b, "creationTimestamp").unwrap_or(""),
-                object::name(b),
-            );
-            ka.cmp(&kb)
-        });
-        let mut binds = Vec::new();
-        let mut failures = Vec::new();
-        for pod in pending {
-            let demand = pod_demand(pod);
-            let mut reasons = Vec::new();
-            let mut best: Option<(i64, usize)> = None;
-            for (i, node) in states.iter().enumerate() {
-                match reject_reason(pod, &demand, node) {
-                    Some(r) => reasons.push(r),
-                    None => {
-                        let s = score(&demand, node);
-                        let better = match best {
-                            None => true,
-                            Some((bs, bi)) => {
-                                s > bs || (s == bs && node.used_pods < states[bi].used_pods)
-                            }
-                        };
-                        if better {
-                            best = Some((s, i));
-                        }
+                    tracing::debug!(error = %e, "scheduler watches ended; re-listing");
+                    tokio::select! {
+                        _ = tokio::time::sleep(RELIST_PAUSE) => {}
+                        _ = shutdown.changed() => return,
                     }
                 }
             }
-            match best {
-                Some((_, i)) => {
-                    states[i].add(&demand);
-                    binds.push((pod.clone(), states[i].name.clone()));
-                }
-                None => failures.push((pod.clone(), summarize(states.len(), &reasons))),
-            }
-        }
-        let waiting = !failures.is_empty();
-        for chunk in binds.chunks(BIND_CONCURRENCY) {
-            join_all(chunk.iter().map(|(pod, node)| self.bind(pod, node))).await;
-        }
-        for (pod, message) in failures {
-            self.unschedulable(&pod, &message).await;
-        }
-        Ok((waiting, pods.revision))
-    }
-
-    async fn bind(&self, pod: &Value, node: &str) {
-        let (ns, name) = (object::namespace(pod), object::name(pod));
-        match binding::bind(&self.store, ns, name, node).await {
-            Ok(bound) => {
-                tracing::info!(pod = %format!("{ns}/{name}"), %node, "scheduled");
-                let msg = format!("Successfully assigned {ns}/{name} to {node}");
-                if let Err(e) = self
-                    .recorder
-                    .record(&bound, EventType::Normal, "Scheduled", &msg)
-                    .await
-                {
-                    tracing::warn!(error = %e, "cannot record Scheduled event");
-                }
-            }
-            // Someone else bound or deleted it meanwhile: the next pass sees the truth.
-            Err(
-                BindError::AlreadyBound { .. } | BindError::NotFound(_) | BindError::Terminating(_),
-            ) => {}
-            Err(e) => tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "bind failed"),
         }
     }
 
-    async fn unschedulable(&mut self, pod: &Value, message: &str) {
-        let uid = object::meta_str(pod, "uid").unwrap_or("").to_string();
-        if self.last_failure.get(&uid).map(String::as_str) == Some(message) {
+    /// Lists everything, then follows the watches until one fails (Err: re-list) or shutdown.
+    async fn session(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), StoreError> {
+        let mut pods = self.list_and_watch(PODS).await?;
+        let mut nodes = self.list_and_watch(NODES).await?;
+        let mut pvcs = self.list_and_watch(volumes::PVC_RESOURCE).await?;
+        self.cache.clear();
+        self.queue = SchedulingQueue::default();
+        for ev in nodes.0 {
+            self.cache.set_node(&ev.object);
+        }
+        for ev in pvcs.0 {
+            self.cache.set_pvc(&ev.object);
+        }
+        for ev in pods.0 {
+            self.on_pod(ev);
+        }
+        let inflight: Vec<(String, String)> = self
+            .binding
+            .iter()
+            .map(|(k, n)| (k.clone(), n.clone()))
+            .collect();
+        for (key, node) in inflight {
+            self.queue.remove(&key);
+            self.cache.assume(&key, &node);
+        }
+        loop {
+            // Take in every change already there, then schedule a batch.
+            loop {
+                let mut any = false;
+                while let Some(ev) = pods.1.next().now_or_never() {
+                    self.on_pod(ev?);
+                    any = true;
+                }
+                while let Some(ev) = nodes.1.next().now_or_never() {
+                    self.on_node(ev?);
+                    any = true;
+                }
+                while let Some(ev) = pvcs.1.next().now_or_never() {
+                    self.on_pvc(ev?);
+                    any = true;
+                }
+                while let Ok(out) = self.results_rx.try_recv() {
+                    self.on_bound(out);
+                    any = true;
+                }
+                if !any {
+                    break;
+                }
+            }
+            let next_tick = self.queue.tick(Instant::now());
+            let mut scheduled = 0;
+            while scheduled < DEFAULT_BATCH && self.binding.len() < self.bind_concurrency {
+                let Some(key) = self.queue.pop() else {
+                    break;
+                };
+                self.schedule_one(&key);
+                scheduled += 1;
+            }
+            if scheduled > 0 && self.queue.len_active() > 0 {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            let wait = next_tick
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or(IDLE_WAIT)
+                .min(IDLE_WAIT);
+            let wake = tokio::select! {
+                ev = pods.1.next() => Wake::Pod(ev),
+                ev = nodes.1.next() => Wake::Node(ev),
+                ev = pvcs.1.next() => Wake::Pvc(ev),
+                out = self.results_rx.recv() => Wake::Bound(out),
+                _ = tokio::time::sleep(wait) => Wake::Timer,
+                _ = shutdown.changed() => Wake::Shutdown,
+            };
+            match wake {
+                Wake::Pod(ev) => self.on_pod(ev?),
+                Wake::Node(ev) => self.on_node(ev?),
+                Wake::Pvc(ev) => self.on_pvc(ev?),
+                Wake::Bound(Some(out)) => self.on_bound(out),
+                Wake::Bound(None) | Wake::Timer => {}
+                Wake::Shutdown => return Ok(()),
+            }
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn list_and_watch(
+        &self,
+        resource: &str,
+    ) -> Result<(Vec<Arc<StoreEvent>>, Watcher), StoreError> {
+        let scope = ListScope::new(resource, None);
+        let list = self.store.list(&scope).await?;
+        let watcher = self.store.watch(scope, list.revision).await?;
+        let events = list
+            .items
+            .into_iter()
+            .map(|obj| match resource {
+                PODS => pod_event(obj),
+                _ => {
+                    let key = ObjectKey::new(
+                        resource,
+                        crate::api::object::namespace(&obj),
+                        crate::api::object::name(&obj),
+                    );
+                    Arc::new(StoreEvent::new(0, EventType::Added, key, obj, None))
+                }
+            })
+            .collect();
+        Ok((events, watcher))
+    }
+
+    fn on_pod(&mut self, ev: Arc<StoreEvent>) {
+        let key = format!("{}/{}", ev.key.namespace, ev.key.name);
+        let now = Instant::now();
+        if ev.kind == EventType::Deleted {
+            if let Some(p) = self.cache.remove_pod(&key) {
+                self.last_failure.remove(&p.info.uid);
+                if p.node.is_some() {
+                    self.queue.move_all(now);
+                }
+            }
+            self.queue.remove(&key);
             return;
         }
-        tracing::info!(pod = %format!("{}/{}", object::namespace(pod), object::name(pod)), %message, "unschedulable");
-        if let Err(e) = self
-            .recorder
-            .record(pod, EventType::Warning, "FailedScheduling", message)
-            .await
-        {
-            tracing::warn!(error = %e, "cannot record FailedScheduling event");
-        }
-        let mut updated = pod.clone();
-        set_condition(
-            &mut updated,
-            json!({"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
-                   "lastProbeTime": null, "lastTransitionTime": object::now_rfc3339()}),
-        );
-        let key = ObjectKey::new("core/pods", object::namespace(pod), object::name(pod));
-        let pre = Precondition {
-            resource_version: object_revision(pod),
-            uid: None,
-        };
-        match self.store.update(key, updated, pre).await {
-            Ok(_) | Err(StoreError::Conflict) | Err(StoreError::NotFound) => {
-                self.last_failure.insert(uid, message.to_string());
+        let (info, prev) = self.cache.set_pod(ev.clone());
+        if info.wants_scheduling(SCHEDULER_NAME) {
+            if self.binding.contains_key(&key) {
+                return;
             }
-            Err(e) => tracing::warn!(error = %e, "cannot mark pod unschedulable"),
+            // A parked pod whose spec or labels changed is worth a new try right away.
+            let changed = prev.as_ref().is_some_and(|p| {
+                p.obj.object.get("spec") != ev.object.get("spec")
+                    || p.obj.object.pointer("/metadata/labels")
+                        != ev.object.pointer("/metadata/labels")
+            });
+            if changed {
+                self.queue.remove(&key);
+            }
+            self.queue.add(&info);
+            return;
         }
-        // Forget pods that are gone, so the map does not grow without bound.
-        if self.last_failure.len() > 10_000 {
-            self.last_failure.clear();
+        self.queue.remove(&key);
+        let was_on = prev.as_ref().and_then(|p| p.node.clone());
+        let now_on = self.cache.pod(&key).and_then(|p| p.node.clone());
+        if was_on.is_some() && now_on.is_none() {
+            // Terminal: its room is free.
+            self.queue.move_all(now);
+        } else if was_on.is_none() && now_on.is_some() && self.queue.len_parked() > 0 {
+            // Landed somewhere else (by another scheduler or by hand): affinity may change.
+            self.queue.move_all(now);
+        } else if !info.node_name.is_empty() {
+            self.last_failure.remove(&info.uid);
         }
     }
+
+    fn on_node(&mut self, ev: Arc<StoreEvent>) {
+        if ev.kind == EventType::Deleted {
+            self.cache.remove_node(&ev.key.name);
+            return;
+        }
+        if self.cache.set_node(&ev.object) != NodeChange::Unchanged {
+            self.queue.move_all(Instant::now());
+        }
+    }
+
+    fn on_pvc(&mut self, ev: Arc<StoreEvent>) {
+        if ev.kind == EventType::Deleted {
+            self.cache.remove_pvc(&ev.key.namespace, &ev.key.name);
+        } else {
+            self.cache.set_pvc(&ev.object);
+        }
+        self.queue.move_all(Instant::now());
+    }
+
+    fn on_bound(&mut self, out: BindOutcome) {
+        self.binding.remove(&out.key);
+        let Err(e) = out.result else {
+            // A pod landed: pods waiting for pod affinity to it may fit now.
+            if self.queue.len_parked() > 0 {
+                self.queue.move_all(Instant::now());
+            }
+            return;
+        };
+        let still_pending = self.cache.forget(&out.key);
+        match e {
+            // Bound or deleted meanwhile: the watch brings the truth.
+            BindError::AlreadyBound { .. } | BindError::NotFound(_) | BindError::Terminating(_) => {
+            }
+            e => {
+                tracing::warn!(pod = %out.key, error = %e, "bind failed; retrying");
+                if let Some(p) = self.cache.pod(&out.key).filter(|_| still_pending) {
+                    let info = p.info.clone();
+                    self.queue.park(&info, true, Instant::now());
+                }
+            }
+        }
+    }
+
+    /// One scheduling cycle for one pod: PreFilter, Filter, Score, assume, bind.
+    fn schedule_one(&mut self, key: &str) {
+        let Some(p) = self.cache.pod(key) else {
+            return;
+        };
+        if p.node.is_some() || !p.info.wants_scheduling(SCHEDULER_NAME) {
+            return;
+        }
+        let (info, obj) = (p.info.clone(), p.obj.clone());
+        let total = self.cache.nodes().len();
+        if total == 0 {
+            return self.unschedulable(&info, &obj, filters::summarize(0, &HashMap::new(), None));
+        }
+        let volumes = match VolumeState::compute(&info, &self.cache) {
+            Ok(v) => v,
+            Err(msg) => {
+                let msg = filters::summarize(total, &HashMap::new(), Some(&msg));
+                return self.unschedulable(&info, &obj, msg);
+            }
+        };
+        let nodes = self.cache.nodes();
+        let existing_anti = nodes.iter().any(|n| n.with_anti_affinity > 0);
+        let state = CycleState {
+            volumes,
+            affinity: (!info.affinity.is_empty()
+                || !info.anti_affinity.is_empty()
+                || existing_anti)
+                .then(|| AffinityState::compute(&info, &self.cache)),
+            spread: (!info.spread.is_empty())
+                .then(|| spread::SpreadState::compute(&info, &self.cache)),
+        };
+        let want = feasible_nodes_to_find(total);
+        let mut feasible = Vec::with_capacity(want.min(total));
+        let mut reasons: HashMap<Reason, usize> = HashMap::new();
+        let mut out = Vec::new();
+        let mut processed = 0;
+        for i in 0..total {
+            let node = &nodes[(self.next_start + i) % total];
+            processed = i + 1;
+            out.clear();
+            filters::filter(&info, node, &state, &mut out);
+            if out.is_empty() {
+                feasible.push(node);
+                if feasible.len() >= want {
+                    break;
+                }
+            } else {
+                for r in out.drain(..) {
+                    *reasons.entry(r).or_default() += 1;
+                }
+            }
+        }
+        self.next_start = (self.next_start + processed) % total;
+        if feasible.is_empty() {
+            let msg = filters::summarize(total, &reasons, None);
+            return self.unschedulable(&info, &obj, msg);
+        }
+        let chosen = if feasible.len() == 1 {
+            0
+        } else {
+            let with_affinity = !info.preferred_affinity.is_empty()
+                || !info.preferred_anti_affinity.is_empty()
+                || nodes.iter().any(|n| n.with_affinity > 0);
+            let aff = with_affinity.then(|| AffinityScore::compute(&info, &self.cache));
+            let scores = score::score_nodes(&info, &feasible, aff.as_ref(), state.spread.as_ref());
+            score::select(&scores, &mut self.rng).unwrap_or(0)
+        };
+        let node = feasible[chosen].name.clone();
+        for claim in &state.volumes.unbound {
+            self.cache.assume_pvc(&info.namespace, claim, &node);
+        }
+        self.cache.assume(key, &node);
+        self.binding.insert(key.to_string(), node.clone());
+        self.queue.remove(key);
+        let (store, events, tx) = (
+            self.store.clone(),
+            self.events_tx.clone(),
+            self.results_tx.clone(),
+        );
+        let (key, claims) = (key.to_string(), state.volumes.unbound);
+        tokio::spawn(async move {
+            report::bind(
+                &store,
+                &events,
+                &obj.object,
+                &info,
+                &node,
+                &claims,
+                &tx,
+                key,
+            )
+            .await;
+        });
+    }
+
+    fn unschedulable(&mut self, info: &PodInfo, obj: &Arc<StoreEvent>, msg: String) {
+        self.queue.park(info, false, Instant::now());
+        if self.last_failure.get(&info.uid) == Some(&msg) {
+            return;
+        }
+        tracing::info!(pod = %info.key(), message = %msg, "unschedulable");
+        self.last_failure.insert(info.uid.clone(), msg.clone());
+        let (store, recorder, obj) = (self.store.clone(), self.recorder.clone(), obj.clone());
+        tokio::spawn(
+            async move { report::unschedulable(&store, &recorder, &obj.object, &msg).await },
+        );
+    }
 }
+
+#[cfg(test)]
+mod tests;
