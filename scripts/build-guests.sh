@@ -13,6 +13,7 @@
 #   hog.wasm          tests/guests/hog        prints "allocating", allocates 1 MiB chunks forever
 #   env-reader.wasm   tests/guests/env-reader prints "GREETING=…" and "file=<content of /config/greeting>"
 #   sleeper.wasm      tests/guests/sleeper    prints "started", sleeps $SECONDS (2), prints "done"
+#   counter.wasm      tests/guests/counter    increments /data/count, prints "count=N", sleeps forever
 # (cdylib outputs use the crate name with '-' → '_'; bin outputs keep the bin name as is.)
 # Hosts: every component imports the WASI 0.2 CLI interfaces (environment, exit, stdio, and
 # filesystem for hello_wasm and env-reader), so link wasmtime_wasi::p2::add_to_linker_async, plus
@@ -47,7 +48,7 @@ for workspace in samples tests/guests; do
 done
 
 status=0
-for name in hello_wasm wasm-job fail-exit trap spin hog env-reader sleeper; do
+for name in hello_wasm wasm-job fail-exit trap spin hog env-reader sleeper counter; do
     wasm="$OUT_DIR/$name.wasm"
     if [ -f "$wasm" ]; then
         echo "$wasm"

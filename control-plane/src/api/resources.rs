@@ -90,6 +90,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     res!("", "v1", "services", "service", "Service", true, short: &["svc"], cat: &["all"], sub: &[STATUS], gen: false, cou: false),
     res!("", "v1", "endpoints", "endpoints", "Endpoints", true, short: &["ep"], cat: &[], sub: &[], gen: false, cou: true),
     res!("", "v1", "configmaps", "configmap", "ConfigMap", true, short: &["cm"], cat: &[], sub: &[], gen: false, cou: false),
+    res!("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true, short: &["pvc"], cat: &[], sub: &[STATUS], gen: false, cou: false),
     res!("", "v1", "secrets", "secret", "Secret", true, short: &[], cat: &[], sub: &[], gen: false, cou: false),
     res!("", "v1", "events", "event", "Event", true, short: &["ev"], cat: &[], sub: &[], gen: false, cou: true),
     res!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, short: &["sa"], cat: &[], sub: &[], gen: false, cou: false),

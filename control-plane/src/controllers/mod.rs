@@ -6,6 +6,7 @@
 
 pub mod clock;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod gc;
@@ -14,8 +15,10 @@ pub mod namespace;
 pub mod nodelifecycle;
 pub mod queue;
 pub mod replicaset;
+pub mod revisions;
 pub mod runner;
 pub mod scheduler;
+pub mod statefulset;
 #[cfg(test)]
 pub(crate) mod test_support;
 
@@ -91,5 +94,25 @@ pub fn spawn_all(st: &ApiState, shutdown: watch::Receiver<bool>) -> Vec<JoinHand
         nodelifecycle::DEFAULT_WORKERS,
         shutdown.clone(),
     ));
+    if let Ok(sts) =
+        statefulset::StatefulSetController::new(crate::api::handlers::Objects::new(st.clone()))
+    {
+        tasks.extend(runner::spawn(
+            std::sync::Arc::new(sts),
+            st.store.clone(),
+            statefulset::DEFAULT_WORKERS,
+            shutdown.clone(),
+        ));
+    }
+    if let Ok(ds) =
+        daemonset::DaemonSetController::new(crate::api::handlers::Objects::new(st.clone()))
+    {
+        tasks.extend(runner::spawn(
+            std::sync::Arc::new(ds),
+            st.store.clone(),
+            daemonset::DEFAULT_WORKERS,
+            shutdown.clone(),
+        ));
+    }
     tasks
 }

@@ -19,7 +19,6 @@ use super::runner::{Action, ReconcileError, Reconciler, Trigger};
 use crate::api::admission::tolerations::{TAINT_NOT_READY, TAINT_UNREACHABLE};
 use crate::api::handlers::{DeleteOptions, Objects, Subresource};
 use crate::api::object;
-use crate::api::resources::{self, ResourceDef};
 use crate::api::ApiConfig;
 use crate::events::{EventRecorder, EventType};
 use crate::store::{ListScope, ObjectKey};
@@ -57,10 +56,7 @@ impl NodeLifecycleConfig {
     }
 }
 
-fn def(group: &str, plural: &str) -> Result<&'static ResourceDef, ReconcileError> {
-    resources::find(group, "v1", plural)
-        .ok_or_else(|| ReconcileError::Invalid(format!("resource {plural} not served")))
-}
+use super::runner::served as def;
 
 pub struct NodeLifecycleController {
     objects: Objects,

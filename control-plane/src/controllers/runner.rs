@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::queue::WorkQueue;
+use crate::api::resources::ResourceDef;
 use crate::api::ApiError;
 use crate::store::{EventType, ListScope, ObjectKey, Store, StoreError, StoreEvent};
 
@@ -41,6 +42,12 @@ pub enum ReconcileError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Invalid(String),
+}
+
+/// A served `v1` resource of `group` (`""` = core), or why a controller cannot start.
+pub fn served(group: &str, plural: &str) -> Result<&'static ResourceDef, ReconcileError> {
+    crate::api::resources::find(group, "v1", plural)
+        .ok_or_else(|| ReconcileError::Invalid(format!("resource {group}/{plural} is not served")))
 }
 
 /// Maps a change of a watched resource to the keys of the objects to reconcile.

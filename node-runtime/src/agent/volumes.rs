@@ -1,11 +1,14 @@
 //! What a container sees besides its image: environment variables (literal, from ConfigMaps
 //! and Secrets, and the downward API) and volumes materialized on the node (emptyDir,
-//! configMap, secret, hostPath), mounted into the component as WASI preopened directories.
+//! configMap, secret, hostPath, persistentVolumeClaim), mounted into the component as WASI
+//! preopened directories. A persistentVolumeClaim is node-local storage: the directory
+//! `<agent data dir>/volumes/<namespace>/<claimName>/`, outside the pod's own directory, so it
+//! outlives the pod and every pod of the same claim on this node sees the same data.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PersistentVolumeClaim, Pod, Secret};
 use kube::api::Api;
 
 /// A directory mounted into a container.
@@ -41,6 +44,58 @@ async fn secret(
         .get_opt(name)
         .await
         .map_err(|e| ConfigError(format!("cannot read secret \"{name}\": {e}")))
+}
+
+/// The node-local directory of claim `name` in `ns`, given the pod's directory
+/// (`<data dir>/pods/<uid>`): `<data dir>/volumes/<ns>/<name>`.
+fn claim_dir(pod_dir: &Path, ns: &str, name: &str) -> Result<PathBuf, ConfigError> {
+    let safe = |s: &str| !s.is_empty() && !s.contains(['/', '\\']) && s != "." && s != "..";
+    if !safe(ns) || !safe(name) {
+        return Err(ConfigError(format!(
+            "persistentVolumeClaim {name:?} in namespace {ns:?}: not a valid name"
+        )));
+    }
+    let data_dir = pod_dir.parent().and_then(Path::parent).ok_or_else(|| {
+        ConfigError(format!(
+            "pod directory {} has no data dir",
+            pod_dir.display()
+        ))
+    })?;
+    Ok(data_dir.join("volumes").join(ns).join(name))
+}
+
+/// Checks that claim `name` exists (and is not being deleted) and creates its directory.
+async fn claim_volume(
+    client: &kube::Client,
+    pod_dir: &Path,
+    ns: &str,
+    name: &str,
+) -> Result<PathBuf, ConfigError> {
+    let claim = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(|e| ConfigError(format!("cannot read persistentvolumeclaim \"{name}\": {e}")))?;
+    match claim {
+        None => {
+            return Err(ConfigError(format!(
+                "persistentvolumeclaim \"{name}\" not found"
+            )))
+        }
+        Some(c) if c.metadata.deletion_timestamp.is_some() => {
+            return Err(ConfigError(format!(
+                "persistentvolumeclaim \"{name}\" is being deleted"
+            )))
+        }
+        Some(_) => {}
+    }
+    let dir = claim_dir(pod_dir, ns, name)?;
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        ConfigError(format!(
+            "persistentVolumeClaim {name}: {}: {e}",
+            dir.display()
+        ))
+    })?;
+    Ok(dir)
 }
 
 fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
@@ -290,6 +345,9 @@ pub async fn mounts(
                 None => return Err(ConfigError(format!("secret \"{name}\" not found"))),
             }
             (dir, true)
+        } else if let Some(src) = &v.persistent_volume_claim {
+            let dir = claim_volume(client, pod_dir, &ns, &src.claim_name).await?;
+            (dir, src.read_only == Some(true))
         } else if let Some(hp) = &v.host_path {
             let p = PathBuf::from(&hp.path);
             if hp.type_.as_deref() == Some("DirectoryOrCreate") {
@@ -301,7 +359,7 @@ pub async fn mounts(
             }
             (p, false)
         } else {
-            return Err(ConfigError(format!("volume {:?}: only emptyDir, configMap, secret and hostPath volumes are supported on Wasm pods", v.name)));
+            return Err(ConfigError(format!("volume {:?}: only emptyDir, configMap, secret, hostPath and persistentVolumeClaim volumes are supported on Wasm pods", v.name)));
         };
         let host_path = match &vm.sub_path {
             Some(sub) if !sub.is_empty() => {
@@ -345,6 +403,18 @@ mod tests {
             "web"
         );
         assert!(field_ref(&pod, "spec.bogus", "").is_err());
+    }
+
+    #[test]
+    fn claim_directories_live_outside_the_pod() {
+        let pod_dir = Path::new("/data/agent/pods/uid-1");
+        assert_eq!(
+            claim_dir(pod_dir, "default", "data-web-0").unwrap(),
+            Path::new("/data/agent/volumes/default/data-web-0")
+        );
+        assert!(claim_dir(pod_dir, "default", "../x").is_err());
+        assert!(claim_dir(pod_dir, "..", "x").is_err());
+        assert!(claim_dir(pod_dir, "default", "").is_err());
     }
 
     #[test]

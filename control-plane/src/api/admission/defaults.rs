@@ -40,6 +40,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         "CronJob" => cron_job(obj),
         "Service" => service(obj),
         "Secret" => secret(obj),
+        "PersistentVolumeClaim" => persistent_volume_claim(obj),
         "Namespace" => namespace(obj),
         "Node" => node(obj),
         "Endpoints" => endpoints(obj),
@@ -147,6 +148,16 @@ fn stateful_set(obj: &mut Value) {
         }
     }
     template(spec);
+}
+
+/// `SetDefaults_PersistentVolumeClaim` (+ its spec).
+fn persistent_volume_claim(obj: &mut Value) {
+    if let Some(spec) = obj_mut(obj, "spec") {
+        pod::pvc_spec(spec);
+    }
+    if let Some(st) = obj_mut(obj, "status") {
+        set_default_str(st, "phase", "Pending");
+    }
 }
 
 /// `SetDefaults_Job` (the parts that apply to a JobSpec are shared with

@@ -11,6 +11,13 @@ const KINDS: &[(&str, &str, &str, bool, NameKind)] = &[
     ("Endpoints", "", "v1", true, NameKind::Dns1123Subdomain),
     ("ConfigMap", "", "v1", true, NameKind::Dns1123Subdomain),
     ("Secret", "", "v1", true, NameKind::Dns1123Subdomain),
+    (
+        "PersistentVolumeClaim",
+        "",
+        "v1",
+        true,
+        NameKind::Dns1123Subdomain,
+    ),
     ("Event", "", "v1", true, NameKind::Dns1123Subdomain),
     ("ServiceAccount", "", "v1", true, NameKind::Dns1123Subdomain),
     ("Deployment", "apps", "v1", true, NameKind::Dns1123Subdomain),

@@ -11,6 +11,7 @@ mod cron;
 mod meta;
 mod pod;
 mod probes;
+mod pvc;
 mod resources;
 mod service;
 mod volumes;
@@ -48,6 +49,7 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "Job" => workloads::job(obj, old, &mut errs),
         "CronJob" => workloads::cron_job(obj, old, &mut errs),
         "ControllerRevision" => workloads::controller_revision(obj, old, &mut errs),
+        "PersistentVolumeClaim" => pvc::persistent_volume_claim(obj, old, &mut errs),
         "Service" => service::service(obj, old, &mut errs),
         "Endpoints" => service::endpoints(obj, &mut errs),
         "EndpointSlice" => service::endpoint_slice(obj, old, &mut errs),

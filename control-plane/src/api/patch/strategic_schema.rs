@@ -231,7 +231,7 @@ static NODE: TypeSchema = TypeSchema {
     ],
 };
 
-/// Namespace, HorizontalPodAutoscaler, PodDisruptionBudget.
+/// Namespace, HorizontalPodAutoscaler, PodDisruptionBudget, PersistentVolumeClaim.
 static WITH_CONDITIONS: TypeSchema = TypeSchema {
     fields: &[
         ("metadata", object(&OBJECT_META)),
@@ -263,7 +263,10 @@ pub fn schema_for_kind(kind: &str) -> Option<&'static TypeSchema> {
         "CronJob" => &CRON_JOB,
         "Service" => &SERVICE,
         "Node" => &NODE,
-        "Namespace" | "HorizontalPodAutoscaler" | "PodDisruptionBudget" => &WITH_CONDITIONS,
+        "Namespace"
+        | "HorizontalPodAutoscaler"
+        | "PodDisruptionBudget"
+        | "PersistentVolumeClaim" => &WITH_CONDITIONS,
         "ServiceAccount" => &SERVICE_ACCOUNT,
         // Endpoints.subsets and EndpointSlice endpoints/ports are atomic.
         "Endpoints" | "EndpointSlice" | "ConfigMap" | "Secret" | "Event" | "ControllerRevision"

@@ -21,7 +21,7 @@ use super::clock::{parse_time, rfc3339, until, Clock};
 use super::job::{controlled_by, controller_ref, status::finished_condition};
 use super::runner::{Action, ReconcileError, Reconciler, Trigger};
 use crate::api::handlers::{DeleteOptions, Objects, Subresource};
-use crate::api::resources::{self, ResourceDef};
+use crate::api::resources::ResourceDef;
 use crate::api::{object, ApiError, ApiState};
 use crate::events::{EventRecorder, EventType};
 use crate::store::ObjectKey;
@@ -42,8 +42,7 @@ pub struct CronJobController {
 }
 
 fn def(plural: &str) -> Result<&'static ResourceDef, ReconcileError> {
-    resources::find("batch", "v1", plural)
-        .ok_or_else(|| ReconcileError::Invalid(format!("resource {plural} is not served")))
+    super::runner::served("batch", plural)
 }
 
 /// `<cronjob>-<scheduled time in unix minutes>` (Kubernetes' `getJobName`).

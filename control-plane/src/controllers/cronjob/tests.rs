@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::api::resources;
 use crate::controllers::test_support::TestApi;
 
 fn cj_def() -> &'static ResourceDef {

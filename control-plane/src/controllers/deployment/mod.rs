@@ -22,7 +22,7 @@ use super::replicaset::{dependent_trigger, SelectorIndex};
 use super::runner::{Action, ReconcileError, Reconciler, Trigger};
 use crate::api::handlers::Objects;
 use crate::api::object;
-use crate::api::resources::{self, ResourceDef};
+use crate::api::resources::ResourceDef;
 use crate::api::selectors::LabelSelector;
 use crate::events::{EventRecorder, EventType};
 use crate::store::{EventType as StoreEventType, ListScope, ObjectKey};
@@ -49,10 +49,7 @@ pub struct DeploymentController {
 
 impl DeploymentController {
     pub fn new(objects: Objects) -> Result<Self, ReconcileError> {
-        let find = |p: &str| {
-            resources::find("apps", "v1", p)
-                .ok_or_else(|| ReconcileError::Invalid(format!("resource apps/{p} is not served")))
-        };
+        let find = |p: &str| super::runner::served("apps", p);
         Ok(DeploymentController {
             recorder: EventRecorder::new(objects.state().store.clone(), COMPONENT),
             replicasets: find("replicasets")?,

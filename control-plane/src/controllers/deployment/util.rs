@@ -81,10 +81,16 @@ pub fn safe_encode(s: &str) -> String {
         .collect()
 }
 
-/// The pod-template hash (Kubernetes' `ComputeHash`): FNV-32a of the template — here its
-/// canonical JSON, so it is stable across restarts and versions — plus `collisionCount`,
-/// printed in decimal and safe-encoded.
+/// The pod-template hash (Kubernetes' `ComputeHash`): [`compute_hash`] of the template
+/// without its own `pod-template-hash` label.
 pub fn template_hash(template: &Value, collision_count: Option<i64>) -> String {
+    compute_hash(&without_hash(template), collision_count)
+}
+
+/// Kubernetes' `ComputeHash` / `HashControllerRevision`: FNV-32a of the value — here its
+/// canonical JSON, so it is stable across restarts and versions — plus `collisionCount`,
+/// printed in decimal and safe-encoded. Shared with ControllerRevisions (`revisions.rs`).
+pub fn compute_hash(value: &Value, collision_count: Option<i64>) -> String {
     let mut h: u32 = 0x811c_9dc5;
     let mut feed = |bytes: &[u8]| {
         for b in bytes {
@@ -92,7 +98,7 @@ pub fn template_hash(template: &Value, collision_count: Option<i64>) -> String {
             h = h.wrapping_mul(0x0100_0193);
         }
     };
-    feed(without_hash(template).to_string().as_bytes());
+    feed(canonical(value).to_string().as_bytes());
     if let Some(c) = collision_count {
         feed(&u32::try_from(c.max(0)).unwrap_or(u32::MAX).to_le_bytes());
     }

@@ -22,7 +22,6 @@ use serde_json::{json, Map, Value};
 use super::clock::{parse_time, rfc3339, until, Clock};
 use super::runner::{Action, Reconciler, Trigger};
 use crate::api::handlers::{DeleteOptions, Objects, Subresource};
-use crate::api::resources::{self, ResourceDef};
 use crate::api::{object, ApiError, ApiState};
 use crate::controllers::runner::ReconcileError;
 use crate::events::{EventRecorder, EventType};
@@ -64,10 +63,7 @@ pub struct JobController {
     clock: Clock,
 }
 
-fn def(group: &str, plural: &str) -> Result<&'static ResourceDef, ReconcileError> {
-    resources::find(group, "v1", plural)
-        .ok_or_else(|| ReconcileError::Invalid(format!("resource {plural} is not served")))
-}
+use super::runner::served as def;
 
 fn i64_at(v: &Value, path: &str) -> Option<i64> {
     v.pointer(path).and_then(Value::as_i64)

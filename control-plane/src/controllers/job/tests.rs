@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::api::resources::{self, ResourceDef};
 use crate::controllers::test_support::TestApi;
 
 fn job_def() -> &'static ResourceDef {

@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 use super::runner::{Action, ReconcileError, Reconciler, Trigger};
 use crate::api::handlers::{DeleteOptions, Objects, Subresource};
 use crate::api::object;
-use crate::api::resources::{self, ResourceDef};
+use crate::api::resources::ResourceDef;
 use crate::api::selectors::LabelSelector;
 use crate::events::{EventRecorder, EventType};
 use crate::store::{EventType as StoreEventType, ListScope, ObjectKey, StoreEvent};
@@ -129,10 +129,7 @@ pub struct ReplicaSetController {
 
 impl ReplicaSetController {
     pub fn new(objects: Objects) -> Result<Self, ReconcileError> {
-        let find = |g: &str, p: &str| {
-            resources::find(g, "v1", p)
-                .ok_or_else(|| ReconcileError::Invalid(format!("resource {g}/{p} is not served")))
-        };
+        let find = super::runner::served;
         Ok(ReplicaSetController {
             recorder: EventRecorder::new(objects.state().store.clone(), COMPONENT),
             pods: find("", "pods")?,

@@ -275,7 +275,9 @@ pub(crate) fn stateful_set(obj: &Value, old: Option<&Value>, errs: &mut Errs) {
     if let Some(o) = spec.get("ordinals") {
         nonneg(o.get("start"), "spec.ordinals.start", errs);
     }
-    selector_and_template(spec, "statefulset", errs);
+    // Mounts may name volumeClaimTemplates: the controller adds those volumes to each pod.
+    selector_and_template(&super::pvc::with_claim_volumes(spec), "statefulset", errs);
+    super::pvc::claim_templates(spec, errs);
     active_deadline_forbidden(spec, "StatefulSet", errs);
     if let Some(old) = old {
         let strip = |o: &Value| -> Value {
