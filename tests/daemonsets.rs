@@ -2,7 +2,8 @@
 //! `node-b`): one pod per node, `rollout status`, `set image` rolled out as a new
 //! ControllerRevision, `rollout history` listing both with their change-cause, `rollout undo`
 //! (and `--to-revision`) returning to the first template, and a nodeSelector limiting the
-//! DaemonSet to one node whose served HTTP body follows set image / undo.
+//! DaemonSet to one node whose served HTTP body follows set image / undo; `kubectl drain
+//! --ignore-daemonsets` leaves daemon pods in place.
 
 mod common;
 
@@ -211,6 +212,15 @@ fn daemonset_per_node_rollout_history_and_undo() -> Result<()> {
         describe.contains("SuccessfulCreate") && describe.contains("SuccessfulDelete"),
         "{describe}"
     );
+
+    // `kubectl drain --ignore-daemonsets` cordons the node and leaves its daemon pod alone
+    // (kubectl finds the pod's DaemonSet through the API and skips it).
+    let out = s.ok(&["drain", "node-b", "--ignore-daemonsets", "--timeout=60s"])?;
+    ensure!(out.contains("drained"), "{out}");
+    let node = s.json(&["get", "node", "node-b"])?;
+    ensure!(node["spec"]["unschedulable"] == true, "{node:#}");
+    wait_daemon_pods(&s, "agent", &nodes, "hello-wasm:v2")?;
+    s.ok(&["uncordon", "node-b"])?;
     Ok(())
 }
 

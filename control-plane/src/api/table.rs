@@ -145,7 +145,7 @@ pub(crate) struct Printer {
 }
 
 /// Every kind-specific printer.
-fn printers() -> [&'static Printer; 30] {
+fn printers() -> [&'static Printer; 31] {
     [
         &pod::POD,
         &core::NODE,
@@ -162,6 +162,7 @@ fn printers() -> [&'static Printer; 30] {
         &apps::DEPLOYMENT,
         &apps::REPLICA_SET,
         &apps::DAEMON_SET,
+        &apps::CONTROLLER_REVISION,
         &apps::STATEFUL_SET,
         &apps::JOB,
         &apps::CRON_JOB,
@@ -196,6 +197,7 @@ static KINDS: &[&str] = &[
     "Deployment",
     "ReplicaSet",
     "DaemonSet",
+    "ControllerRevision",
     "StatefulSet",
     "Job",
     "CronJob",

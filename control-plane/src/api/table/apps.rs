@@ -1,4 +1,4 @@
-//! Workload printers: Deployment, ReplicaSet, DaemonSet, StatefulSet,
+//! Workload printers: Deployment, ReplicaSet, DaemonSet, ControllerRevision, StatefulSet,
 //! ReplicationController (apps/core) and Job, CronJob (batch).
 
 use jiff::Timestamp;
@@ -186,6 +186,50 @@ pub(crate) static DAEMON_SET: Printer = Printer {
             names,
             images,
             selector(ds),
+        ]
+        .into()
+    },
+};
+
+// ---------------------------------------------------------------- ControllerRevision
+
+/// `kubectl get controllerrevisions`: the controller as `kind.group/name` (Kubernetes'
+/// `formatResourceName` with the kind) and the revision number.
+pub(crate) static CONTROLLER_REVISION: Printer = Printer {
+    kinds: &["ControllerRevision"],
+    columns: &[
+        NAME,
+        col("Controller", "string", "Controller of the object"),
+        col(
+            "Revision",
+            "integer",
+            "Revision indicates the revision of the state represented by Data.",
+        ),
+        AGE,
+    ],
+    row: |cr, now| {
+        let controller = arr_at(cr, &["metadata", "ownerReferences"])
+            .iter()
+            .find(|r| r["controller"] == true)
+            .map(|r| {
+                let kind = r["kind"].as_str().unwrap_or("").to_lowercase();
+                let group = r["apiVersion"]
+                    .as_str()
+                    .and_then(|v| v.rsplit_once('/'))
+                    .map(|(g, _)| g)
+                    .unwrap_or("");
+                let name = r["name"].as_str().unwrap_or("");
+                match group {
+                    "" => format!("{kind}/{name}"),
+                    g => format!("{kind}.{g}/{name}"),
+                }
+            })
+            .unwrap_or_else(|| "<none>".to_string());
+        vec![
+            json!(name(cr)),
+            json!(controller),
+            json!(int_at(cr, &["revision"])),
+            age(cr, now),
         ]
         .into()
     },

@@ -314,3 +314,20 @@ fn replication_controller() {
         ]),
     );
 }
+
+#[test]
+fn controller_revision_shows_its_controller_and_revision() {
+    let mut m = meta("agent-5d8f9c7b6", 30);
+    m["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "agent",
+                                   "uid": "u1", "controller": true}]);
+    assert_cells(
+        "ControllerRevision",
+        json!({"metadata": m, "revision": 3, "data": {}}),
+        json!(["agent-5d8f9c7b6", "daemonset.apps/agent", 3, "30s"]),
+    );
+    assert_cells(
+        "ControllerRevision",
+        json!({"metadata": meta("loose", 30), "revision": 1}),
+        json!(["loose", "<none>", 1, "30s"]),
+    );
+}
