@@ -11,7 +11,7 @@
 #   trap.wasm         tests/guests/trap       prints "about to trap", panics "boom" → trap
 #   spin.wasm         tests/guests/spin       prints "spinning", loops forever
 #   hog.wasm          tests/guests/hog        prints "allocating", allocates 1 MiB chunks forever
-#   env-reader.wasm   tests/guests/env-reader prints "GREETING=…" and "file=<content of /config/greeting>"
+#   env-reader.wasm   tests/guests/env-reader prints "GREETING=…", "file=<content of /config/greeting>", "relative=<./greeting in the working dir>"
 #   sleeper.wasm      tests/guests/sleeper    prints "started", sleeps $SECONDS (2), prints "done"
 #   counter.wasm      tests/guests/counter    increments /data/count, prints "count=N", sleeps forever
 # (cdylib outputs use the crate name with '-' → '_'; bin outputs keep the bin name as is.)

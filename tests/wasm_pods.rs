@@ -269,7 +269,7 @@ fn env_and_config_map_volume_reach_the_component() -> Result<()> {
         "reader",
         "env-reader:v1",
         "Never",
-        "    env:\n    - name: GREETING\n      valueFrom:\n        configMapKeyRef: {name: greeting, key: word}\n    volumeMounts:\n    - name: cfg\n      mountPath: /config\n",
+        "    workingDir: /config\n    env:\n    - name: GREETING\n      valueFrom:\n        configMapKeyRef: {name: greeting, key: word}\n    volumeMounts:\n    - name: cfg\n      mountPath: /config\n",
         "  volumes:\n  - name: cfg\n    configMap:\n      name: greeting\n",
     );
     let f = s.write("reader.yaml", &yaml)?;
@@ -277,7 +277,9 @@ fn env_and_config_map_volume_reach_the_component() -> Result<()> {
     wait_phase(&s, "reader", "Succeeded")?;
     let logs = s.ok(&["logs", "reader"])?;
     ensure!(
-        logs.contains("GREETING=hi") && logs.contains("file=hello-from-volume"),
+        logs.contains("GREETING=hi")
+            && logs.contains("file=hello-from-volume")
+            && logs.contains("relative=hello-from-volume"),
         "{logs}"
     );
     Ok(())

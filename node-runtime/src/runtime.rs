@@ -26,6 +26,8 @@ pub struct StartSpec {
     pub env: Vec<(String, String)>,
     pub args: Vec<String>,
     pub mounts: Vec<crate::agent::volumes::Mount>,
+    /// The container's `workingDir`.
+    pub working_dir: Option<String>,
     pub memory_limit_bytes: Option<u64>,
     /// `resources.limits.cpu` in millicores; the guest is throttled to that share of a core.
     pub cpu_limit_millis: Option<u64>,
@@ -91,6 +93,7 @@ impl Runtime {
                             read_only: m.read_only,
                         })
                         .collect(),
+                    working_dir: spec.working_dir,
                     memory_limit_bytes: spec.memory_limit_bytes,
                     cpu_limit_millis: spec.cpu_limit_millis,
                     deadline,

@@ -12,7 +12,7 @@ use super::config::{AgentConfig, DEFAULT_BACKOFF_RESET, DEFAULT_REQUEST_TIMEOUT}
 use super::node::now;
 use super::status::{CState, ContainerView};
 use super::worker::Worker;
-use super::{probes, volumes};
+use super::{probes, volumes, workdir};
 use crate::images::{PullPolicy, PulledImage};
 use crate::logs::{ContainerLog, DEFAULT_MAX_LOG_BYTES};
 use crate::runtime::{termination, Running, StartSpec};
@@ -279,7 +279,13 @@ impl Worker {
                 return;
             }
         };
-        let mounts = match volumes::mounts(&self.ctx.client, &pod, &c, &self.pod_dir).await {
+        let mounts = match volumes::mounts(&self.ctx.client, &pod, &c, &self.pod_dir)
+            .await
+            .and_then(|mut m| {
+                let extra = workdir::mounts(&c, &m, &self.pod_dir)?;
+                m.extend(extra);
+                Ok(m)
+            }) {
             Ok(m) => m,
             Err(e) => {
                 self.ctx
@@ -354,6 +360,7 @@ impl Worker {
             env,
             args,
             mounts,
+            working_dir: c.working_dir.clone().filter(|d| !d.is_empty()),
             memory_limit_bytes: memory,
             cpu_limit_millis: cpu,
             run_deadline: self.run_deadline(),

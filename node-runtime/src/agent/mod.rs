@@ -12,6 +12,7 @@ pub mod probes;
 pub mod server;
 pub mod status;
 pub mod volumes;
+pub mod workdir;
 mod worker;
 
 use std::sync::Arc;

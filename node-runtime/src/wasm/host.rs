@@ -79,6 +79,9 @@ impl Host {
                 log: cfg.log.clone(),
                 stream: LogStream::Stderr,
             });
+        if let Some(dir) = &cfg.working_dir {
+            wasi.initial_cwd(dir);
+        }
         for p in &cfg.preopens {
             let perms = if p.read_only {
                 FsPerms::ReadOnly

@@ -126,6 +126,9 @@ pub struct InstanceConfig {
     /// `args[0]` is the program name.
     pub args: Vec<String>,
     pub preopens: Vec<Preopen>,
+    /// The container's `workingDir`, offered as `wasi:cli/environment.initial-cwd` (what a
+    /// guest's libc starts resolving relative paths from, when it asks).
+    pub working_dir: Option<String>,
     /// Caps each linear memory; growing past it fails and the guest's end is
     /// [`ExitReason::OutOfMemory`].
     pub memory_limit_bytes: Option<u64>,

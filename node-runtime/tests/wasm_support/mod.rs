@@ -88,6 +88,7 @@ pub fn instance(dir: &Path, args: &[&str]) -> InstanceConfig {
         env: Vec::new(),
         args: args.iter().map(|a| a.to_string()).collect(),
         preopens: Vec::new(),
+        working_dir: None,
         memory_limit_bytes: None,
         cpu_limit_millis: None,
         deadline: None,

@@ -1,6 +1,7 @@
 //! Prints `GREETING=<env GREETING>`, then `file=<content of /config/greeting>` (trailing newlines
-//! trimmed) read from the preopened directory `/config`, and exits 0. Exits 1 with a message on
-//! stderr when the variable or the file is missing.
+//! trimmed) read from the preopened directory `/config`, then `relative=<content of ./greeting>`
+//! (relative to the working directory; `relative-error=…` when it cannot be read), and exits 0.
+//! Exits 1 with a message on stderr when the variable or `/config/greeting` is missing.
 
 use std::process::ExitCode;
 
@@ -11,13 +12,16 @@ fn main() -> ExitCode {
     };
     println!("GREETING={greeting}");
     match std::fs::read_to_string("/config/greeting") {
-        Ok(content) => {
-            println!("file={}", content.trim_end_matches(['\r', '\n']));
-            ExitCode::SUCCESS
-        }
+        Ok(content) => println!("file={}", content.trim_end_matches(['\r', '\n'])),
         Err(err) => {
             eprintln!("env-reader: cannot read /config/greeting: {err}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
     }
+    // Relative to the working directory (the container's `workingDir`, preopened as `.`).
+    match std::fs::read_to_string("greeting") {
+        Ok(content) => println!("relative={}", content.trim_end_matches(['\r', '\n'])),
+        Err(err) => println!("relative-error={err}"),
+    }
+    ExitCode::SUCCESS
 }
