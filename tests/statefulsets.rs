@@ -259,7 +259,13 @@ fn statefulset_order_storage_and_reverse_scale_down() -> Result<()> {
     wait_for("the new web-0 to print count=2", || {
         Ok(s.ok(&["logs", "web-0"])?.contains("count=2").then_some(()))
     })?;
-    let on_node = s.data_dir().join("agent/volumes/default/data-web-0/count");
+    let claim_uid = s.json(&["get", "pvc", "data-web-0"])?["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let on_node = s.data_dir().join(format!(
+        "agent/volumes/default/data-web-0_{claim_uid}/count"
+    ));
     let count = std::fs::read_to_string(&on_node)
         .with_context(|| format!("reading {}", on_node.display()))?;
     ensure!(count.trim() == "2", "count file: {count:?}");

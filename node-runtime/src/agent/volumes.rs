@@ -2,8 +2,10 @@
 //! and Secrets, and the downward API) and volumes materialized on the node (emptyDir,
 //! configMap, secret, hostPath, persistentVolumeClaim), mounted into the component as WASI
 //! preopened directories. A persistentVolumeClaim is node-local storage: the directory
-//! `<agent data dir>/volumes/<namespace>/<claimName>/`, outside the pod's own directory, so it
-//! outlives the pod and every pod of the same claim on this node sees the same data.
+//! `<agent data dir>/volumes/<namespace>/<claimName>_<claim uid>/`, outside the pod's own
+//! directory, so it outlives the pod and every pod of the same claim on this node sees the same
+//! data; a claim deleted and created again under the same name starts empty (the old
+//! directory is removed when the new claim is first mounted).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,11 +48,11 @@ async fn secret(
         .map_err(|e| ConfigError(format!("cannot read secret \"{name}\": {e}")))
 }
 
-/// The node-local directory of claim `name` in `ns`, given the pod's directory
-/// (`<data dir>/pods/<uid>`): `<data dir>/volumes/<ns>/<name>`.
-fn claim_dir(pod_dir: &Path, ns: &str, name: &str) -> Result<PathBuf, ConfigError> {
+/// The node-local directory of claim `name` (uid `uid`) in `ns`, given the pod's directory
+/// (`<data dir>/pods/<pod uid>`): `<data dir>/volumes/<ns>/<name>_<uid>`.
+fn claim_dir(pod_dir: &Path, ns: &str, name: &str, uid: &str) -> Result<PathBuf, ConfigError> {
     let safe = |s: &str| !s.is_empty() && !s.contains(['/', '\\']) && s != "." && s != "..";
-    if !safe(ns) || !safe(name) {
+    if !safe(ns) || !safe(name) || !safe(uid) {
         return Err(ConfigError(format!(
             "persistentVolumeClaim {name:?} in namespace {ns:?}: not a valid name"
         )));
@@ -61,7 +63,34 @@ fn claim_dir(pod_dir: &Path, ns: &str, name: &str) -> Result<PathBuf, ConfigErro
             pod_dir.display()
         ))
     })?;
-    Ok(data_dir.join("volumes").join(ns).join(name))
+    Ok(data_dir
+        .join("volumes")
+        .join(ns)
+        .join(format!("{name}_{uid}")))
+}
+
+/// Removes the directories of earlier claims named `name` (other uids) next to `current`.
+fn remove_stale_claim_dirs(current: &Path, name: &str) {
+    let (Some(parent), Some(keep)) = (current.parent(), current.file_name()) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let prefix = format!("{name}_");
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let stale = file != keep
+            && file
+                .to_str()
+                .and_then(|f| f.strip_prefix(&prefix))
+                .is_some_and(|uid| !uid.contains('_'));
+        if stale {
+            if let Err(err) = std::fs::remove_dir_all(e.path()) {
+                tracing::warn!(dir = %e.path().display(), error = %err, "cannot remove an old claim's directory");
+            }
+        }
+    }
 }
 
 /// Checks that claim `name` exists (and is not being deleted) and creates its directory.
@@ -75,7 +104,7 @@ async fn claim_volume(
         .get_opt(name)
         .await
         .map_err(|e| ConfigError(format!("cannot read persistentvolumeclaim \"{name}\": {e}")))?;
-    match claim {
+    let uid = match claim {
         None => {
             return Err(ConfigError(format!(
                 "persistentvolumeclaim \"{name}\" not found"
@@ -86,9 +115,10 @@ async fn claim_volume(
                 "persistentvolumeclaim \"{name}\" is being deleted"
             )))
         }
-        Some(_) => {}
-    }
-    let dir = claim_dir(pod_dir, ns, name)?;
+        Some(c) => c.metadata.uid.unwrap_or_default(),
+    };
+    let dir = claim_dir(pod_dir, ns, name, &uid)?;
+    remove_stale_claim_dirs(&dir, name);
     std::fs::create_dir_all(&dir).map_err(|e| {
         ConfigError(format!(
             "persistentVolumeClaim {name}: {}: {e}",
@@ -409,12 +439,29 @@ mod tests {
     fn claim_directories_live_outside_the_pod() {
         let pod_dir = Path::new("/data/agent/pods/uid-1");
         assert_eq!(
-            claim_dir(pod_dir, "default", "data-web-0").unwrap(),
-            Path::new("/data/agent/volumes/default/data-web-0")
+            claim_dir(pod_dir, "default", "data-web-0", "u1").unwrap(),
+            Path::new("/data/agent/volumes/default/data-web-0_u1")
         );
-        assert!(claim_dir(pod_dir, "default", "../x").is_err());
-        assert!(claim_dir(pod_dir, "..", "x").is_err());
-        assert!(claim_dir(pod_dir, "default", "").is_err());
+        assert!(claim_dir(pod_dir, "default", "../x", "u1").is_err());
+        assert!(claim_dir(pod_dir, "..", "x", "u1").is_err());
+        assert!(claim_dir(pod_dir, "default", "", "u1").is_err());
+        assert!(claim_dir(pod_dir, "default", "x", "").is_err());
+    }
+
+    #[test]
+    fn a_new_claim_of_the_same_name_does_not_see_the_old_data() {
+        let root = tempfile::tempdir().unwrap();
+        let ns = root.path().join("default");
+        for d in ["data_old", "data_new", "data-web_old", "other_x"] {
+            std::fs::create_dir_all(ns.join(d)).unwrap();
+        }
+        remove_stale_claim_dirs(&ns.join("data_new"), "data");
+        let mut left: Vec<String> = std::fs::read_dir(&ns)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["data-web_old", "data_new", "other_x"]);
     }
 
     #[test]
