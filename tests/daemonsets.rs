@@ -8,7 +8,7 @@
 mod common;
 
 use anyhow::{ensure, Context, Result};
-use common::{free_port, guest, http_get, wait_for, Skiff};
+use common::{env_version, free_port, guest, http_get, is_ready, wait_for, Skiff};
 use serde_json::Value;
 
 const ROLLOUT_TIMEOUT: &str = "--timeout=120s";
@@ -42,30 +42,6 @@ spec:
         - {{containerPort: 8080{ports}}}
 "
     )
-}
-
-fn apply(s: &Skiff, file: &str, yaml: &str) -> Result<()> {
-    let f = s.write(file, yaml)?;
-    s.ok(&["apply", "-f", f.to_str().unwrap_or_default()])?;
-    Ok(())
-}
-
-fn is_ready(obj: &Value) -> bool {
-    obj["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-}
-
-fn env_version(p: &Value) -> &str {
-    p["spec"]["containers"][0]["env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|e| e["name"] == "VERSION")
-        .and_then(|e| e["value"].as_str())
-        .unwrap_or("")
 }
 
 /// Waits until `app` has exactly one Ready pod on each of `nodes` and nothing terminating,
@@ -126,7 +102,7 @@ fn daemonset_per_node_rollout_history_and_undo() -> Result<()> {
     let main = two_nodes(&s)?;
     let nodes = [main.as_str(), "node-b"];
 
-    apply(&s, "agent.yaml", &daemonset_yaml("agent", "", ""))?;
+    s.apply("agent.yaml", &daemonset_yaml("agent", "", ""))?;
     rollout_ok(&s, "ds/agent")?;
     let first = wait_daemon_pods(&s, "agent", &nodes, "hello-wasm:v1")?;
     ensure!(first.iter().all(|p| {
@@ -234,8 +210,7 @@ fn node_selector_limits_pods_and_body_follows_undo() -> Result<()> {
     two_nodes(&s)?;
     let port = free_port()?;
     let selector = "      nodeSelector: {kubernetes.io/hostname: node-b}\n";
-    apply(
-        &s,
+    s.apply(
         "one.yaml",
         &daemonset_yaml("one", selector, &format!(", hostPort: {port}")),
     )?;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use common::{free_port, guest, http_get, wait_for, Skiff};
+use common::{env_version, free_port, guest, http_get, is_ready, wait_for, Skiff};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher;
@@ -59,20 +59,6 @@ spec:
 const ROLLING_1_1: &str =
     "    type: RollingUpdate\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 1}";
 
-fn apply(s: &Skiff, file: &str, yaml: &str) -> Result<()> {
-    let f = s.write(file, yaml)?;
-    s.ok(&["apply", "-f", f.to_str().unwrap_or_default()])?;
-    Ok(())
-}
-
-fn is_ready(p: &Value) -> bool {
-    p["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-}
-
 /// Pods of `app` that are not terminating.
 fn live_pods(s: &Skiff, app: &str) -> Result<Vec<Value>> {
     let list = s.json(&["get", "pods", "-l", &format!("app={app}")])?;
@@ -104,16 +90,6 @@ fn revision(rs: &Value) -> &str {
 
 fn image(p: &Value) -> &str {
     p["spec"]["containers"][0]["image"].as_str().unwrap_or("")
-}
-
-fn env_version(p: &Value) -> &str {
-    p["spec"]["containers"][0]["env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|e| e["name"] == "VERSION")
-        .and_then(|e| e["value"].as_str())
-        .unwrap_or("")
 }
 
 /// Waits until exactly `n` live pods of `app` exist, all Ready and with `image`.
@@ -221,7 +197,7 @@ fn rollout_history_undo_restart_and_scale() -> Result<()> {
     let hello = guest("hello_wasm")?;
     s.import(&hello, "hello-wasm:v1")?;
     s.import(&hello, "hello-wasm:v2")?;
-    apply(&s, "web.yaml", &deployment_yaml("web", 3, ROLLING_1_1, ""))?;
+    s.apply("web.yaml", &deployment_yaml("web", 3, ROLLING_1_1, ""))?;
     let out = s.ok(&["rollout", "status", "deploy/web", ROLLOUT_TIMEOUT])?;
     ensure!(out.contains("successfully rolled out"), "{out}");
     let first = wait_pods(&s, "web", 3, "hello-wasm:v1")?;
@@ -337,7 +313,7 @@ fn served_body_follows_set_image_and_undo() -> Result<()> {
     // One replica on a hostPort: the old pod must go before the new one can bind the port.
     let strategy = "    type: RollingUpdate\n    rollingUpdate: {maxSurge: 0, maxUnavailable: 1}";
     let ports = format!("        ports:\n        - {{containerPort: 8080, hostPort: {port}}}\n");
-    apply(&s, "one.yaml", &deployment_yaml("one", 1, strategy, &ports))?;
+    s.apply("one.yaml", &deployment_yaml("one", 1, strategy, &ports))?;
     s.ok(&["rollout", "status", "deploy/one", ROLLOUT_TIMEOUT])?;
     let body = |want: &str| -> Result<String> {
         wait_for(&format!("body with version={want}"), || {
@@ -366,11 +342,7 @@ fn pods_heal_and_deletes_cascade_orphan_or_wait() -> Result<()> {
     let s = Skiff::start()?;
     s.import(&guest("hello_wasm")?, "hello-wasm:v1")?;
     // Self-healing: a deleted pod of a ReplicaSet is replaced.
-    apply(
-        &s,
-        "heal.yaml",
-        &deployment_yaml("heal", 2, ROLLING_1_1, ""),
-    )?;
+    s.apply("heal.yaml", &deployment_yaml("heal", 2, ROLLING_1_1, ""))?;
     s.ok(&["rollout", "status", "deploy/heal", ROLLOUT_TIMEOUT])?;
     let pods = wait_pods(&s, "heal", 2, "hello-wasm:v1")?;
     let victim = names(&pods)[0].clone();
@@ -388,11 +360,7 @@ fn pods_heal_and_deletes_cascade_orphan_or_wait() -> Result<()> {
     })?;
 
     // Orphan: the ReplicaSet stays (without ownerReferences) and keeps its pods.
-    apply(
-        &s,
-        "orph.yaml",
-        &deployment_yaml("orph", 2, ROLLING_1_1, ""),
-    )?;
+    s.apply("orph.yaml", &deployment_yaml("orph", 2, ROLLING_1_1, ""))?;
     s.ok(&["rollout", "status", "deploy/orph", ROLLOUT_TIMEOUT])?;
     let pods = names(&wait_pods(&s, "orph", 2, "hello-wasm:v1")?);
     s.ok(&["delete", "deploy", "orph", "--cascade=orphan"])?;
@@ -413,7 +381,7 @@ fn pods_heal_and_deletes_cascade_orphan_or_wait() -> Result<()> {
     s.ok(&["delete", "rs", "-l", "app=orph"])?;
 
     // Foreground: the deployment stays (deletionTimestamp) while a dependent remains.
-    apply(&s, "fg.yaml", &deployment_yaml("fg", 1, ROLLING_1_1, ""))?;
+    s.apply("fg.yaml", &deployment_yaml("fg", 1, ROLLING_1_1, ""))?;
     s.ok(&["rollout", "status", "deploy/fg", ROLLOUT_TIMEOUT])?;
     let pod = names(&wait_pods(&s, "fg", 1, "hello-wasm:v1")?)[0].clone();
     s.ok(&[

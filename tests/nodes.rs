@@ -6,7 +6,7 @@
 mod common;
 
 use anyhow::{ensure, Context, Result};
-use common::{guest, wait_for, Skiff};
+use common::{guest, is_ready, wait_for, Skiff};
 use serde_json::Value;
 
 fn deployment_yaml(name: &str, replicas: u32) -> String {
@@ -46,20 +46,6 @@ spec:
     matchLabels: {{app: web}}
 "
     )
-}
-
-fn apply(s: &Skiff, file: &str, yaml: &str) -> Result<()> {
-    let f = s.write(file, yaml)?;
-    s.ok(&["apply", "-f", f.to_str().unwrap_or_default()])?;
-    Ok(())
-}
-
-fn is_ready(obj: &Value) -> bool {
-    obj.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
 /// Live (not terminating) Ready pods of app=web, by node.
@@ -106,7 +92,7 @@ fn dead_node_is_tainted_pods_evicted_and_drain_honours_pdb() -> Result<()> {
     // Cordon the embedded node so both pods land on node-b, then uncordon it.
     s.ok(&["cordon", &main])?;
     ensure!(s.json(&["get", "node", &main])?["spec"]["unschedulable"] == true);
-    apply(&s, "web.yaml", &deployment_yaml("web", 2))?;
+    s.apply("web.yaml", &deployment_yaml("web", 2))?;
     wait_for("2 Ready pods on node-b", || {
         Ok((ready_web_pods_on(&s, "node-b")? == 2).then_some(()))
     })?;
@@ -168,7 +154,7 @@ fn dead_node_is_tainted_pods_evicted_and_drain_honours_pdb() -> Result<()> {
     wait_for("node-c Ready", || {
         Ok(is_ready(&s.json(&["get", "node", "node-c"]).unwrap_or_default()).then_some(()))
     })?;
-    apply(&s, "pdb.yaml", &pdb_yaml(2))?;
+    s.apply("pdb.yaml", &pdb_yaml(2))?;
     wait_for("PDB status", || {
         let p = s.json(&["get", "pdb", "web"])?;
         Ok(
@@ -188,7 +174,7 @@ fn dead_node_is_tainted_pods_evicted_and_drain_honours_pdb() -> Result<()> {
     );
 
     // Relaxed budget: drain evicts one at a time and the pods move to node-c.
-    apply(&s, "pdb.yaml", &pdb_yaml(1))?;
+    s.apply("pdb.yaml", &pdb_yaml(1))?;
     s.ok(&["drain", &main, "--ignore-daemonsets", "--timeout=90s"])?;
     wait_for("2 Ready pods on node-c", || {
         Ok((ready_web_pods_on(&s, "node-c")? == 2).then_some(()))

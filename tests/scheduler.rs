@@ -52,12 +52,6 @@ spec:
     )
 }
 
-fn apply(s: &Skiff, file: &str, yaml: &str) -> Result<()> {
-    let path = s.write(file, yaml)?;
-    s.ok(&["apply", "-f", path.to_str().unwrap_or_default()])?;
-    Ok(())
-}
-
 fn node_of(s: &Skiff, pod: &str) -> Result<Option<String>> {
     let p = s.json(&["get", "pod", pod])?;
     Ok(p.pointer("/spec/nodeName")
@@ -105,26 +99,22 @@ fn scheduler_places_explains_and_retries() -> Result<()> {
     // Fake nodes have no agent: a long grace keeps the node lifecycle controller off them.
     let s = Skiff::start_with(&["--no-agent", "--node-monitor-grace-seconds", "3600"])?;
     let gpu_taint = "  - {key: dedicated, value: gpu, effect: NoSchedule}\n";
-    apply(
-        &s,
+    s.apply(
         "n1.yaml",
         &node_yaml("n1", &[("disk", "ssd"), ("zone", "a")], None),
     )?;
-    apply(
-        &s,
+    s.apply(
         "n2.yaml",
         &node_yaml("n2", &[("disk", "hdd"), ("zone", "b")], None),
     )?;
-    apply(
-        &s,
+    s.apply(
         "n3.yaml",
         &node_yaml("n3", &[("zone", "c")], Some(gpu_taint)),
     )?;
     let small = "{cpu: 100m, memory: 64Mi}";
 
     // nodeSelector.
-    apply(
-        &s,
+    s.apply(
         "sel.yaml",
         &pod_yaml("sel", "  nodeSelector: {disk: ssd}", small),
     )?;
@@ -148,15 +138,14 @@ fn scheduler_places_explains_and_retries() -> Result<()> {
         - matchExpressions:
           - {key: zone, operator: NotIn, values: [a, c]}
           - {key: disk, operator: Exists}"#;
-    apply(&s, "aff.yaml", &pod_yaml("aff", affinity, small))?;
+    s.apply("aff.yaml", &pod_yaml("aff", affinity, small))?;
     assert_eq!(wait_node(&s, "aff")?, "n2");
 
     // Tolerations: only a tolerating pod may use the tainted node.
     let tolerant = "  nodeSelector: {zone: c}\n  tolerations:\n  - {key: dedicated, operator: Equal, value: gpu, effect: NoSchedule}";
-    apply(&s, "tol.yaml", &pod_yaml("tol", tolerant, small))?;
+    s.apply("tol.yaml", &pod_yaml("tol", tolerant, small))?;
     assert_eq!(wait_node(&s, "tol")?, "n3");
-    apply(
-        &s,
+    s.apply(
         "intol.yaml",
         &pod_yaml("intol", "  nodeSelector: {zone: c}", small),
     )?;
@@ -168,8 +157,7 @@ fn scheduler_places_explains_and_retries() -> Result<()> {
 
     // An impossible request. kube-scheduler 1.32 would add "preemption: 0/3 nodes are
     // available: 3 No preemption victims found for incoming pod."; Skiff does not preempt.
-    apply(
-        &s,
+    s.apply(
         "huge.yaml",
         &pod_yaml("huge", "", "{cpu: 100m, memory: 64Gi}"),
     )?;
@@ -205,7 +193,7 @@ spec:
       containers:
       - {name: c, image: hello-wasm:v1, resources: {requests: {cpu: 100m}}}
 "#;
-    apply(&s, "spread.yaml", deploy)?;
+    s.apply("spread.yaml", deploy)?;
     let anti_msg = "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 node(s) didn't match pod anti-affinity rules.";
     let pending = wait_for("2 spread pods placed and 1 pending", || {
         let pods = s.json(&["get", "pods", "-l", "app=spread"])?;
@@ -239,8 +227,7 @@ spec:
     assert_eq!(wait_node(&s, &pending)?, "n3");
 
     // A node added later takes the pod that fits only there.
-    apply(
-        &s,
+    s.apply(
         "nvme.yaml",
         &pod_yaml("nvme", "  nodeSelector: {disk: nvme}", small),
     )?;
@@ -249,7 +236,7 @@ spec:
         "nvme",
         "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.",
     )?;
-    apply(&s, "n4.yaml", &node_yaml("n4", &[("disk", "nvme")], None))?;
+    s.apply("n4.yaml", &node_yaml("n4", &[("disk", "nvme")], None))?;
     assert_eq!(wait_node(&s, "nvme")?, "n4");
     let cond = s.ok(&[
         "get",

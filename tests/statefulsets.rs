@@ -11,11 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use common::{guest, wait_for, Skiff};
+use common::{guest, is_ready, wait_for, Skiff};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher;
-use serde_json::Value;
 
 const STATEFULSET: &str = "apiVersion: apps/v1
 kind: StatefulSet
@@ -161,14 +160,6 @@ fn first(log: &[String], from: usize, any: &[&str]) -> Result<usize> {
         .find(|(_, l)| any.contains(&l.as_str()))
         .map(|(i, _)| i)
         .with_context(|| format!("no {any:?} after line {from} in {log:#?}"))
-}
-
-fn is_ready(p: &Value) -> bool {
-    p["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
 fn pod_names(s: &Skiff) -> Result<Vec<String>> {

@@ -258,6 +258,13 @@ impl Skiff {
         })
     }
 
+    /// Writes `yaml` to `file` in the data dir and `kubectl apply`s it.
+    pub fn apply(&self, file: &str, yaml: &str) -> Result<()> {
+        let f = self.write(file, yaml)?;
+        self.ok(&["apply", "-f", f.to_str().unwrap_or_default()])?;
+        Ok(())
+    }
+
     pub fn write(&self, name: &str, contents: &str) -> Result<PathBuf> {
         let p = self.dir.path().join(name);
         std::fs::write(&p, contents)?;
@@ -366,4 +373,24 @@ pub fn http_get(port: u16, path: &str) -> Result<(u16, String)> {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Ok((code, body))
+}
+
+/// Whether an object (pod or node) has the condition `Ready=True`.
+pub fn is_ready(obj: &serde_json::Value) -> bool {
+    obj["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// The value of the `VERSION` env var of a pod's first container ("" when unset).
+pub fn env_version(p: &serde_json::Value) -> &str {
+    p["spec"]["containers"][0]["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == "VERSION")
+        .and_then(|e| e["value"].as_str())
+        .unwrap_or("")
 }
