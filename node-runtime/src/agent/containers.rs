@@ -12,7 +12,7 @@ use super::config::{AgentConfig, DEFAULT_BACKOFF_RESET, DEFAULT_REQUEST_TIMEOUT}
 use super::node::now;
 use super::status::{CState, ContainerView};
 use super::worker::Worker;
-use super::{probes, volumes, workdir};
+use super::{probes, pullsecrets, volumes, workdir};
 use crate::images::{PullPolicy, PulledImage};
 use crate::logs::{ContainerLog, DEFAULT_MAX_LOG_BYTES};
 use crate::runtime::{termination, Running, StartSpec};
@@ -204,10 +204,22 @@ impl Worker {
                     &format!("Pulling image \"{image_ref}\""),
                 )
                 .await;
+            let (credentials, missing) =
+                pullsecrets::credentials(&self.ctx.client, &pod, &image_ref).await;
+            if !missing.is_empty() {
+                let msg = format!(
+                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                    missing.join(", ")
+                );
+                self.ctx
+                    .recorder
+                    .record(&pod, true, "FailedToRetrieveImagePullSecret", &msg)
+                    .await;
+            }
             match self
                 .ctx
                 .puller
-                .pull(&image_ref, pull_policy(&self.slots[i].c))
+                .pull_with(&image_ref, pull_policy(&self.slots[i].c), credentials)
                 .await
             {
                 Ok(img) => {

@@ -9,6 +9,7 @@ pub mod events;
 pub mod node;
 pub mod pods;
 pub mod probes;
+pub mod pullsecrets;
 pub mod server;
 pub mod status;
 pub mod volumes;

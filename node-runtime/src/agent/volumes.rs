@@ -37,7 +37,7 @@ async fn config_map(
         .map_err(|e| ConfigError(format!("cannot read configmap \"{name}\": {e}")))
 }
 
-async fn secret(
+pub(super) async fn secret(
     client: &kube::Client,
     ns: &str,
     name: &str,
@@ -128,7 +128,7 @@ async fn claim_volume(
     Ok(dir)
 }
 
-fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
+pub(super) fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
     let mut out: BTreeMap<String, Vec<u8>> = s
         .data
         .as_ref()

@@ -1,6 +1,7 @@
 //! [`ImagePuller`]: pull policy, downloads through `oci-client`, verification, and sharing of
 //! concurrent pulls of one reference.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
@@ -16,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::errors::{self, chain, platforms};
 use super::manifest::{self, Classified, Descriptor, ImageManifest, Manifest};
+use super::pullsecrets::Credentials;
 use super::reference::{host_of_url, ImageRef};
 use super::store::{hex_digest, sha256_digest, LocalStore};
 use super::{ImageKind, PullError, PullPolicy, PulledImage, RegistryTarget};
@@ -52,6 +54,24 @@ impl std::fmt::Debug for ImagePuller {
     }
 }
 
+/// The registry client and auth of one pull.
+struct Session<'a> {
+    client: Cow<'a, Client>,
+    auth: RegistryAuth,
+}
+
+/// The client settings every registry connection shares.
+fn base() -> ClientConfig {
+    ClientConfig {
+        connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+        read_timeout: Some(DEFAULT_READ_TIMEOUT),
+        // Indexes are resolved here (Wasm entries first), not by oci-client.
+        platform_resolver: None,
+        user_agent: USER_AGENT,
+        ..ClientConfig::default()
+    }
+}
+
 fn client(config: ClientConfig) -> Result<Client, PullError> {
     Client::try_from(config)
         .map_err(|e| PullError::Config(format!("cannot build the registry client: {e}")))
@@ -74,14 +94,6 @@ impl ImagePuller {
                 "the cluster CA PEM holds no certificate".into(),
             ));
         }
-        let base = || ClientConfig {
-            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
-            read_timeout: Some(DEFAULT_READ_TIMEOUT),
-            // Indexes are resolved here (Wasm entries first), not by oci-client.
-            platform_resolver: None,
-            user_agent: USER_AGENT,
-            ..ClientConfig::default()
-        };
         let cluster_client = client(ClientConfig {
             protocol: if plain_http {
                 ClientProtocol::Http
@@ -114,7 +126,20 @@ impl ImagePuller {
         reference: &str,
         policy: PullPolicy,
     ) -> Result<PulledImage, PullError> {
+        self.pull_with(reference, policy, None).await
+    }
+
+    /// [`pull`](Self::pull) with `credentials` for an outside registry (from the pod's
+    /// `imagePullSecrets`). A credentialed pull uses a client of its own, so the token it
+    /// earns is never reused by another pod's pull.
+    pub async fn pull_with(
+        &self,
+        reference: &str,
+        policy: PullPolicy,
+        credentials: Option<Credentials>,
+    ) -> Result<PulledImage, PullError> {
         let r = ImageRef::parse(reference)?;
+        let session = self.session(&r, credentials)?;
         let lock = self.lock_for(&r.key());
         let _guard = lock.lock().await;
         let local = self.local(&r).await?;
@@ -130,8 +155,8 @@ impl ImagePuller {
             (PullPolicy::Never, None) => Err(PullError::NotPresent {
                 reference: r.original.clone(),
             }),
-            (PullPolicy::IfNotPresent, None) => self.fetch(&r, None).await,
-            (PullPolicy::Always, local) => self.fetch(&r, local).await,
+            (PullPolicy::IfNotPresent, None) => self.fetch(&r, &session, None).await,
+            (PullPolicy::Always, local) => self.fetch(&r, &session, local).await,
         };
         match &result {
             Ok(img) => {
@@ -274,12 +299,28 @@ impl ImagePuller {
         })
     }
 
-    fn client_for(&self, r: &ImageRef) -> (&Client, &RegistryAuth) {
+    /// The client and auth one pull of `r` uses.
+    fn session(
+        &self,
+        r: &ImageRef,
+        credentials: Option<Credentials>,
+    ) -> Result<Session<'_>, PullError> {
         if r.is_cluster() {
-            (&self.cluster, &self.cluster_auth)
-        } else {
-            (&self.public, &RegistryAuth::Anonymous)
+            return Ok(Session {
+                client: Cow::Borrowed(&self.cluster),
+                auth: self.cluster_auth.clone(),
+            });
         }
+        Ok(match credentials {
+            Some(c) => Session {
+                client: Cow::Owned(client(base())?),
+                auth: RegistryAuth::Basic(c.username, c.password),
+            },
+            None => Session {
+                client: Cow::Borrowed(&self.public),
+                auth: RegistryAuth::Anonymous,
+            },
+        })
     }
 
     /// Resolves `r` at its registry and downloads what is missing. With `local` (policy
@@ -287,10 +328,11 @@ impl ImagePuller {
     async fn fetch(
         &self,
         r: &ImageRef,
+        session: &Session<'_>,
         local: Option<(String, ImageKind)>,
     ) -> Result<PulledImage, PullError> {
         let oref = r.to_oci(&self.cluster_host);
-        let (client, auth) = self.client_for(r);
+        let (client, auth) = (session.client.as_ref(), &session.auth);
         if let Some((digest, kind)) = local {
             let remote = client
                 .fetch_manifest_digest(&oref, auth)
@@ -306,7 +348,9 @@ impl ImagePuller {
             }
             tracing::info!(reference = %r.original, old = %digest, new = %remote, "image changed at the registry");
         }
-        let (top_bytes, top_digest) = self.fetch_manifest(r, &oref, r.digest.as_deref()).await?;
+        let (top_bytes, top_digest) = self
+            .fetch_manifest(r, session, &oref, r.digest.as_deref())
+            .await?;
         let parsed = manifest::parse(&top_bytes).map_err(|detail| PullError::InvalidManifest {
             reference: r.original.clone(),
             detail,
@@ -321,7 +365,9 @@ impl ImagePuller {
                     }
                 })?;
                 let child = oref.clone_with_digest(entry.digest.clone());
-                let (bytes, digest) = self.fetch_manifest(r, &child, Some(&entry.digest)).await?;
+                let (bytes, digest) = self
+                    .fetch_manifest(r, session, &child, Some(&entry.digest))
+                    .await?;
                 match manifest::parse(&bytes) {
                     Ok(Manifest::Image(m)) => (digest, Some(bytes), m),
                     Ok(Manifest::Index(_)) => {
@@ -378,12 +424,13 @@ impl ImagePuller {
     async fn fetch_manifest(
         &self,
         r: &ImageRef,
+        session: &Session<'_>,
         oref: &Reference,
         expected: Option<&str>,
     ) -> Result<(Vec<u8>, String), PullError> {
-        let (client, auth) = self.client_for(r);
-        let (bytes, _) = client
-            .pull_manifest_raw(oref, auth, manifest::ACCEPTED)
+        let (bytes, _) = session
+            .client
+            .pull_manifest_raw(oref, &session.auth, manifest::ACCEPTED)
             .await
             .map_err(|e| self.map_err(r, e))?;
         let digest = sha256_digest(&bytes);
