@@ -303,3 +303,58 @@ fn cronjob_creates_jobs_and_prunes_history() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn indexed_job_completes_every_index() -> Result<()> {
+    let s = Skiff::start()?;
+    s.import(&guest("wasm-job")?, "wasm-job:v1")?;
+    let f = s.write(
+        "idx.yaml",
+        &job_yaml(
+            "idx",
+            "wasm-job:v1",
+            "  completions: 3\n  parallelism: 2\n  completionMode: Indexed\n",
+        ),
+    )?;
+    s.ok(&["apply", "-f", &f.to_string_lossy()])?;
+    s.ok(&[
+        "wait",
+        "--for=condition=complete",
+        "job/idx",
+        "--timeout=120s",
+    ])?;
+    let job = s.json(&["get", "job", "idx"])?;
+    ensure!(
+        job["status"]["completedIndexes"] == "0-2",
+        "{}",
+        job["status"]
+    );
+    ensure!(job["status"]["succeeded"] == 3, "{}", job["status"]);
+    let mut indexes = BTreeSet::new();
+    for p in items(&s.json(&["get", "pods", "-l", "job-name=idx"])?) {
+        let ix = p["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        ensure!(
+            p["metadata"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with(&format!("idx-{ix}-")),
+            "{}",
+            p["metadata"]["name"]
+        );
+        ensure!(
+            p["spec"]["hostname"] == format!("idx-{ix}"),
+            "{}",
+            p["spec"]
+        );
+        ensure!(p["status"]["phase"] == "Succeeded", "{}", p["status"]);
+        indexes.insert(ix);
+    }
+    ensure!(
+        indexes == BTreeSet::from(["0".to_string(), "1".to_string(), "2".to_string()]),
+        "{indexes:?}"
+    );
+    Ok(())
+}

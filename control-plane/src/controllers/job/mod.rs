@@ -1,6 +1,8 @@
-//! The Job controller (batch/v1, NonIndexed completion mode), as Kubernetes' job controller:
-//! runs up to `parallelism` pods from the template until `completions` succeed (or, without
-//! `completions`, until one succeeds and the rest have finished); failed pods count against
+//! The Job controller (batch/v1), as Kubernetes' job controller: runs up to `parallelism` pods
+//! from the template until `completions` succeed (or, without `completions`, until one succeeds
+//! and the rest have finished); in Indexed completion mode (`indexed.rs`) each pod runs one
+//! index in [0, completions) and the Job completes once every index has succeeded, tracked in
+//! `status.completedIndexes` (no `backoffLimitPerIndex` yet); failed pods count against
 //! `backoffLimit` (with restartPolicy OnFailure, container restarts do), and a replacement after
 //! a failure waits the pod-failure backoff; `activeDeadlineSeconds` fails the Job; `suspend`
 //! stops its pods; the Complete/Failed conditions (with SuccessCriteriaMet/FailureTarget) and
@@ -10,11 +12,13 @@
 //! Counting reads the pods that exist (Kubernetes keeps finished pods with a tracking finalizer
 //! instead); counters never go down, so deleting a finished pod does not undo its count.
 
+pub mod indexed;
 pub mod status;
 
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
@@ -171,13 +175,23 @@ impl JobController {
         Ok(n)
     }
 
-    async fn create_pods(&self, job: &Value, n: i64) -> Result<i64, ReconcileError> {
+    /// Creates one pod per entry of `indexes` (`Some(i)`: the pod for completion index `i`).
+    async fn create_pods(
+        &self,
+        job: &Value,
+        indexes: &[Option<i64>],
+    ) -> Result<i64, ReconcileError> {
         let pods_def = def("", "pods")?;
         let mut created = 0;
-        for _ in 0..n.min(DEFAULT_MAX_POD_CHANGES_PER_SYNC) {
+        let most = usize::try_from(DEFAULT_MAX_POD_CHANGES_PER_SYNC).unwrap_or(usize::MAX);
+        for index in indexes.iter().take(most) {
+            let mut pod = pod_from_template(job);
+            if let Some(i) = index {
+                indexed::apply_index(&mut pod, object::name(job), *i);
+            }
             match self
                 .objects
-                .create(pods_def, object::namespace(job), pod_from_template(job))
+                .create(pods_def, object::namespace(job), pod)
                 .await
             {
                 Ok(pod) => {
@@ -293,7 +307,8 @@ impl JobController {
             .cloned()
             .unwrap_or_default();
         let sum: Summary = status::summarize(&pods);
-        let succeeded = sum
+        let completions = spec.get("completions").and_then(Value::as_i64);
+        let mut succeeded = sum
             .succeeded
             .max(i64_at(job, "/status/succeeded").unwrap_or(0));
         let failed = sum.failed.max(i64_at(job, "/status/failed").unwrap_or(0));
@@ -301,6 +316,23 @@ impl JobController {
             pods.iter().filter(|p| status::is_active_pod(p)).collect();
         let mut active = sum.active;
         let mut step = Step { requeue: None };
+
+        // Indexed: succeeded counts complete indexes; pods without a valid pending index of
+        // their own (out of range, duplicate, index already complete) go.
+        let indexed = indexed::is_indexed(job);
+        let mut completed = BTreeSet::new();
+        if indexed {
+            let c = completions.unwrap_or(0);
+            let previous = st.get("completedIndexes").and_then(Value::as_str);
+            completed = indexed::completed_indexes(previous, &pods, c);
+            succeeded = i64::try_from(completed.len()).unwrap_or(i64::MAX);
+            let (keep, surplus) = indexed::split_active(&active_pods, c, &completed);
+            if !surplus.is_empty() {
+                self.delete_pods(job, &surplus).await?;
+            }
+            active_pods = keep;
+            active = i64::try_from(active_pods.len()).unwrap_or(i64::MAX);
+        }
 
         let suspended = spec.get("suspend").and_then(Value::as_bool) == Some(true);
         if suspended {
@@ -347,7 +379,6 @@ impl JobController {
             .pointer("/template/spec/restartPolicy")
             .and_then(Value::as_str)
             .unwrap_or("Never");
-        let completions = spec.get("completions").and_then(Value::as_i64);
         let parallelism = spec.get("parallelism").and_then(Value::as_i64).unwrap_or(1);
         let start = parse_time(st.get("startTime"));
         let deadline = spec
@@ -393,11 +424,19 @@ impl JobController {
                 );
                 let n = self.delete_pods(job, &victims).await?;
                 active -= i64::try_from(n).unwrap_or(0);
+                active_pods.retain(|p| !victims.iter().any(|v| object::name(v) == object::name(p)));
             }
             let complete = match completions {
+                // Indexed: every index succeeded; pods still running are stopped.
+                Some(c) if indexed => succeeded >= c,
                 Some(c) => succeeded >= c && active == 0,
                 None => succeeded > 0 && active == 0,
             };
+            if complete && active > 0 {
+                let victims: Vec<Value> = active_pods.iter().map(|p| (*p).clone()).collect();
+                self.delete_pods(job, &victims).await?;
+                active = 0;
+            }
             if complete {
                 let msg = "Reached expected number of succeeded pods";
                 status::set_condition(
@@ -422,7 +461,21 @@ impl JobController {
                     now,
                 );
                 if wait.is_zero() {
-                    active += self.create_pods(job, want - active).await?;
+                    let n = usize::try_from(want - active).unwrap_or(0);
+                    let indexes: Vec<Option<i64>> = if indexed {
+                        let taken: BTreeSet<i64> = active_pods
+                            .iter()
+                            .filter_map(|p| indexed::completion_index(p))
+                            .collect();
+                        let c = completions.unwrap_or(0);
+                        indexed::first_pending(&completed, &taken, c, n)
+                            .into_iter()
+                            .map(Some)
+                            .collect()
+                    } else {
+                        vec![None; n]
+                    };
+                    active += self.create_pods(job, &indexes).await?;
                 } else {
                     step.after(wait);
                 }
@@ -442,6 +495,14 @@ impl JobController {
             } else {
                 st.remove(k);
             }
+        }
+        if indexed && !completed.is_empty() {
+            st.insert(
+                "completedIndexes".into(),
+                json!(indexed::format_indexes(&completed)),
+            );
+        } else {
+            st.remove("completedIndexes");
         }
         let ready = if finished { 0 } else { sum.ready.min(active) };
         st.insert("ready".into(), json!(ready));

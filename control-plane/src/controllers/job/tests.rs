@@ -432,3 +432,161 @@ async fn runner_drives_a_job_to_completion_on_pod_changes() {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
 }
+
+fn index_of(p: &Value) -> i64 {
+    indexed::completion_index(p).unwrap()
+}
+
+async fn active_by_index(f: &Fixture, job: &str) -> Vec<(i64, Value)> {
+    let mut v: Vec<(i64, Value)> = f
+        .active(job)
+        .await
+        .into_iter()
+        .map(|p| (index_of(&p), p))
+        .collect();
+    v.sort_by_key(|(i, _)| *i);
+    v
+}
+
+#[tokio::test]
+async fn indexed_job_runs_each_index_once_and_completes() {
+    let f = fixture(Duration::from_secs(10)).await;
+    f.create(job_manifest(
+        "idx",
+        json!({"completions": 3, "parallelism": 2, "completionMode": "Indexed"}),
+    ))
+    .await;
+    assert_eq!(f.reconcile("idx").await, Action::Done);
+    let active = active_by_index(&f, "idx").await;
+    assert_eq!(active.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1]);
+    for (i, p) in &active {
+        let ix = i.to_string();
+        assert!(
+            object::name(p).starts_with(&format!("idx-{i}-")),
+            "{}",
+            object::name(p)
+        );
+        assert_eq!(
+            p["metadata"]["labels"][indexed::COMPLETION_INDEX_KEY],
+            ix.as_str()
+        );
+        assert_eq!(
+            p["metadata"]["annotations"][indexed::COMPLETION_INDEX_KEY],
+            ix.as_str()
+        );
+        assert_eq!(
+            p["metadata"]["labels"]["batch.kubernetes.io/job-name"],
+            "idx"
+        );
+        assert_eq!(p["spec"]["hostname"], format!("idx-{i}"));
+        let env = &p["spec"]["containers"][0]["env"][0];
+        assert_eq!(env["name"], "JOB_COMPLETION_INDEX");
+        assert_eq!(
+            env["valueFrom"]["fieldRef"]["fieldPath"],
+            "metadata.labels['batch.kubernetes.io/job-completion-index']"
+        );
+    }
+
+    // Index 1 succeeds: index 2 starts; index 0 fails: it is retried after the backoff.
+    f.finish(&active[1].1, "Succeeded").await;
+    f.clock.advance(Duration::from_secs(1));
+    f.finish(&active[0].1, "Failed").await;
+    assert_eq!(
+        f.reconcile("idx").await,
+        Action::RequeueAfter(Duration::from_secs(10))
+    );
+    let job = f.job("idx").await;
+    assert_eq!(job["status"]["completedIndexes"], "1");
+    assert_eq!(job["status"]["succeeded"], 1);
+    assert_eq!(job["status"]["failed"], 1);
+    f.clock.advance(Duration::from_secs(10));
+    f.reconcile("idx").await;
+    let active = active_by_index(&f, "idx").await;
+    assert_eq!(active.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 2]);
+    assert_eq!(f.job("idx").await["status"]["active"], 2);
+
+    f.finish(&active[1].1, "Succeeded").await;
+    f.reconcile("idx").await;
+    let job = f.job("idx").await;
+    assert_eq!(job["status"]["completedIndexes"], "1-2");
+    assert!(condition(&job, "Complete").is_none());
+    assert_eq!(
+        active_by_index(&f, "idx").await.len(),
+        1,
+        "only index 0 left"
+    );
+
+    f.finish(&active[0].1, "Succeeded").await;
+    f.reconcile("idx").await;
+    let job = f.job("idx").await;
+    assert_eq!(job["status"]["completedIndexes"], "0-2");
+    assert_eq!(job["status"]["succeeded"], 3);
+    assert_eq!(condition(&job, "Complete").unwrap()["status"], "True");
+    assert_eq!(
+        f.pods("idx").await.len(),
+        4,
+        "indexes 0 and 1, then 2 and the retry of 0"
+    );
+}
+
+#[tokio::test]
+async fn indexed_job_deletes_duplicate_and_out_of_range_pods() {
+    let f = fixture(Duration::from_secs(10)).await;
+    let job = f
+        .create(job_manifest(
+            "dup",
+            json!({"completions": 2, "parallelism": 2, "completionMode": "Indexed"}),
+        ))
+        .await;
+    f.reconcile("dup").await;
+    let first = active_by_index(&f, "dup").await;
+    assert_eq!(first.len(), 2);
+    // The first pod of index 0 is running and ready: it is the one kept.
+    f.objects
+        .modify(
+            pod_def(),
+            "default",
+            object::name(&first[0].1),
+            Subresource::Status,
+            |p| {
+                p["status"] = json!({"phase": "Running",
+                    "conditions": [{"type": "Ready", "status": "True"}]});
+                Ok(())
+            },
+        )
+        .await
+        .unwrap();
+    for i in [0, 5] {
+        let mut p = pod_from_template(&job);
+        indexed::apply_index(&mut p, "dup", i);
+        f.objects.create(pod_def(), "default", p).await.unwrap();
+    }
+    assert_eq!(f.active("dup").await.len(), 4);
+    f.reconcile("dup").await;
+    let left = active_by_index(&f, "dup").await;
+    assert_eq!(left.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(
+        object::name(&left[0].1),
+        object::name(&first[0].1),
+        "the ready pod of index 0 stays"
+    );
+    assert_eq!(f.job("dup").await["status"]["active"], 2);
+}
+
+#[tokio::test]
+async fn backoff_limit_per_index_is_rejected() {
+    let f = fixture(Duration::from_secs(10)).await;
+    let err = f
+        .objects
+        .create(
+            job_def(),
+            "default",
+            job_manifest(
+                "per",
+                json!({"completions": 2, "completionMode": "Indexed", "backoffLimitPerIndex": 1}),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("not supported yet"), "{}", err.message);
+}

@@ -341,6 +341,11 @@ fn job_spec(spec: &Value, path: &str, is_template: bool, errs: &mut Errs) {
             &child(path, "backoffLimitPerIndex"),
             "requires indexed completion mode",
         ));
+    } else if present(spec, "backoffLimitPerIndex").is_some() {
+        errs.push(FieldError::forbidden(
+            &child(path, "backoffLimitPerIndex"),
+            "is not supported yet by Skiff (Indexed Jobs count failed pods against backoffLimit)",
+        ));
     }
     if let Some(prp) = s(spec, "podReplacementPolicy") {
         if !matches!(prp, "TerminatingOrFailed" | "Failed") {
