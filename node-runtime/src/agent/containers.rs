@@ -280,25 +280,16 @@ impl Worker {
         };
         let c = self.slots[i].c.clone();
         let ip = self.ctx.cfg.node_ip.to_string();
-        let env = match volumes::environment(&self.ctx.client, &pod, &c, &ip).await {
-            Ok(e) => e,
-            Err(e) => {
-                self.ctx
-                    .recorder
-                    .record(&pod, true, "Failed", &format!("Error: {e}"))
-                    .await;
-                self.retry_later(i, "CreateContainerConfigError", e.to_string());
-                return;
-            }
+        // What the container sees besides its image; a failure is CreateContainerConfigError.
+        let config = async {
+            let env = volumes::environment(&self.ctx.client, &pod, &c, &ip).await?;
+            let mut mounts = volumes::mounts(&self.ctx.client, &pod, &c, &self.pod_dir).await?;
+            let extra = workdir::mounts(&c, &mounts, &self.pod_dir)?;
+            mounts.extend(extra);
+            Ok::<_, volumes::ConfigError>((env, mounts))
         };
-        let mounts = match volumes::mounts(&self.ctx.client, &pod, &c, &self.pod_dir)
-            .await
-            .and_then(|mut m| {
-                let extra = workdir::mounts(&c, &m, &self.pod_dir)?;
-                m.extend(extra);
-                Ok(m)
-            }) {
-            Ok(m) => m,
+        let (env, mounts) = match config.await {
+            Ok(em) => em,
             Err(e) => {
                 self.ctx
                     .recorder

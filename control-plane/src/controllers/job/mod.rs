@@ -67,35 +67,19 @@ pub struct JobController {
     clock: Clock,
 }
 
+use super::replicaset::claim::controller_uid;
 use super::runner::served as def;
 
 fn i64_at(v: &Value, path: &str) -> Option<i64> {
     v.pointer(path).and_then(Value::as_i64)
 }
 
-/// Whether `pod` is controlled by the object with `uid`.
+/// Whether `obj` is controlled by the object with `uid`.
 pub fn controlled_by(obj: &Value, uid: &str) -> bool {
-    obj.pointer("/metadata/ownerReferences")
-        .and_then(Value::as_array)
-        .is_some_and(|refs| {
-            refs.iter().any(|r| {
-                r.get("controller").and_then(Value::as_bool) == Some(true)
-                    && r.get("uid").and_then(Value::as_str) == Some(uid)
-            })
-        })
+    controller_uid(obj) == Some(uid)
 }
 
-/// A controller ownerReference to `owner` (`metav1.NewControllerRef`).
-pub fn controller_ref(owner: &Value) -> Value {
-    json!({
-        "apiVersion": owner.get("apiVersion").cloned().unwrap_or(Value::Null),
-        "kind": owner.get("kind").cloned().unwrap_or(Value::Null),
-        "name": object::name(owner),
-        "uid": object::meta_str(owner, "uid").unwrap_or(""),
-        "controller": true,
-        "blockOwnerDeletion": true,
-    })
-}
+pub use crate::controllers::replicaset::claim::controller_ref_to as controller_ref;
 
 /// The pod a Job runs: its template with `generateName: <job>-` and a controller reference.
 pub fn pod_from_template(job: &Value) -> Value {

@@ -1,6 +1,6 @@
 //! One sync pass over a StatefulSet's pods (Kubernetes' `updateStatefulSet`): pods sorted into
-//! `replicas` (ordinals in `[start, start+replicas)`, with placeholders for missing ones, made at
-//! the current or update revision as the partition says) and `condemned` (ordinals beyond,
+//! `replicas` (ordinals in `[start, start+replicas)`, with a name-only entry for each ordinal whose
+//! pod does not exist yet, created at the current or update revision as the partition says) and `condemned` (ordinals beyond,
 //! highest first), and the per-pod steps both pod management policies share
 //! (`processReplica`, `processCondemned`). `ordered.rs` and `parallel.rs` decide how the steps
 //! are run; `rolling.rs` replaces pods of old revisions afterwards.
@@ -20,7 +20,7 @@ use crate::controllers::runner::ReconcileError;
 use crate::events::EventType;
 
 /// What a step did: whether the pass must stop here (in monotonic mode), and the pod's new
-/// local state when it changed (created, terminating, or a never-created placeholder once gone).
+/// local state when it changed (created, terminating, or the name-only entry of a pod that no longer exists).
 #[derive(Debug, Default)]
 pub struct Step {
     pub exit: bool,
@@ -54,7 +54,7 @@ pub struct Pass<'a> {
 }
 
 /// A pod that was never created (or is gone): only its name, so it counts for nothing.
-fn placeholder(name: &str) -> Value {
+fn not_created(name: &str) -> Value {
     json!({"metadata": {"name": name}})
 }
 
@@ -341,8 +341,8 @@ impl<'a> Pass<'a> {
         }
     }
 
-    /// Deletes a pod (this uid only); returns its new local state: terminating, or a placeholder
-    /// when it is gone.
+    /// Deletes a pod (this uid only); returns its new local state: terminating, or the
+    /// name-only entry of a pod that does not exist once it is gone.
     pub async fn delete_pod(&self, pod: &Value) -> Result<Value, ReconcileError> {
         let name = object::name(pod).to_string();
         let opts = DeleteOptions {
@@ -365,7 +365,7 @@ impl<'a> Pass<'a> {
                 }
                 Ok(match last {
                     Some(p) if object::is_terminating(&p) => p,
-                    _ => placeholder(&name),
+                    _ => not_created(&name),
                 })
             }
             Err(e) if e.code == http::StatusCode::CONFLICT => Ok(pod.clone()),

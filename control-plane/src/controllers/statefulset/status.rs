@@ -54,7 +54,7 @@ pub struct Counts {
     pub updated: i64,
 }
 
-/// Counts over `pods` (placeholders that were never created do not count). Also returns how
+/// Counts over `pods` (name-only entries of pods not created yet do not count). Also returns how
 /// long until the next ready pod becomes available (for `minReadySeconds`).
 pub fn count<'a>(
     pods: impl IntoIterator<Item = &'a Value>,
@@ -162,7 +162,7 @@ mod tests {
             pod("r1", "Running", true),
             pod("r2", "Running", true),
             pod("r2", "Pending", false),
-            json!({"metadata": {"name": "placeholder"}}),
+            json!({"metadata": {"name": "web-3"}}), // not created yet
         ];
         let (c, next) = count(&pods, 0, "r1", "r2", now);
         assert_eq!(
