@@ -16,6 +16,12 @@ pub const WASM_RUNTIME_CLASS: &str = "wasm";
 pub const WASM_HANDLER: &str = "wasmtime";
 /// The label a node agent with the Wasm runtime puts on its Node.
 pub const WASM_NODE_LABEL: &str = "skiff.dev/runtime-wasm";
+/// The RuntimeClass for Linux container (OCI) pods.
+pub const OCI_RUNTIME_CLASS: &str = "oci";
+/// The handler of the `oci` RuntimeClass: containerd's runc runtime on a node agent.
+pub const OCI_HANDLER: &str = "runc";
+/// The label a node agent puts on its Node: `true` when it has containerd.
+pub const OCI_NODE_LABEL: &str = "skiff.dev/runtime-oci";
 
 pub const BOOTSTRAP_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -68,6 +74,19 @@ pub async fn run(st: &ApiState, advertise: IpAddr, port: u16) -> Result<(), ApiE
             "metadata": {"name": WASM_RUNTIME_CLASS},
             "handler": WASM_HANDLER,
             "scheduling": {"nodeSelector": {WASM_NODE_LABEL: "true"}},
+        }),
+    )
+    .await?;
+    // Pods with `runtimeClassName: oci` run as containers, on nodes whose agent has containerd.
+    ensure(
+        st,
+        "node.k8s.io/v1",
+        "RuntimeClass",
+        None,
+        json!({
+            "metadata": {"name": OCI_RUNTIME_CLASS},
+            "handler": OCI_HANDLER,
+            "scheduling": {"nodeSelector": {OCI_NODE_LABEL: "true"}},
         }),
     )
     .await?;

@@ -3,14 +3,20 @@
 //!
 //! - [`agent`]: Node registration and Lease, pod workers (pull, start, restart, probe,
 //!   status, deletion), the log endpoint.
-//! - [`runtime`]: the runtimes a node can run a container with (wasmtime today).
+//! - [`runtime`]: the runtimes a node can run a container with.
+//! - [`containerd`]: the managed (or external) containerd for container pods.
+//! - [`cri`]: the CRI v1 gRPC client.
+//! - [`oci`]: container pods through CRI: sandboxes, containers, the pause image.
 //! - [`wasm`]: the wasmtime engine, component cache, commands and `wasi:http` serving.
 //! - [`images`]: pulling images by reference from the cluster registry or any OCI registry.
 //! - [`logs`]: per-container logs in CRI format, rotation, tail and follow.
 
 pub mod agent;
+pub mod containerd;
+pub mod cri;
 pub mod images;
 pub mod logs;
+pub mod oci;
 pub mod runtime;
 pub mod wasm;
 

@@ -1,6 +1,7 @@
 //! Runtimes a node can run containers with, chosen per image: each says whether it
-//! `can_handle` an image, and the first that can runs it. Today: wasmtime for Wasm components.
-//! (containerd, for OCI container images, joins this enum later.)
+//! `can_handle` an image, and the first that can runs it: wasmtime for Wasm components.
+//! Container images run through containerd (`crate::oci`), in the pod's sandbox, started by
+//! the agent's pod worker (`agent/oci_containers.rs`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -48,6 +49,8 @@ pub enum Runtime {
 pub enum Running {
     WasmCommand(CommandHandle),
     WasmHttp(HttpServer, Vec<(u16, SocketAddr)>),
+    /// A Linux container in the pod's sandbox; its ports are reached on the pod IP.
+    Oci(crate::oci::ContainerHandle, Vec<(u16, SocketAddr)>),
 }
 
 impl Runtime {
@@ -155,5 +158,10 @@ pub fn termination(reason: &ExitReason) -> (i32, &'static str, String) {
             "the component ran past its deadline and was stopped".into(),
         ),
         ExitReason::Killed => (137, "Error", "stopped".into()),
+        ExitReason::Container {
+            oom: true, message, ..
+        } => (137, "OOMKilled", message.clone()),
+        ExitReason::Container { code: 0, message, .. } => (0, "Completed", message.clone()),
+        ExitReason::Container { code, message, .. } => (*code, "Error", message.clone()),
     }
 }

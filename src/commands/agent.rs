@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use skiff_node_runtime::containerd::ContainerdMode;
 use skiff_node_runtime::AgentConfig;
 
 /// Flags shared by `skiff agent` and the agent embedded in `skiff server`.
@@ -23,6 +24,15 @@ pub struct NodeArgs {
     /// First CrashLoopBackOff delay in seconds (doubles per restart up to 300 s).
     #[arg(long, default_value_t = skiff_node_runtime::agent::config::DEFAULT_BACKOFF_INITIAL.as_secs())]
     pub crash_backoff_seconds: u64,
+    /// Use the containerd listening on this socket for container pods instead of starting one.
+    #[arg(long, conflicts_with = "no_containerd")]
+    pub containerd_socket: Option<PathBuf>,
+    /// Run no container pods: do not start or use containerd (the node runs Wasm pods only).
+    #[arg(long)]
+    pub no_containerd: bool,
+    /// The IPv4 range this node's container pods get their addresses from.
+    #[arg(long, default_value = skiff_node_runtime::agent::config::DEFAULT_POD_CIDR)]
+    pub pod_cidr: String,
 }
 
 #[derive(Args, Debug)]
@@ -75,6 +85,20 @@ pub fn config(
         .unwrap_or_else(|| SocketAddr::new(node_ip, 0));
     cfg.lease_renew = Duration::from_secs(node.lease_renew_seconds.max(1));
     cfg.backoff_initial = Duration::from_secs(node.crash_backoff_seconds.max(1));
+    cfg.pod_cidr = node.pod_cidr.clone();
+    cfg.containerd = match (&node.containerd_socket, node.no_containerd) {
+        (_, true) => None,
+        (Some(socket), false) => Some(ContainerdMode::External {
+            socket: socket.clone(),
+        }),
+        (None, false) => {
+            let found = ContainerdMode::managed_from_path();
+            if found.is_none() {
+                tracing::warn!("no containerd on PATH: this node runs Wasm pods only (apt-get install containerd runc containernetworking-plugins)");
+            }
+            found
+        }
+    };
     cfg
 }
 

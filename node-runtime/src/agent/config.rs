@@ -21,6 +21,9 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pods a node accepts (kubelet's default `--max-pods`).
 pub const DEFAULT_MAX_PODS: u32 = 110;
 
+/// The node's pod network when the cluster assigns none (k3s's first node CIDR).
+pub const DEFAULT_POD_CIDR: &str = "10.42.0.0/24";
+
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
     /// `https://host:port` of the API server.
@@ -39,6 +42,10 @@ pub struct AgentConfig {
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
     pub max_pods: u32,
+    /// Where container pods run: a managed containerd, an existing one, or none.
+    pub containerd: Option<crate::containerd::ContainerdMode>,
+    /// The IPv4 range container pods get their addresses from (CNI host-local).
+    pub pod_cidr: String,
 }
 
 impl AgentConfig {
@@ -62,6 +69,46 @@ impl AgentConfig {
             backoff_initial: DEFAULT_BACKOFF_INITIAL,
             backoff_max: DEFAULT_BACKOFF_MAX,
             max_pods: DEFAULT_MAX_PODS,
+            containerd: None,
+            pod_cidr: DEFAULT_POD_CIDR.to_string(),
         }
+    }
+}
+
+/// The gateway (first address) of an IPv4 CIDR like `10.42.0.0/24`, which the node's pod
+/// bridge takes.
+pub fn pod_gateway(cidr: &str) -> Result<std::net::Ipv4Addr, String> {
+    let (addr, len) = cidr
+        .split_once('/')
+        .ok_or_else(|| format!("pod CIDR {cidr:?} must look like 10.42.0.0/24"))?;
+    let addr: std::net::Ipv4Addr = addr
+        .parse()
+        .map_err(|_| format!("pod CIDR {cidr:?}: only IPv4 ranges are supported"))?;
+    let len: u32 = len
+        .parse()
+        .ok()
+        .filter(|l| (8..=29).contains(l))
+        .ok_or_else(|| format!("pod CIDR {cidr:?}: the prefix length must be 8 to 29"))?;
+    let mask = u32::MAX << (32 - len);
+    let net = u32::from(addr) & mask;
+    if net != u32::from(addr) {
+        return Err(format!(
+            "pod CIDR {cidr:?} has host bits set; did you mean {}/{len}?",
+            std::net::Ipv4Addr::from(net)
+        ));
+    }
+    Ok(std::net::Ipv4Addr::from(net + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_is_the_first_address() {
+        assert_eq!(pod_gateway("10.42.0.0/24"), Ok("10.42.0.1".parse().unwrap()));
+        assert!(pod_gateway("10.42.0.5/24").unwrap_err().contains("10.42.0.0/24"));
+        assert!(pod_gateway("fd00::/64").is_err());
+        assert!(pod_gateway("10.42.0.0").is_err());
     }
 }

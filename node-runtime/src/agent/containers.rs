@@ -53,6 +53,11 @@ pub struct Slot {
     probe_ok_streak: i32,
     probe_fail_streak: i32,
     startup_passed: bool,
+    /// Whether the container runs through containerd (decided at its first start).
+    pub oci: Option<bool>,
+    /// The running Linux container, for exec probes and its id.
+    pub container: Option<crate::oci::ContainerHandle>,
+    pub oci_image: Option<crate::oci::OciImage>,
 }
 
 /// Bytes of a Kubernetes memory quantity (`64Mi`, `1G`, `1048576`).
@@ -122,6 +127,9 @@ impl Slot {
                 probe_ok_streak: 0,
                 probe_fail_streak: 0,
                 startup_passed: false,
+                oci: None,
+                container: None,
+                oci_image: None,
             }
         };
         let mut slots: Vec<Slot> = spec
@@ -139,8 +147,14 @@ impl Slot {
         ContainerView {
             name: &self.c.name,
             image: self.c.image.as_deref().unwrap_or(""),
-            image_id: self.image.as_ref().map(|i| i.digest.as_str()).unwrap_or(""),
-            container_id: if self.generation > 0 {
+            image_id: match (&self.oci_image, &self.image) {
+                (Some(o), _) => o.id.as_str(),
+                (None, Some(i)) => i.digest.as_str(),
+                (None, None) => "",
+            },
+            container_id: if let Some(c) = &self.container {
+                format!("containerd://{}", c.id)
+            } else if self.generation > 0 {
                 format!("wasm://{uid}/{}/{}", self.c.name, self.generation)
             } else {
                 String::new()
@@ -155,7 +169,7 @@ impl Slot {
     }
 }
 
-fn pull_policy(c: &Container) -> PullPolicy {
+pub(super) fn pull_policy(c: &Container) -> PullPolicy {
     match c.image_pull_policy.as_deref() {
         Some("Always") => PullPolicy::Always,
         Some("Never") => PullPolicy::Never,
@@ -165,14 +179,61 @@ fn pull_policy(c: &Container) -> PullPolicy {
 
 impl Worker {
     /// Schedules a retry of a failed start, showing `reason` meanwhile.
-    fn retry_later(&mut self, i: usize, reason: &str, message: String) {
+    pub(super) fn retry_later(&mut self, i: usize, reason: &str, message: String) {
         let delay = self.slots[i].backoff.delay_after_run(None);
         self.slots[i].state = CState::waiting(reason, message);
         self.slots[i].start_at = Some(Instant::now() + delay);
     }
 
+    /// Records a failed pull: `ErrImagePull` first, `ImagePullBackOff` on repeats.
+    pub(super) async fn pull_failed(&mut self, i: usize, image_ref: &str, msg: String) {
+        let pod = self.pod.clone();
+        let again = matches!(&self.slots[i].state, CState::Waiting { reason, .. } if reason == "ErrImagePull" || reason == "ImagePullBackOff");
+        self.ctx
+            .recorder
+            .record(
+                &pod,
+                true,
+                "Failed",
+                &format!("Failed to pull image \"{image_ref}\": {msg}"),
+            )
+            .await;
+        if again {
+            self.ctx
+                .recorder
+                .record(
+                    &pod,
+                    false,
+                    "BackOff",
+                    &format!("Back-off pulling image \"{image_ref}\""),
+                )
+                .await;
+            self.retry_later(
+                i,
+                "ImagePullBackOff",
+                format!("Back-off pulling image \"{image_ref}\": {msg}"),
+            );
+        } else {
+            self.retry_later(i, "ErrImagePull", msg);
+        }
+    }
+
     pub(super) async fn start(&mut self, i: usize) {
         self.slots[i].start_at = None;
+        if self.slots[i].oci.is_none() {
+            match self.runs_as_container(i).await {
+                Ok(oci) => self.slots[i].oci = Some(oci),
+                Err(msg) => {
+                    let image_ref = self.slots[i].c.image.clone().unwrap_or_default();
+                    self.pull_failed(i, &image_ref, msg).await;
+                    return;
+                }
+            }
+        }
+        if self.slots[i].oci == Some(true) {
+            self.start_oci(i).await;
+            return;
+        }
         let pod = self.pod.clone();
         let name = self.slots[i].c.name.clone();
         let image_ref = self.slots[i].c.image.clone().unwrap_or_default();
@@ -231,35 +292,7 @@ impl Worker {
                     self.slots[i].image = Some(img);
                 }
                 Err(e) => {
-                    let again = matches!(&self.slots[i].state, CState::Waiting { reason, .. } if reason == "ErrImagePull" || reason == "ImagePullBackOff");
-                    let msg = e.to_string();
-                    self.ctx
-                        .recorder
-                        .record(
-                            &pod,
-                            true,
-                            "Failed",
-                            &format!("Failed to pull image \"{image_ref}\": {msg}"),
-                        )
-                        .await;
-                    if again {
-                        self.ctx
-                            .recorder
-                            .record(
-                                &pod,
-                                false,
-                                "BackOff",
-                                &format!("Back-off pulling image \"{image_ref}\""),
-                            )
-                            .await;
-                        self.retry_later(
-                            i,
-                            "ImagePullBackOff",
-                            format!("Back-off pulling image \"{image_ref}\": {msg}"),
-                        );
-                    } else {
-                        self.retry_later(i, "ErrImagePull", msg);
-                    }
+                    self.pull_failed(i, &image_ref, e.to_string()).await;
                     return;
                 }
             }
@@ -383,7 +416,7 @@ impl Worker {
         }
     }
 
-    async fn on_started(&mut self, i: usize, running: Running) {
+    pub(super) async fn on_started(&mut self, i: usize, running: Running) {
         let name = self.slots[i].c.name.clone();
         self.defer_event(false, "Created", format!("Created container {name}"));
         self.defer_event(false, "Started", format!("Started container {name}"));
@@ -423,6 +456,28 @@ impl Worker {
                         idx,
                         generation,
                         reason,
+                    });
+                });
+            }
+            Running::Oci(handle, addrs) => {
+                s.addrs = addrs;
+                s.container = Some(handle.clone());
+                tokio::spawn(async move {
+                    let exit = tokio::select! {
+                        e = handle.wait() => e,
+                        g = stop_rx => {
+                            handle.stop(g.unwrap_or(Duration::ZERO)).await;
+                            handle.wait().await
+                        }
+                    };
+                    let _ = tx.send(Msg::Exit {
+                        idx,
+                        generation,
+                        reason: ExitReason::Container {
+                            code: exit.code,
+                            oom: exit.reason == "OOMKilled",
+                            message: exit.message,
+                        },
                     });
                 });
             }
@@ -617,11 +672,28 @@ impl Worker {
             self.slots[i].next_probe = None;
             return;
         };
-        let addr = probes::probe_port(&s.c, &probe)
-            .and_then(|port| s.addrs.iter().find(|(p, _)| *p == port).map(|(_, a)| *a));
-        let result = match addr {
-            Some(a) => probes::run(&probe, a).await,
-            None => Err("the probe's port is not one of the container's ports".into()),
+        let result = if let Some(exec) = &probe.exec {
+            match &s.container {
+                Some(h) => {
+                    let cmd = exec.command.clone().unwrap_or_default();
+                    h.exec_probe(cmd, probes::timeout(&probe)).await
+                }
+                None => Err("exec probes run commands in a Linux container; a Wasm component has none (use httpGet or tcpSocket)".into()),
+            }
+        } else {
+            // A container's ports are all on the pod IP, declared or not.
+            let pod_ip = self.pod_ip_addr();
+            let addr = probes::probe_port(&s.c, &probe).and_then(|port| {
+                s.addrs
+                    .iter()
+                    .find(|(p, _)| *p == port)
+                    .map(|(_, a)| *a)
+                    .or_else(|| s.container.as_ref().and(pod_ip).map(|ip| SocketAddr::new(ip, port)))
+            });
+            match addr {
+                Some(a) => probes::run(&probe, a).await,
+                None => Err("the probe's port is not one of the container's ports".into()),
+            }
         };
         let s = &mut self.slots[i];
         s.next_probe = Some(Instant::now() + probes::period(&probe));

@@ -7,6 +7,7 @@ pub mod config;
 mod containers;
 pub mod events;
 pub mod node;
+mod oci_containers;
 pub mod pods;
 pub mod probes;
 pub mod pullsecrets;
@@ -23,7 +24,9 @@ use tokio::task::JoinHandle;
 
 pub use config::AgentConfig;
 
+use crate::containerd::{Containerd, ContainerdMode, Layout, ManagedSettings};
 use crate::images::{ImagePuller, RegistryTarget};
+use crate::oci::{pause, OciRuntime};
 use crate::runtime::{Runtime, Runtimes};
 use crate::wasm::{WasmConfig, WasmRuntime};
 
@@ -49,6 +52,8 @@ pub struct AgentCtx {
     pub runtimes: Runtimes,
     pub puller: ImagePuller,
     pub recorder: events::Recorder,
+    /// containerd through CRI, when this node runs container pods.
+    pub oci: Option<OciRuntime>,
 }
 
 pub struct RunningAgent {
@@ -57,6 +62,56 @@ pub struct RunningAgent {
     shutdown_tx: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     endpoint_handle: axum_server::Handle<std::net::SocketAddr>,
+    containerd: Option<Containerd>,
+}
+
+/// Sets up containerd for container pods: the sandbox image in the cluster store, then a
+/// managed containerd (config under the data dir) or the external one, and removes what a
+/// previous run of this agent left in it.
+async fn start_containerd(
+    cfg: &AgentConfig,
+    mode: &ContainerdMode,
+    puller: &ImagePuller,
+) -> Result<(Containerd, OciRuntime), String> {
+    let image = pause::pause_image().map_err(|e| format!("building the pause image: {e}"))?;
+    if let Err(e) = puller
+        .ensure_in_cluster(&image.name, &image.blobs, &image.manifest, pause::OCI_MANIFEST)
+        .await
+    {
+        // Sandboxes will fail with containerd's pull error until the store has it.
+        tracing::warn!(error = %e, "cannot store the pause image in the cluster image store");
+    }
+    let sandbox_image = format!("{}/{}", puller.cluster_host(), image.name);
+    let containerd = match mode {
+        ContainerdMode::Managed { binary } => {
+            let layout = Layout::new(&cfg.data_dir);
+            let gateway = config::pod_gateway(&cfg.pod_cidr)?.to_string();
+            crate::containerd::write_config(
+                &layout,
+                &ManagedSettings {
+                    data_dir: &cfg.data_dir,
+                    sandbox_image: &sandbox_image,
+                    registry_host: puller.cluster_host(),
+                    ca_pem: &cfg.ca_pem,
+                    token: &cfg.token,
+                    pod_cidr: &cfg.pod_cidr,
+                    pod_gateway: &gateway,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+            Containerd::start_managed(binary, &layout)
+                .await
+                .map_err(|e| e.to_string())?
+        }
+        ContainerdMode::External { socket } => Containerd::connect(socket)
+            .await
+            .map_err(|e| e.to_string())?,
+    };
+    let oci = OciRuntime::new(containerd.cri.clone(), puller.cluster_host(), &cfg.node_name);
+    // Containers are not adopted across agent restarts yet: whatever an earlier run left
+    // is removed, and the pods' workers start them again.
+    oci.remove_sandboxes_except(&Default::default()).await;
+    Ok((containerd, oci))
 }
 
 /// Starts an agent: the runtime, the endpoint, the Node registration, the Lease heartbeat and
@@ -82,6 +137,16 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
         },
     )
     .map_err(|e| AgentError::Config(format!("image store: {e}")))?;
+    let (containerd, oci) = match &cfg.containerd {
+        None => (None, None),
+        Some(mode) => match start_containerd(&cfg, mode, &puller).await {
+            Ok((c, o)) => (Some(c), Some(o)),
+            Err(e) => {
+                tracing::error!(error = %e, "containerd is not available: this node runs Wasm pods only");
+                (None, None)
+            }
+        },
+    };
     let endpoint = server::start(
         cfg.listen,
         &cfg.node_name,
@@ -90,13 +155,22 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
         shutdown_rx.clone(),
     )
     .await?;
-    node::register(&client, &cfg, endpoint.addr.port(), &endpoint.fingerprint).await?;
+    let oci_version = containerd.as_ref().map(|c| c.version.clone());
+    node::register(
+        &client,
+        &cfg,
+        endpoint.addr.port(),
+        &endpoint.fingerprint,
+        oci_version.as_deref(),
+    )
+    .await?;
     let ctx = Arc::new(AgentCtx {
         recorder: events::Recorder::new(client.clone(), &cfg.node_name),
         client: client.clone(),
         cfg: cfg.clone(),
         runtimes: Runtimes(vec![Runtime::Wasm(wasm)]),
         puller,
+        oci,
     });
     let tasks = vec![
         tokio::spawn(node::heartbeat(client, cfg.clone(), shutdown_rx.clone())),
@@ -109,17 +183,22 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
         shutdown_tx,
         tasks,
         endpoint_handle: endpoint.handle,
+        containerd,
     })
 }
 
 impl RunningAgent {
     /// Stops the pods' components, the heartbeat (the Lease then goes stale) and the endpoint.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown_tx.send(true);
         self.endpoint_handle
             .graceful_shutdown(Some(std::time::Duration::from_secs(5)));
         for t in self.tasks {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(15), t).await;
+        }
+        // After the pods' workers removed their sandboxes.
+        if let Some(c) = self.containerd.as_mut() {
+            c.shutdown().await;
         }
         tracing::info!(node = %self.node_name, "skiff agent stopped");
     }

@@ -14,6 +14,8 @@ use super::AgentError;
 
 /// The label the scheduler (through RuntimeClass `wasm`) looks for.
 pub const WASM_NODE_LABEL: &str = "skiff.dev/runtime-wasm";
+/// The label the scheduler (through RuntimeClass `oci`) looks for: `true` with containerd.
+pub const OCI_NODE_LABEL: &str = "skiff.dev/runtime-oci";
 /// The agent endpoint's certificate fingerprint, pinned by the API server when it proxies.
 pub const CERT_FINGERPRINT_ANNOTATION: &str = "skiff.dev/agent-cert-sha256";
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -97,7 +99,7 @@ fn ready_conditions() -> Value {
     ])
 }
 
-fn node_status(cfg: &AgentConfig, endpoint_port: u16) -> Value {
+fn node_status(cfg: &AgentConfig, endpoint_port: u16, oci: Option<&str>) -> Value {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -121,7 +123,11 @@ fn node_status(cfg: &AgentConfig, endpoint_port: u16) -> Value {
             "bootID": read_trim("/proc/sys/kernel/random/boot_id"),
             "kernelVersion": read_trim("/proc/sys/kernel/osrelease"),
             "osImage": os_image(),
-            "containerRuntimeVersion": "wasmtime://48",
+            "containerRuntimeVersion": match oci {
+                // `containerd 1.6.20` → `containerd://1.6.20`, as the kubelet reports it.
+                Some(v) => v.replacen(' ', "://", 1),
+                None => "wasmtime://48".to_string(),
+            },
             "kubeletVersion": concat!("v1.32.0-skiff-", env!("CARGO_PKG_VERSION")),
             "kubeProxyVersion": "",
             "operatingSystem": "linux",
@@ -130,7 +136,7 @@ fn node_status(cfg: &AgentConfig, endpoint_port: u16) -> Value {
     })
 }
 
-fn node_meta(cfg: &AgentConfig, fingerprint: &str) -> Value {
+fn node_meta(cfg: &AgentConfig, fingerprint: &str, oci: bool) -> Value {
     json!({
         "name": cfg.node_name,
         "labels": {
@@ -140,6 +146,7 @@ fn node_meta(cfg: &AgentConfig, fingerprint: &str) -> Value {
             "beta.kubernetes.io/os": "linux",
             "beta.kubernetes.io/arch": arch(),
             WASM_NODE_LABEL: "true",
+            OCI_NODE_LABEL: oci.to_string(),
         },
         "annotations": {CERT_FINGERPRINT_ANNOTATION: fingerprint},
     })
@@ -152,10 +159,11 @@ pub async fn register(
     cfg: &AgentConfig,
     endpoint_port: u16,
     fingerprint: &str,
+    oci_version: Option<&str>,
 ) -> Result<(), AgentError> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let meta = node_meta(cfg, fingerprint);
-    let status = node_status(cfg, endpoint_port);
+    let meta = node_meta(cfg, fingerprint, oci_version.is_some());
+    let status = node_status(cfg, endpoint_port, oci_version);
     match nodes.get_opt(&cfg.node_name).await? {
         None => {
             let node: Node = serde_json::from_value(json!({

@@ -55,6 +55,8 @@ pub(super) struct Worker {
     /// Events held until the status they describe is written, so they don't compete with it
     /// for the store's next commit (create → Ready latency).
     deferred_events: Vec<(bool, &'static str, String)>,
+    /// The pod's CRI sandbox, once a Linux container needed one.
+    pub sandbox: Option<crate::oci::Sandbox>,
 }
 
 fn terminal(pod: &Pod) -> bool {
@@ -95,6 +97,7 @@ impl Worker {
             last_status: Value::Null,
             deadline,
             deferred_events: Vec::new(),
+            sandbox: None,
         }
     }
 
@@ -146,17 +149,23 @@ impl Worker {
         loop {
             if self.terminating() {
                 self.stop_all(self.grace()).await;
+                self.teardown_sandbox().await;
                 self.finish_deletion().await;
                 return;
             }
             self.push_status().await;
             self.flush_events().await;
+            if self.sandbox.is_some() && self.finished() {
+                // Nothing will run in it again: release the pod's IP and pause process.
+                self.teardown_sandbox().await;
+            }
             let wake = self.next_wake();
             tokio::select! {
                 r = updates.changed() => {
                     if r.is_err() {
                         // The pod is gone from the API (force-deleted): stop at once.
                         self.stop_all(Duration::ZERO).await;
+                        self.teardown_sandbox().await;
                         self.cleanup();
                         return;
                     }
@@ -165,9 +174,10 @@ impl Worker {
                 Some(msg) = self.rx.recv() => self.on_msg(msg).await,
                 _ = tokio::time::sleep_until(wake.into()) => self.on_timer().await,
                 _ = shutdown.changed() => {
-                    // The agent is stopping: its components stop with it; the pod stays
+                    // The agent is stopping: its containers stop with it; the pod stays
                     // bound, and the next agent start runs it again.
                     self.stop_all(Duration::ZERO).await;
+                    self.teardown_sandbox().await;
                     return;
                 }
             }
@@ -204,6 +214,17 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// True when no container of the pod will run again.
+    fn finished(&self) -> bool {
+        self.failed_init
+            || self.pod_reason.is_some()
+            || self
+                .slots
+                .iter()
+                .filter(|s| !s.init)
+                .all(|s| s.done && s.start_at.is_none())
     }
 
     fn init_done(&self) -> bool {
@@ -357,6 +378,10 @@ impl Worker {
             phase = "Failed";
         }
         let ip = self.ctx.cfg.node_ip.to_string();
+        let pod_ip = self
+            .pod_ip_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| ip.clone());
         let s = status::pod_status(&PodView {
             previous: &previous,
             phase,
@@ -366,7 +391,7 @@ impl Worker {
             init,
             containers,
             host_ip: &ip,
-            pod_ip: &ip,
+            pod_ip: &pod_ip,
             start_time: &self.start_time,
         });
         if s == self.last_status {

@@ -16,6 +16,7 @@
 mod errors;
 pub mod manifest;
 pub mod puller;
+mod push;
 pub mod pullsecrets;
 pub mod reference;
 pub mod store;

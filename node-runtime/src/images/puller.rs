@@ -167,6 +167,72 @@ impl ImagePuller {
         result
     }
 
+    /// Whether `reference` is a Wasm component (true) or a container image (false), reading
+    /// only manifests: what this node has for it, else the registry's. Container images are
+    /// pulled by containerd, so nothing else is downloaded here.
+    pub async fn is_wasm(
+        &self,
+        reference: &str,
+        credentials: Option<Credentials>,
+    ) -> Result<bool, PullError> {
+        let r = ImageRef::parse(reference)?;
+        if let Some((_, kind)) = self.local(&r).await? {
+            return Ok(matches!(kind, ImageKind::Wasm { .. }));
+        }
+        let session = self.session(&r, credentials)?;
+        let oref = r.to_oci(&self.cluster_host);
+        let (bytes, _) = self
+            .fetch_manifest(&r, &session, &oref, r.digest.as_deref())
+            .await?;
+        let invalid = |detail: String| PullError::InvalidManifest {
+            reference: r.original.clone(),
+            detail,
+        };
+        let image = match manifest::parse(&bytes).map_err(invalid)? {
+            Manifest::Image(m) => m,
+            Manifest::Index(entries) => {
+                let entry = manifest::select_platform(&entries).ok_or_else(|| {
+                    PullError::NoMatchingPlatform {
+                        reference: r.original.clone(),
+                        detail: platforms(&entries),
+                    }
+                })?;
+                let child = oref.clone_with_digest(entry.digest.clone());
+                let (bytes, _) = self
+                    .fetch_manifest(&r, &session, &child, Some(&entry.digest))
+                    .await?;
+                match manifest::parse(&bytes).map_err(invalid)? {
+                    Manifest::Image(m) => m,
+                    Manifest::Index(_) => {
+                        return Err(PullError::InvalidManifest {
+                            reference: r.original.clone(),
+                            detail: "an index entry is itself an index".into(),
+                        })
+                    }
+                }
+            }
+        };
+        match manifest::classify(&image) {
+            Ok(Classified::Wasm { .. }) => Ok(true),
+            Ok(Classified::Oci) => Ok(false),
+            Err((media_type, detail)) => Err(PullError::UnsupportedMediaType {
+                reference: r.original.clone(),
+                media_type,
+                detail,
+            }),
+        }
+    }
+
+    /// The cluster image store's `host:port`, where short references resolve.
+    pub fn cluster_host(&self) -> &str {
+        &self.cluster_host
+    }
+
+    /// The client and credentials for the cluster image store.
+    pub(super) fn cluster_session(&self) -> (&Client, &RegistryAuth) {
+        (&self.cluster, &self.cluster_auth)
+    }
+
     /// The image for `reference` if this node already has all of it (no network, no lock):
     /// the fast path for `IfNotPresent`/`Never`, so a cached start skips the pull machinery.
     pub async fn present(&self, reference: &str) -> Option<PulledImage> {

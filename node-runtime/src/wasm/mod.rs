@@ -107,6 +107,13 @@ pub enum ExitReason {
     DeadlineExceeded,
     /// Stopped on request ([`CommandHandle::kill`], or the server shutting down).
     Killed,
+    /// A Linux container's process ended (containerd's report): its exit code, whether the
+    /// kernel's OOM killer ended it, and containerd's message.
+    Container {
+        code: i32,
+        oom: bool,
+        message: String,
+    },
 }
 
 /// A directory of the host made visible to the guest.

@@ -1,0 +1,264 @@
+//! Container pods through the node's managed containerd (CRI): a real `skiff server` in a
+//! network namespace of the test's own, a busybox OCI image built by the test and imported
+//! with `skiff image import`, driven by real kubectl. With `SKIFF_REQUIRE_CONTAINERD=1` (CI)
+//! a machine without containerd fails these tests instead of skipping them.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use common::{busybox, wait_for, Skiff};
+
+fn cluster() -> Result<Option<Skiff>> {
+    if !common::containerd_available() {
+        return Ok(None);
+    }
+    let s = Skiff::start_with_containerd()?;
+    let tar = busybox::layout_tarball(s.data_dir())?;
+    s.import(&tar, "busybox:1.35")?;
+    Ok(Some(s))
+}
+
+fn pod_json(s: &Skiff, name: &str) -> Result<serde_json::Value> {
+    s.json(&["get", "pod", name])
+}
+
+fn phase(p: &serde_json::Value) -> &str {
+    p["status"]["phase"].as_str().unwrap_or("")
+}
+
+fn wait_phase(s: &Skiff, name: &str, want: &str) -> Result<serde_json::Value> {
+    wait_for(&format!("pod {name} {want}"), || {
+        let p = pod_json(s, name)?;
+        Ok((phase(&p) == want).then_some(p))
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; server log:\n{}", s.log()))
+}
+
+/// The veth and bridge interfaces in the server's namespace.
+fn links(s: &Skiff) -> Result<String> {
+    common::run_ok(s.command("ip").args(["-o", "link"]))
+}
+
+#[test]
+fn container_pod_runs_logs_and_stops_gracefully() -> Result<()> {
+    let Some(s) = cluster()? else { return Ok(()) };
+    let node = s.json(&["get", "nodes"])?;
+    let labels = &node["items"][0]["metadata"]["labels"];
+    assert_eq!(labels["skiff.dev/runtime-oci"], "true", "{node}");
+    assert!(node["items"][0]["status"]["nodeInfo"]["containerRuntimeVersion"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("containerd://"));
+    assert_eq!(
+        s.ok(&["get", "runtimeclass", "oci", "-o", "jsonpath={.handler}"])?,
+        "runc"
+    );
+
+    let shared = tempfile::tempdir()?;
+    let shared_path = shared.path().to_string_lossy().to_string();
+    s.apply(
+        "pod.yaml",
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: box}}
+spec:
+  terminationGracePeriodSeconds: 20
+  volumes: [{{name: out, hostPath: {{path: "{shared_path}"}}}}]
+  containers:
+  - name: main
+    image: busybox:1.35
+    env: [{{name: GREETING, value: hello-from-busybox}}]
+    command: ["sh", "-c"]
+    args:
+    - |
+      echo "$GREETING"
+      trap 'echo got-TERM > /out/signal; exit 0' TERM
+      while true; do sleep 0.2; done
+    volumeMounts: [{{name: out, mountPath: /out}}]
+"#
+        ),
+    )?;
+    let p = wait_phase(&s, "box", "Running")?;
+    let ip = p["status"]["podIP"].as_str().unwrap_or("").to_string();
+    assert!(ip.starts_with("10.42.0."), "pod IP from the pod CIDR: {p}");
+    assert!(p["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("containerd://"));
+    wait_for("the container's output in kubectl logs", || {
+        Ok(s.ok(&["logs", "box"])?
+            .contains("hello-from-busybox")
+            .then_some(()))
+    })?;
+    // The pod's network namespace is reachable from the node through the bridge.
+    common::run_ok(s.command("ping").args(["-c", "1", "-W", "5", &ip]))?;
+    assert!(links(&s)?.contains("skiff0"), "the pod bridge exists");
+
+    let started = Instant::now();
+    s.ok(&["delete", "pod", "box", "--timeout=60s"])?;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(20), "deleted within the grace period ({took:?})");
+    let signal = std::fs::read_to_string(shared.path().join("signal")).unwrap_or_default();
+    assert_eq!(signal.trim(), "got-TERM", "the container saw SIGTERM first");
+
+    // Nothing is left: no veth, no IP allocation, no sandbox.
+    wait_for("the pod's veth to go", || {
+        Ok((!links(&s)?.contains("veth")).then_some(()))
+    })?;
+    let ipam = s.data_dir().join("agent/cni/ipam/skiff");
+    let leftover: Vec<String> = std::fs::read_dir(&ipam)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("10."))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(leftover.is_empty(), "IP allocations left: {leftover:?}");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let sandboxes = runtime.block_on(async {
+        let cri = skiff_node_runtime::cri::CriClient::new(
+            &s.data_dir().join("agent/containerd/containerd.sock"),
+        )?;
+        let l = cri.list_pod_sandbox(Default::default()).await?;
+        let c = cri.list_containers(Default::default()).await?;
+        Ok::<_, anyhow::Error>((l.items.len(), c.containers.len()))
+    })?;
+    assert_eq!(sandboxes, (0, 0), "no sandbox or container left in containerd");
+    Ok(())
+}
+
+#[test]
+fn container_jobs_failures_and_probes() -> Result<()> {
+    let Some(s) = cluster()? else { return Ok(()) };
+    s.apply(
+        "workloads.yaml",
+        r#"apiVersion: batch/v1
+kind: Job
+metadata: {name: count}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: c, image: busybox:1.35, command: ["sh", "-c", "for i in 1 2 3; do echo step $i; done"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nocmd}
+spec:
+  restartPolicy: Never
+  containers:
+  - {name: c, image: busybox:1.35, command: ["/no/such/program"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crash}
+spec:
+  containers:
+  - {name: c, image: busybox:1.35, command: ["sh", "-c", "echo crashing; exit 3"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: missing}
+spec:
+  containers:
+  - {name: c, image: "nosuchimage:1"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: httpd
+    image: busybox:1.35
+    command: ["sh", "-c", "mkdir -p /www && echo served-by-httpd > /www/index.html && exec httpd -f -p 80 -h /www"]
+    ports: [{containerPort: 80, name: http}]
+    readinessProbe: {httpGet: {path: /index.html, port: http}, periodSeconds: 1}
+    livenessProbe: {exec: {command: ["test", "-f", "/www/index.html"]}, periodSeconds: 1, failureThreshold: 2}
+"#,
+    )?;
+    wait_for("job count to complete", || {
+        let j = s.json(&["get", "job", "count"])?;
+        Ok((j["status"]["succeeded"] == 1).then_some(()))
+    })?;
+    let logs = s.ok(&["logs", "job/count"])?;
+    assert!(logs.contains("step 3"), "{logs}");
+
+    let p = wait_for("nocmd to fail to start", || {
+        let p = pod_json(&s, "nocmd")?;
+        let st = &p["status"]["containerStatuses"][0]["state"];
+        let reason = st["waiting"]["reason"]
+            .as_str()
+            .or(st["terminated"]["reason"].as_str())
+            .unwrap_or("");
+        Ok(matches!(reason, "RunContainerError" | "CreateContainerError" | "StartError" | "ContainerCannotRun").then_some(p))
+    })?;
+    let st = &p["status"]["containerStatuses"][0]["state"];
+    let msg = st["waiting"]["message"]
+        .as_str()
+        .or(st["terminated"]["message"].as_str())
+        .unwrap_or("");
+    assert!(msg.contains("/no/such/program"), "containerd's message: {p}");
+
+    wait_for("crash to show CrashLoopBackOff", || {
+        let p = pod_json(&s, "crash")?;
+        let c = &p["status"]["containerStatuses"][0];
+        Ok((c["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+            && c["lastState"]["terminated"]["exitCode"] == 3)
+            .then_some(()))
+    })?;
+
+    let p = wait_for("missing to show ErrImagePull", || {
+        let p = pod_json(&s, "missing")?;
+        let r = p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].clone();
+        Ok((r == "ErrImagePull" || r == "ImagePullBackOff").then_some(p))
+    })?;
+    assert!(p.to_string().contains("nosuchimage"), "{p}");
+
+    let p = wait_for("web to be Ready", || {
+        let p = pod_json(&s, "web")?;
+        Ok(common::is_ready(&p).then_some(p))
+    })?;
+    let ip = p["status"]["podIP"].as_str().unwrap_or("").to_string();
+    let body = common::run_ok(s.command("busybox").args(["wget", "-q", "-O", "-", &format!("http://{ip}/")]))?;
+    assert_eq!(body.trim(), "served-by-httpd");
+    // A failing exec liveness probe restarts the container.
+    let restarts = |p: &serde_json::Value| p["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0);
+    let before = restarts(&p);
+    let cid = p["status"]["containerStatuses"][0]["containerID"]
+        .as_str()
+        .unwrap_or("")
+        .trim_start_matches("containerd://")
+        .to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let cri = skiff_node_runtime::cri::CriClient::new(
+            &s.data_dir().join("agent/containerd/containerd.sock"),
+        )?;
+        let r = cri
+            .exec_sync(&cid, vec!["rm".into(), "/www/index.html".into()], Duration::from_secs(10))
+            .await?;
+        if r.exit_code != 0 {
+            bail!("rm failed: {}", String::from_utf8_lossy(&r.stderr));
+        }
+        Ok(())
+    })?;
+    wait_for("web to be restarted by its liveness probe", || {
+        let p = pod_json(&s, "web")?;
+        Ok((restarts(&p) > before).then_some(()))
+    })?;
+    let events = s.ok(&["get", "events", "--field-selector", "involvedObject.name=web"])?;
+    assert!(events.contains("Liveness probe failed"), "{events}");
+    s.ok(&["delete", "pod", "--all", "--timeout=60s"])?;
+    s.ok(&["delete", "job", "--all", "--timeout=60s"])?;
+    Ok(())
+}
