@@ -94,8 +94,28 @@ spec:
             .then_some(()))
     })?;
     // The pod's network namespace is reachable from the node through the bridge.
-    common::run_ok(s.command("ping").args(["-c", "1", "-W", "5", &ip]))?;
+    common::run_ok(s.command("busybox").args(["ping", "-c", "1", "-W", "5", &ip]))?;
     assert!(links(&s)?.contains("skiff0"), "the pod bridge exists");
+
+    // kubectl exec, with exit codes; under a pseudo-terminal; kubectl cp both ways.
+    assert_eq!(s.ok(&["exec", "box", "--", "cat", "/etc/hostname"])?.trim(), "box");
+    let out = s.kubectl(&["exec", "box", "--", "false"])?;
+    assert_eq!(out.status.code(), Some(1), "kubectl exec -- false exits 1: {out:?}");
+    let out = s.kubectl(&["exec", "box", "--", "sh", "-c", "exit 7"])?;
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let kubeconfig = s.kubeconfig().to_string_lossy().to_string();
+    let tty = common::run_ok(s.command("script").args([
+        "-qec",
+        &format!("kubectl --kubeconfig {kubeconfig} exec -it box -- sh -c 'tty; echo interactive-ok'"),
+        "/dev/null",
+    ]))?;
+    assert!(tty.contains("/dev/pts/") && tty.contains("interactive-ok"), "{tty}");
+    let local = s.data_dir().join("to-pod.txt");
+    std::fs::write(&local, "round trip through kubectl cp\n")?;
+    s.ok(&["cp", &local.to_string_lossy(), "box:/tmp/in.txt"])?;
+    let back = s.data_dir().join("from-pod.txt");
+    s.ok(&["cp", "box:/tmp/in.txt", &back.to_string_lossy()])?;
+    assert_eq!(std::fs::read_to_string(&back)?, "round trip through kubectl cp\n");
 
     let started = Instant::now();
     s.ok(&["delete", "pod", "box", "--timeout=60s"])?;
@@ -261,4 +281,106 @@ spec:
     s.ok(&["delete", "pod", "--all", "--timeout=60s"])?;
     s.ok(&["delete", "job", "--all", "--timeout=60s"])?;
     Ok(())
+}
+
+#[test]
+fn container_workloads_share_volumes_and_localhost_and_roll_out() -> Result<()> {
+    let Some(s) = cluster()? else { return Ok(()) };
+    // The same image under a second tag, for `kubectl set image`.
+    let tar = busybox::layout_tarball(s.data_dir())?;
+    s.import(&tar, "busybox:1.36")?;
+    s.apply(
+        "pods.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: shared}
+spec:
+  volumes: [{name: www, emptyDir: {}}]
+  initContainers:
+  - {name: fill, image: busybox:1.35, command: ["sh", "-c", "echo written-by-init > /www/index.html"], volumeMounts: [{name: www, mountPath: /www}]}
+  containers:
+  - {name: app, image: busybox:1.35, command: ["httpd", "-f", "-p", "8080", "-h", "/www"], volumeMounts: [{name: www, mountPath: /www}]}
+  - name: sidecar
+    image: busybox:1.35
+    command: ["sh", "-c", "while true; do wget -q -O - http://localhost:8080/ && sleep 30; sleep 0.2; done"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox:1.35
+    command: ["sh", "-c", "x=aaaaaaaa; while true; do x=$x$x; done"]
+    resources: {limits: {memory: 32Mi}}
+"#,
+    )?;
+    wait_for("the sidecar to fetch the app's page over localhost", || {
+        let out = s.kubectl(&["logs", "shared", "-c", "sidecar"])?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .contains("written-by-init")
+            .then_some(()))
+    })?;
+    let p = wait_phase(&s, "hog", "Failed")?;
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"], "OOMKilled",
+        "{p}"
+    );
+
+    s.apply(
+        "deploy.yaml",
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      runtimeClassName: oci
+      containers:
+      - name: httpd
+        image: busybox:1.35
+        command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"]
+        readinessProbe: {httpGet: {path: /, port: 80}, periodSeconds: 1}
+"#,
+    )?;
+    s.ok(&["rollout", "status", "deploy/web", "--timeout=60s"])?;
+    let images = |s: &Skiff| -> Result<Vec<String>> {
+        let pods = s.json(&["get", "pods", "-l", "app=web"])?;
+        Ok(pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .map(|p| p["spec"]["containers"][0]["image"].as_str().unwrap_or("").to_string())
+            .collect())
+    };
+    s.ok(&["set", "image", "deploy/web", "httpd=busybox:1.36"])?;
+    s.ok(&["rollout", "status", "deploy/web", "--timeout=60s"])?;
+    wait_for("the rollout to busybox:1.36", || {
+        let i = images(&s)?;
+        Ok((i.len() == 2 && i.iter().all(|i| i == "busybox:1.36")).then_some(()))
+    })?;
+    s.ok(&["rollout", "undo", "deploy/web"])?;
+    s.ok(&["rollout", "status", "deploy/web", "--timeout=60s"])?;
+    wait_for("the rollback to busybox:1.35", || {
+        let i = images(&s)?;
+        Ok((i.len() == 2 && i.iter().all(|i| i == "busybox:1.35")).then_some(()))
+    })?;
+    s.ok(&["delete", "deploy", "web", "--timeout=60s"])?;
+    s.ok(&["delete", "pod", "--all", "--timeout=60s"])?;
+    if bail_if_left(&s).is_err() {
+        bail!("left behind: {}", links(&s)?);
+    }
+    Ok(())
+}
+
+/// Fails while a pod's veth is still on the node.
+fn bail_if_left(s: &Skiff) -> Result<()> {
+    wait_for("every pod's veth to go", || {
+        Ok((!links(s)?.contains("veth")).then_some(()))
+    })
 }

@@ -121,14 +121,24 @@ impl NodeEndpoint {
     }
 }
 
-/// GETs `path_and_query` from the node agent and streams its answer back as the response.
-pub async fn get(ep: &NodeEndpoint, path_and_query: &str, token: &str) -> ApiResult<Response> {
-    let unavailable = |what: String| {
-        ApiError::unavailable(format!(
-            "cannot reach the node agent at {}:{}: {what}",
-            ep.host, ep.port
-        ))
-    };
+fn unavailable(ep: &NodeEndpoint, what: impl std::fmt::Display) -> ApiError {
+    ApiError::unavailable(format!(
+        "cannot reach the node agent at {}:{}: {what}",
+        ep.host, ep.port
+    ))
+}
+
+/// An HTTP/1.1 connection to the node agent over TLS, its certificate pinned.
+async fn connect(
+    ep: &NodeEndpoint,
+) -> ApiResult<(
+    hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    hyper::client::conn::http1::Connection<
+        TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+        http_body_util::Empty<bytes::Bytes>,
+    >,
+)> {
+    let unavailable = |what: String| unavailable(ep, what);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -152,9 +162,15 @@ pub async fn get(ep: &NodeEndpoint, path_and_query: &str, token: &str) -> ApiRes
         .await
         .map_err(|_| unavailable("TLS handshake timed out".into()))?
         .map_err(|e| unavailable(e.to_string()))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+    hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(|e| unavailable(e.to_string()))
+}
+
+/// GETs `path_and_query` from the node agent and streams its answer back as the response.
+pub async fn get(ep: &NodeEndpoint, path_and_query: &str, token: &str) -> ApiResult<Response> {
+    let unavailable = |what: String| unavailable(ep, what);
+    let (mut sender, conn) = connect(ep).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -189,4 +205,97 @@ pub async fn get(ep: &NodeEndpoint, path_and_query: &str, token: &str) -> ApiRes
         http::HeaderValue::from_static("text/plain"),
     );
     Ok(out)
+}
+
+/// The request headers a streaming upgrade (websocket or SPDY, as kubectl uses them for exec
+/// and attach) carries end to end.
+const UPGRADE_HEADERS: &[&str] = &[
+    "connection",
+    "upgrade",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "x-stream-protocol-version",
+];
+/// The response headers of a 101 that the client needs to finish its handshake.
+const UPGRADED_HEADERS: &[&str] = &[
+    "connection",
+    "upgrade",
+    "sec-websocket-accept",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "x-stream-protocol-version",
+];
+
+/// Proxies a streaming request (`kubectl exec`/`attach`) to the node agent: the request goes
+/// on with its upgrade headers; when the agent switches protocols, the client's connection
+/// and the agent's are spliced byte for byte until either side closes. Any other answer (an
+/// error, or a refused upgrade so kubectl falls back from websocket to SPDY) is passed back.
+pub async fn upgrade(
+    ep: &NodeEndpoint,
+    method: &http::Method,
+    path_and_query: &str,
+    headers: &http::HeaderMap,
+    client: Option<hyper::upgrade::OnUpgrade>,
+    token: &str,
+) -> ApiResult<Response> {
+    let (mut sender, conn) = connect(ep).await?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    let mut req = http::Request::builder()
+        .method(method.clone())
+        .uri(path_and_query)
+        .header(http::header::HOST, format!("{}:{}", ep.host, ep.port))
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    for name in UPGRADE_HEADERS {
+        for v in headers.get_all(*name) {
+            req = req.header(*name, v);
+        }
+    }
+    let req = req
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| unavailable(ep, e))?;
+    let status = resp.status();
+    if status != http::StatusCode::SWITCHING_PROTOCOLS {
+        let mut out = Response::builder().status(status);
+        for name in UPGRADED_HEADERS.iter().chain(&["content-type"]) {
+            for v in resp.headers().get_all(*name) {
+                out = out.header(*name, v);
+            }
+        }
+        let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        return out
+            .body(Body::from(body))
+            .map_err(|e| ApiError::internal(e.to_string()));
+    }
+    let Some(client) = client else {
+        return Err(ApiError::bad_request(
+            "this request must be an HTTP/1.1 connection upgrade (websocket or SPDY)",
+        ));
+    };
+    let mut out = Response::builder().status(status);
+    for name in UPGRADED_HEADERS {
+        for v in resp.headers().get_all(*name) {
+            out = out.header(*name, v);
+        }
+    }
+    let agent = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        let (Ok(client), Ok(agent)) = (client.await, agent.await) else {
+            tracing::debug!("stream upgrade did not complete");
+            return;
+        };
+        let (mut a, mut b) = (TokioIo::new(client), TokioIo::new(agent));
+        if let Err(e) = tokio::io::copy_bidirectional(&mut a, &mut b).await {
+            tracing::debug!(error = %e, "stream ended");
+        }
+    });
+    out.body(Body::empty())
+        .map_err(|e| ApiError::internal(e.to_string()))
 }

@@ -13,6 +13,7 @@ pub mod probes;
 pub mod pullsecrets;
 pub mod server;
 pub mod status;
+pub mod stream;
 pub mod volumes;
 pub mod workdir;
 mod worker;
@@ -153,6 +154,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
         &cfg.data_dir,
         &cfg.token,
         shutdown_rx.clone(),
+        oci.clone(),
     )
     .await?;
     let oci_version = containerd.as_ref().map(|c| c.version.clone());

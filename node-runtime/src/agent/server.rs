@@ -1,4 +1,5 @@
-//! The agent's HTTPS endpoint, called by the API server to serve `kubectl logs`. Its
+//! The agent's HTTPS endpoint, called by the API server to serve `kubectl logs`, `exec` and
+//! `attach`. Its
 //! certificate is self-signed; the Node carries its SHA-256 fingerprint so the API server
 //! pins it. Callers must present the node token.
 
@@ -15,6 +16,7 @@ use axum::Router;
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use super::stream::StreamKind;
 use super::AgentError;
 use crate::logs::{follow_log, read_log, LogOptions};
 
@@ -23,6 +25,7 @@ struct EndpointState {
     data_dir: PathBuf,
     token: Arc<String>,
     shutdown: watch::Receiver<bool>,
+    oci: Option<crate::oci::OciRuntime>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,17 +80,44 @@ pub fn log_file(pod_dir: &Path, container: &str, previous: bool) -> Option<PathB
     pick.map(|n| dir.join(format!("{n}.log")))
 }
 
+/// Whether the caller presented the node token.
+fn authorized(st: &EndpointState, headers: &HeaderMap) -> bool {
+    let presented = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    presented == Some(st.token.as_str())
+}
+
+async fn exec(
+    State(st): State<EndpointState>,
+    UrlPath((ns, pod, container)): UrlPath<(String, String, String)>,
+    req: axum::extract::Request,
+) -> Response {
+    if !authorized(&st, req.headers()) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    super::stream::serve(st.oci.as_ref(), StreamKind::Exec, &ns, &pod, &container, req).await
+}
+
+async fn attach(
+    State(st): State<EndpointState>,
+    UrlPath((ns, pod, container)): UrlPath<(String, String, String)>,
+    req: axum::extract::Request,
+) -> Response {
+    if !authorized(&st, req.headers()) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    super::stream::serve(st.oci.as_ref(), StreamKind::Attach, &ns, &pod, &container, req).await
+}
+
 async fn container_logs(
     State(st): State<EndpointState>,
     UrlPath((ns, pod, container)): UrlPath<(String, String, String)>,
     Query(q): Query<LogQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let presented = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if presented != Some(st.token.as_str()) {
+    if !authorized(&st, &headers) {
         return error(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
     let Some(dir) = pod_dir(&st.data_dir, &ns, &pod) else {
@@ -152,6 +182,7 @@ pub async fn start(
     data_dir: &Path,
     token: &str,
     shutdown: watch::Receiver<bool>,
+    oci: Option<crate::oci::OciRuntime>,
 ) -> Result<Endpoint, AgentError> {
     let sans = vec![
         listen.ip().to_string(),
@@ -185,9 +216,12 @@ pub async fn start(
         data_dir: data_dir.to_path_buf(),
         token: Arc::new(token.to_string()),
         shutdown,
+        oci,
     };
     let app = Router::new()
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
+        .route("/exec/{ns}/{pod}/{container}", get(exec).post(exec))
+        .route("/attach/{ns}/{pod}/{container}", get(attach).post(attach))
         .with_state(state);
     let handle = axum_server::Handle::new();
     let server = axum_server::from_tcp_rustls(

@@ -145,6 +145,8 @@ impl CriClient {
     rpc!(remove_container, runtime, RemoveContainerRequest => RemoveContainerResponse, DEFAULT_CALL_TIMEOUT);
     rpc!(list_containers, runtime, ListContainersRequest => ListContainersResponse, DEFAULT_CALL_TIMEOUT);
     rpc!(container_status, runtime, ContainerStatusRequest => ContainerStatusResponse, DEFAULT_CALL_TIMEOUT);
+    rpc!(exec, runtime, ExecRequest => ExecResponse, DEFAULT_CALL_TIMEOUT);
+    rpc!(attach, runtime, AttachRequest => AttachResponse, DEFAULT_CALL_TIMEOUT);
     rpc!(status, runtime, StatusRequest => StatusResponse, Duration::from_secs(5));
     rpc!(image_status, images, ImageStatusRequest => ImageStatusResponse, DEFAULT_CALL_TIMEOUT);
     rpc!(pull_image, images, PullImageRequest => PullImageResponse, DEFAULT_PULL_TIMEOUT);

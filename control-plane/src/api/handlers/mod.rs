@@ -104,7 +104,9 @@ async fn dispatch(
     let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
     let rp = path::parse(group, version, &segments)?;
     let q = Query::parse(req.uri().query())?;
-    let (parts, body) = req.into_parts();
+    let raw_query = req.uri().query().unwrap_or("").to_string();
+    let (mut parts, body) = req.into_parts();
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let ctx = Ctx {
         st,
         rp,
@@ -156,7 +158,10 @@ async fn dispatch(
         (&Method::PATCH, true, Some("scale")) => scale::update(ctx, body, true).await,
         (&Method::POST, true, Some("binding")) => pods::binding(ctx, body).await,
         (&Method::POST, true, Some("eviction")) => pods::eviction(ctx, body).await,
-        (_, true, Some("log")) | (_, true, Some("exec")) => pods::node_stream(ctx).await,
+        (&Method::GET, true, Some("log")) => pods::node_stream(ctx).await,
+        (&Method::GET | &Method::POST, true, Some("exec" | "attach")) => {
+            pods::stream(ctx, &parts.method, &raw_query, upgrade).await
+        }
         (m, _, s) => Err(ApiError::method_not_allowed(format!(
             "{m} is not supported on {}{}{}",
             ctx.rp.def.plural,

@@ -1,5 +1,5 @@
 //! Pod subresources: `binding` (the scheduler's write), `eviction` (drain), and the node-served
-//! streams `log` and `exec`.
+//! streams `log`, `exec` and `attach`.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -70,16 +70,11 @@ pub async fn eviction(ctx: Ctx, body: Body) -> ApiResult<Response> {
     ))
 }
 
-/// `pods/log` is served by the node agent running the pod; `pods/exec` has nothing to run
-/// in a Wasm component.
-pub async fn node_stream(ctx: Ctx) -> ApiResult<Response> {
+/// The container a `log`/`exec`/`attach` request names (or the pod's only one) and the
+/// endpoint of the agent on the pod's node.
+async fn node_target(ctx: &Ctx) -> ApiResult<(String, NodeEndpoint)> {
     let pod = ctx.current().await?;
     let name = ctx.name().to_string();
-    if ctx.rp.subresource.as_deref() == Some("exec") {
-        return Err(ApiError::bad_request(format!(
-            "cannot exec into pod \"{name}\": its containers are WebAssembly components, which have no shell or processes to run commands in"
-        )));
-    }
     let containers: Vec<String> = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)
@@ -130,6 +125,29 @@ pub async fn node_stream(ctx: Ctx) -> ApiResult<Response> {
             "node \"{node}\" does not advertise a Skiff agent endpoint (is its agent running?)"
         ))
     })?;
+    Ok((container, ep))
+}
+
+/// `pods/exec` and `pods/attach`: proxied, with their websocket or SPDY upgrade, to the agent
+/// running the pod, which bridges them to the container runtime's streaming server (a Wasm
+/// container has nothing to exec into; the agent says so).
+pub async fn stream(
+    ctx: Ctx,
+    method: &http::Method,
+    raw_query: &str,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> ApiResult<Response> {
+    let (container, ep) = node_target(&ctx).await?;
+    let ns = ctx.rp.namespace.clone().unwrap_or_default();
+    let sub = ctx.rp.subresource.clone().unwrap_or_default();
+    let path = format!("/{sub}/{ns}/{}/{container}?{raw_query}", ctx.name());
+    nodeproxy::upgrade(&ep, method, &path, &ctx.headers, upgrade, &ctx.st.tokens.node).await
+}
+
+/// `pods/log` is served by the node agent running the pod.
+pub async fn node_stream(ctx: Ctx) -> ApiResult<Response> {
+    let (container, ep) = node_target(&ctx).await?;
+    let name = ctx.name().to_string();
     let mut query = Vec::new();
     for (k, v) in [
         ("follow", &ctx.q.follow),
