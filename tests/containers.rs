@@ -384,3 +384,81 @@ fn bail_if_left(s: &Skiff) -> Result<()> {
         Ok((!links(s)?.contains("veth")).then_some(()))
     })
 }
+
+#[test]
+fn agent_kill9_adopts_running_containers() -> Result<()> {
+    let Some(mut s) = cluster()? else { return Ok(()) };
+    s.apply(
+        "deploy.yaml",
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: five}
+spec:
+  replicas: 5
+  selector: {matchLabels: {app: five}}
+  template:
+    metadata: {labels: {app: five}}
+    spec:
+      runtimeClassName: oci
+      terminationGracePeriodSeconds: 2
+      containers:
+      - {name: c, image: busybox:1.35, command: ["sh", "-c", "echo up; exec sleep 3600"]}
+"#,
+    )?;
+    s.ok(&["rollout", "status", "deploy/five", "--timeout=60s"])?;
+    let running = |s: &Skiff| -> Result<Vec<(String, String, i64)>> {
+        let pods = s.json(&["get", "pods", "-l", "app=five"])?;
+        let mut v: Vec<(String, String, i64)> = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| common::is_ready(p))
+            .map(|p| {
+                let c = &p["status"]["containerStatuses"][0];
+                (
+                    p["metadata"]["name"].as_str().unwrap_or("").to_string(),
+                    c["containerID"].as_str().unwrap_or("").to_string(),
+                    c["restartCount"].as_i64().unwrap_or(-1),
+                )
+            })
+            .collect();
+        v.sort();
+        Ok(v)
+    };
+    let before = wait_for("5 ready container pods", || {
+        let r = running(&s)?;
+        Ok((r.len() == 5).then_some(r))
+    })?;
+    s.crash_and_restart()?;
+    // The restarted agent's workers adopt the containers instead of starting them anew.
+    wait_for("the restarted agent to adopt the 5 pods", || {
+        Ok((s.log().matches("adopted the pod's running containers").count() == 5).then_some(()))
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let ids = runtime.block_on(async {
+        let cri = skiff_node_runtime::cri::CriClient::new(
+            &s.data_dir().join("agent/containerd/containerd.sock"),
+        )?;
+        let l = cri.list_pod_sandbox(Default::default()).await?;
+        let c = cri.list_containers(Default::default()).await?;
+        let mut ids: Vec<String> = c
+            .containers
+            .iter()
+            .map(|c| format!("containerd://{}", c.id))
+            .collect();
+        ids.sort();
+        Ok::<_, anyhow::Error>((l.items.len(), ids))
+    })?;
+    let mut want: Vec<String> = before.iter().map(|(_, id, _)| id.clone()).collect();
+    want.sort();
+    assert_eq!(ids, (5, want), "the same containers, no duplicate or orphan");
+    let after = wait_for("the 5 pods Ready with the same containers", || {
+        let r = running(&s)?;
+        Ok((r == before).then_some(r))
+    })?;
+    assert!(after.iter().all(|(_, _, restarts)| *restarts == 0), "{after:?}");
+    s.ok(&["delete", "deploy", "five", "--timeout=60s"])?;
+    bail_if_left(&s)
+}

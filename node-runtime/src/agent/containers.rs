@@ -420,9 +420,16 @@ impl Worker {
         let name = self.slots[i].c.name.clone();
         self.defer_event(false, "Created", format!("Created container {name}"));
         self.defer_event(false, "Started", format!("Started container {name}"));
+        self.track(i, running, now());
+    }
+
+    /// Watches a running container (just started, or adopted from an earlier agent run that
+    /// started it at `started_at`) for its exit, and schedules its probes.
+    pub(super) fn track(&mut self, i: usize, running: Running, started_at: String) {
         let s = &mut self.slots[i];
         s.generation += 1;
-        s.state = CState::Running { started_at: now() };
+        s.start_at = None;
+        s.state = CState::Running { started_at };
         s.started_instant = Some(Instant::now());
         s.probe_ok_streak = 0;
         s.probe_fail_streak = 0;

@@ -108,10 +108,9 @@ async fn start_containerd(
             .await
             .map_err(|e| e.to_string())?,
     };
+    // What an earlier run left is adopted by the pods' workers; sandboxes of pods that are
+    // gone are removed once the pod watch has listed what is bound here (`pods.rs`).
     let oci = OciRuntime::new(containerd.cri.clone(), puller.cluster_host(), &cfg.node_name);
-    // Containers are not adopted across agent restarts yet: whatever an earlier run left
-    // is removed, and the pods' workers start them again.
-    oci.remove_sandboxes_except(&Default::default()).await;
     Ok((containerd, oci))
 }
 

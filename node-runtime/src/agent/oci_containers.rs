@@ -93,6 +93,93 @@ impl Worker {
         }
     }
 
+    /// Adopts what an earlier run of the agent left running for this pod: its sandbox and the
+    /// containers in it, watched again as they are (same ids, restart counts from their
+    /// annotations). Init containers count as done once a main container exists. Returns
+    /// whether anything was adopted.
+    pub(super) async fn adopt_existing(&mut self) -> bool {
+        let Some(oci) = self.ctx.oci.clone() else {
+            return false;
+        };
+        let log_dir = self.pod_dir.join("logs");
+        let (sandbox, containers) = match oci.find_pod(&self.pod, &log_dir).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look for the pod's containers in containerd");
+                return false;
+            }
+        };
+        tracing::info!(sandbox = %sandbox.id, ip = ?sandbox.ip, "adopting the pod's sandbox");
+        self.sandbox = Some(sandbox);
+        let pod_ip = self.pod_ip_addr();
+        let mut main_found = false;
+        for c in containers {
+            let name = c
+                .labels
+                .get(crate::oci::LABEL_CONTAINER_NAME)
+                .cloned()
+                .unwrap_or_default();
+            let Some(i) = self.slots.iter().position(|s| s.c.name == name) else {
+                crate::oci::container::remove_container(&oci.cri, &c.id).await;
+                continue;
+            };
+            if self.slots[i].stop.is_some() {
+                // Two containers for one name: keep the first, drop the other.
+                crate::oci::container::remove_container(&oci.cri, &c.id).await;
+                continue;
+            }
+            main_found |= !self.slots[i].init;
+            let restarts = c
+                .annotations
+                .get(crate::oci::container::ANNOTATION_RESTART_COUNT)
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(self.slots[i].restarts);
+            let started_at = jiff::Timestamp::from_second(c.created_at / 1_000_000_000)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|_| super::node::now());
+            let handle = crate::oci::ContainerHandle {
+                cri: oci.cri.clone(),
+                id: c.id,
+            };
+            let addrs = pod_ip
+                .map(|ip| {
+                    self.slots[i]
+                        .c
+                        .ports
+                        .iter()
+                        .flatten()
+                        .filter_map(|p| u16::try_from(p.container_port).ok())
+                        .map(|port| (port, SocketAddr::new(ip, port)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let slot = &mut self.slots[i];
+            slot.restarts = restarts;
+            slot.oci = Some(true);
+            slot.oci_image = c.image.map(|img| crate::oci::OciImage {
+                cri_ref: img.image,
+                id: c.image_ref,
+            });
+            // An adopted container that exited meanwhile is seen by its watcher at once,
+            // and the restart policy applies as for any exit.
+            self.track(i, Running::Oci(handle, addrs), started_at);
+        }
+        if main_found {
+            for s in self.slots.iter_mut().filter(|s| s.init && s.stop.is_none()) {
+                s.done = true;
+                s.state = CState::Terminated {
+                    exit_code: 0,
+                    reason: "Completed".into(),
+                    message: String::new(),
+                    started_at: super::node::now(),
+                    finished_at: super::node::now(),
+                };
+            }
+        }
+        true
+    }
+
     /// Starts container `i` as a Linux container in the pod's sandbox.
     pub(super) async fn start_oci(&mut self, i: usize) {
         let Some(oci) = self.ctx.oci.clone() else {

@@ -1,5 +1,6 @@
 //! Watches the pods bound to this node and hands each to its worker (one per pod uid).
-//! Pods that vanished while the agent was away are cleaned up after the initial list.
+//! Pods that vanished while the agent was away are cleaned up after the initial list (their
+//! workers, and the containerd sandboxes no listed pod owns).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -20,6 +21,8 @@ pub async fn run(ctx: Arc<AgentCtx>, mut shutdown: watch::Receiver<bool>) {
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
     let mut listed: HashSet<String> = HashSet::new();
+    // Sandboxes created from now on are this run's, whatever the initial list says.
+    let started_ns = jiff::Timestamp::now().as_nanosecond() as i64;
     loop {
         tokio::select! {
             ev = stream.next() => match ev {
@@ -42,7 +45,17 @@ pub async fn run(ctx: Arc<AgentCtx>, mut shutdown: watch::Receiver<bool>) {
                     }
                 }
                 Some(Ok(Event::Init)) => listed.clear(),
-                Some(Ok(Event::InitDone)) => workers.retain(|uid, _| listed.contains(uid)),
+                Some(Ok(Event::InitDone)) => {
+                    workers.retain(|uid, _| listed.contains(uid));
+                    if let Some(oci) = ctx.oci.clone() {
+                        // Sandboxes of pods that are no longer bound here (deleted while the
+                        // agent was away); the listed pods' workers adopt theirs.
+                        let keep = listed.clone();
+                        tokio::spawn(async move {
+                            oci.remove_sandboxes_except(&keep, started_ns).await
+                        });
+                    }
+                }
                 Some(Err(e)) => tracing::warn!(error = %e, "pod watch error; retrying"),
                 None => break,
             },

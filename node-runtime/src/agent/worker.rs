@@ -140,6 +140,9 @@ impl Worker {
         if let Err(e) = self.write_pod_record() {
             tracing::warn!(error = %e, "cannot write the pod's directory");
         }
+        if self.adopt_existing().await {
+            tracing::info!("adopted the pod's running containers");
+        }
         self.schedule_initial_starts();
         if !self.terminating() {
             // Start what can start before the first status write: a pod whose images are on
@@ -204,12 +207,15 @@ impl Worker {
         std::fs::write(self.pod_dir.join("pod.json"), record.to_string())
     }
 
+    /// Schedules the first init container not done yet, or else every main container not
+    /// already running (adopted).
     fn schedule_initial_starts(&mut self) {
         let now = Instant::now();
         match self.slots.iter().position(|s| s.init && !s.done) {
-            Some(i) => self.slots[i].start_at = Some(now),
+            Some(i) if self.slots[i].stop.is_none() => self.slots[i].start_at = Some(now),
+            Some(_) => {}
             None => {
-                for s in self.slots.iter_mut().filter(|s| !s.init) {
+                for s in self.slots.iter_mut().filter(|s| !s.init && s.stop.is_none()) {
                     s.start_at = Some(now);
                 }
             }

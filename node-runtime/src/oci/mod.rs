@@ -143,9 +143,83 @@ impl OciRuntime {
         }))
     }
 
-    /// Removes every sandbox (and so every container) this node's agent created that is not
-    /// in `keep` (pod uids): what a previous run left behind.
-    pub async fn remove_sandboxes_except(&self, keep: &std::collections::HashSet<String>) {
+    /// What an earlier run of this agent left running for `pod`: its ready sandbox (rebuilt
+    /// config, IP) and the sandbox's containers, to adopt instead of starting again. Extra
+    /// sandboxes of the pod (a crash between two RunPodSandbox calls) are removed.
+    pub async fn find_pod(
+        &self,
+        pod: &k8s_openapi::api::core::v1::Pod,
+        log_dir: &std::path::Path,
+    ) -> Result<Option<(Sandbox, Vec<api::Container>)>, OciError> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let labels: std::collections::HashMap<String, String> = [
+            (LABEL_MANAGED_BY.to_string(), self.node_name.clone()),
+            (LABEL_POD_UID.to_string(), uid),
+        ]
+        .into();
+        let mut items = self
+            .cri
+            .list_pod_sandbox(api::ListPodSandboxRequest {
+                filter: Some(api::PodSandboxFilter {
+                    label_selector: labels.clone(),
+                    ..Default::default()
+                }),
+            })
+            .await?
+            .items;
+        items.sort_by_key(|s| std::cmp::Reverse(s.created_at));
+        let mut found = None;
+        for sb in items {
+            if found.is_none() && sb.state == api::PodSandboxState::SandboxReady as i32 {
+                found = Some(sb);
+            } else {
+                sandbox::remove(&self.cri, &sb.id).await;
+            }
+        }
+        let Some(sb) = found else {
+            return Ok(None);
+        };
+        let status = self
+            .cri
+            .pod_sandbox_status(api::PodSandboxStatusRequest {
+                pod_sandbox_id: sb.id.clone(),
+                verbose: false,
+            })
+            .await?;
+        let ip = status
+            .status
+            .and_then(|s| s.network)
+            .map(|n| n.ip)
+            .filter(|ip| !ip.is_empty());
+        let containers = self
+            .cri
+            .list_containers(api::ListContainersRequest {
+                filter: Some(api::ContainerFilter {
+                    pod_sandbox_id: sb.id.clone(),
+                    ..Default::default()
+                }),
+            })
+            .await?
+            .containers;
+        let config = sandbox::config(pod, &self.node_name, log_dir)?;
+        Ok(Some((
+            Sandbox {
+                id: sb.id,
+                ip,
+                config,
+            },
+            containers,
+        )))
+    }
+
+    /// Removes every sandbox (and so every container) this node's agent created before
+    /// `created_before` (unix nanoseconds) whose pod is not in `keep` (pod uids): what a
+    /// previous run left behind for pods that are gone.
+    pub async fn remove_sandboxes_except(
+        &self,
+        keep: &std::collections::HashSet<String>,
+        created_before: i64,
+    ) {
         let filter = api::PodSandboxFilter {
             label_selector: [(LABEL_MANAGED_BY.to_string(), self.node_name.clone())].into(),
             ..Default::default()
@@ -165,7 +239,7 @@ impl OciRuntime {
         };
         for sb in list {
             let uid = sb.labels.get(LABEL_POD_UID).cloned().unwrap_or_default();
-            if keep.contains(&uid) {
+            if keep.contains(&uid) || sb.created_at >= created_before {
                 continue;
             }
             tracing::info!(sandbox = %sb.id, pod_uid = %uid, "removing a sandbox no pod owns");
