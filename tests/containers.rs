@@ -459,6 +459,25 @@ spec:
         Ok((r == before).then_some(r))
     })?;
     assert!(after.iter().all(|(_, _, restarts)| *restarts == 0), "{after:?}");
+
+    // containerd stops answering: the node's Ready condition and an Event say so; when it
+    // answers again the node is Ready and the pods are still there, unchanged.
+    let config = s.data_dir().join("agent/containerd/config.toml");
+    let pid = common::run_ok(std::process::Command::new("pgrep").args(["-f", &config.to_string_lossy()]))?;
+    let pid = pid.lines().next().unwrap_or("").trim().to_string();
+    let ready = |s: &Skiff| -> Result<String> {
+        s.ok(&["get", "node", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"])
+    };
+    common::run_ok(std::process::Command::new("kill").args(["-STOP", &pid]))?;
+    let frozen = wait_for("the node to be NotReady", || {
+        Ok((ready(&s)? == "False").then_some(()))
+    });
+    common::run_ok(std::process::Command::new("kill").args(["-CONT", &pid]))?;
+    frozen?;
+    let events = s.ok(&["get", "events", "--field-selector", "involvedObject.kind=Node"])?;
+    assert!(events.contains("container runtime is down"), "{events}");
+    wait_for("the node to be Ready again", || Ok((ready(&s)? == "True").then_some(())))?;
+    assert_eq!(running(&s)?, before, "the pods survived the runtime outage");
     s.ok(&["delete", "deploy", "five", "--timeout=60s"])?;
     bail_if_left(&s)
 }

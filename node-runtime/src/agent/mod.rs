@@ -174,7 +174,12 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
         oci,
     });
     let tasks = vec![
-        tokio::spawn(node::heartbeat(client, cfg.clone(), shutdown_rx.clone())),
+        tokio::spawn(node::heartbeat(
+            client,
+            cfg.clone(),
+            shutdown_rx.clone(),
+            ctx.oci.as_ref().map(|o| o.cri.clone()),
+        )),
         tokio::spawn(pods::run(ctx, shutdown_rx)),
     ];
     tracing::info!(node = %cfg.node_name, endpoint = %endpoint.addr, "skiff agent running");

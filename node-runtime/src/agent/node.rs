@@ -65,7 +65,9 @@ pub fn now() -> String {
         .to_string()
 }
 
-fn ready_conditions() -> Value {
+/// The node's conditions; `runtime_down` (why the container runtime does not answer) makes
+/// Ready False, as the kubelet reports a dead container runtime.
+fn ready_conditions(runtime_down: Option<&str>) -> Value {
     let now = now();
     let cond = |t: &str, status: &str, reason: &str, message: &str| {
         json!({"type": t, "status": status, "reason": reason, "message": message,
@@ -90,12 +92,20 @@ fn ready_conditions() -> Value {
             "KubeletHasSufficientPID",
             "agent has sufficient PID available"
         ),
-        cond(
-            "Ready",
-            "True",
-            "KubeletReady",
-            "skiff agent is posting ready status"
-        ),
+        match runtime_down {
+            None => cond(
+                "Ready",
+                "True",
+                "KubeletReady",
+                "skiff agent is posting ready status"
+            ),
+            Some(why) => cond(
+                "Ready",
+                "False",
+                "KubeletNotReady",
+                &format!("container runtime is down: {why}")
+            ),
+        },
     ])
 }
 
@@ -111,7 +121,7 @@ fn node_status(cfg: &AgentConfig, endpoint_port: u16, oci: Option<&str>) -> Valu
     json!({
         "capacity": resources,
         "allocatable": resources,
-        "conditions": ready_conditions(),
+        "conditions": ready_conditions(None),
         "addresses": [
             {"type": "InternalIP", "address": cfg.node_ip.to_string()},
             {"type": "Hostname", "address": cfg.node_name},
@@ -225,13 +235,45 @@ async fn renew_lease(
     Ok(())
 }
 
+/// Records an Event about this Node (in `default`, where the kubelet puts node events).
+async fn node_event(client: &kube::Client, cfg: &AgentConfig, warning: bool, reason: &str, message: &str) {
+    let at = now();
+    let ev = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": format!("{}.{:x}", cfg.node_name, jiff::Timestamp::now().as_nanosecond()), "namespace": "default"},
+        "involvedObject": {"kind": "Node", "apiVersion": "v1", "name": cfg.node_name, "uid": cfg.node_name},
+        "reason": reason, "message": message,
+        "source": {"component": "kubelet", "host": cfg.node_name},
+        "firstTimestamp": at, "lastTimestamp": at, "count": 1,
+        "type": if warning { "Warning" } else { "Normal" },
+        "reportingComponent": "kubelet", "reportingInstance": cfg.node_name,
+    });
+    let Ok(ev) = serde_json::from_value::<k8s_openapi::api::core::v1::Event>(ev) else {
+        return;
+    };
+    let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    if let Err(e) = api.create(&PostParams::default(), &ev).await {
+        tracing::warn!(%reason, error = %e, "cannot record node event");
+    }
+}
+
+/// Why the container runtime is not usable, if it is not.
+async fn runtime_problem(runtime: Option<&crate::cri::CriClient>) -> Option<String> {
+    let cri = runtime?;
+    cri.version(Default::default()).await.err().map(|e| e.to_string())
+}
+
 /// Renews the Lease every `lease_renew` and the Ready heartbeat every
-/// `DEFAULT_STATUS_REFRESH`, until `shutdown`. Failures are logged and retried next tick.
+/// `DEFAULT_STATUS_REFRESH`, until `shutdown`, checking the container runtime (when the node
+/// has one) on every lease tick: while it does not answer, Ready is False and an Event says
+/// why; when it is back, Ready is True again. Failures are logged and retried next tick.
 pub async fn heartbeat(
     client: kube::Client,
     cfg: AgentConfig,
     mut shutdown: watch::Receiver<bool>,
+    runtime: Option<crate::cri::CriClient>,
 ) {
+    let mut runtime_down: Option<String> = None;
     let nodes: Api<Node> = Api::all(client.clone());
     let mut lease_tick = tokio::time::interval(cfg.lease_renew);
     let mut status_tick = tokio::time::interval(DEFAULT_STATUS_REFRESH);
@@ -248,9 +290,31 @@ pub async fn heartbeat(
                     Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed"),
                     Err(_) => tracing::warn!("lease renewal timed out"),
                 }
+                let problem = runtime_problem(runtime.as_ref()).await;
+                if problem != runtime_down {
+                    let (warning, reason, message) = match &problem {
+                        Some(why) => {
+                            tracing::error!(error = %why, "the container runtime is down");
+                            (true, "ContainerRuntimeUnhealthy", format!("container runtime is down: {why}"))
+                        }
+                        None => {
+                            tracing::info!("the container runtime is back");
+                            (false, "NodeReady", format!("Node {} status is now: NodeReady", cfg.node_name))
+                        }
+                    };
+                    let patch = json!({"status": {"conditions": ready_conditions(problem.as_deref())}});
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        nodes.patch_status(&cfg.node_name, &PatchParams::default(), &Patch::Merge(patch)),
+                    ).await;
+                    if matches!(r, Ok(Ok(_))) {
+                        node_event(&client, &cfg, warning, reason, &message).await;
+                        runtime_down = problem;
+                    }
+                }
             }
             _ = status_tick.tick() => {
-                let patch = json!({"status": {"conditions": ready_conditions()}});
+                let patch = json!({"status": {"conditions": ready_conditions(runtime_down.as_deref())}});
                 let r = tokio::time::timeout(
                     Duration::from_secs(10),
                     nodes.patch_status(&cfg.node_name, &PatchParams::default(), &Patch::Merge(patch)),
