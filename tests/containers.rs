@@ -316,6 +316,36 @@ spec:
     resources: {limits: {memory: 32Mi}}
 "#,
     )?;
+    s.apply(
+        "volumes.yaml",
+        r#"apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {mode: fast}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: vols, labels: {tier: backend}}
+spec:
+  volumes:
+  - {name: info, downwardAPI: {items: [{path: name, fieldRef: {fieldPath: metadata.name}}, {path: labels, fieldRef: {fieldPath: metadata.labels}}]}}
+  - {name: proj, projected: {sources: [{configMap: {name: settings, items: [{key: mode, path: conf/mode}]}}, {downwardAPI: {items: [{path: ns, fieldRef: {fieldPath: metadata.namespace}}]}}]}}
+  - {name: cache, emptyDir: {medium: Memory, sizeLimit: 16Mi}}
+  containers:
+  - name: c
+    image: busybox:1.35
+    command: ["sh", "-c", "cat /info/name; echo; cat /info/labels; cat /proj/conf/mode; echo; cat /proj/ns; echo; grep ' /cache ' /proc/mounts; sleep 3600"]
+    volumeMounts: [{name: info, mountPath: /info}, {name: proj, mountPath: /proj}, {name: cache, mountPath: /cache}]
+"#,
+    )?;
+    let logs = wait_for("the volumes pod's output", || {
+        let out = s.kubectl(&["logs", "vols"])?;
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        Ok(text.contains("tmpfs").then_some(text))
+    })?;
+    for want in ["vols", "tier=\"backend\"", "fast", "default", "/cache tmpfs"] {
+        assert!(logs.contains(want), "{want} in {logs}");
+    }
     wait_for("the sidecar to fetch the app's page over localhost", || {
         let out = s.kubectl(&["logs", "shared", "-c", "sidecar"])?;
         Ok(String::from_utf8_lossy(&out.stdout)

@@ -316,7 +316,7 @@ impl Worker {
         // What the container sees besides its image; a failure is CreateContainerConfigError.
         let config = async {
             let env = volumes::environment(&self.ctx.client, &pod, &c, &ip).await?;
-            let mut mounts = volumes::mounts(&self.ctx.client, &pod, &c, &self.pod_dir).await?;
+            let mut mounts = volumes::mounts(&self.ctx.client, &pod, &c, &self.pod_dir, false).await?;
             let extra = workdir::mounts(&c, &mounts, &self.pod_dir)?;
             mounts.extend(extra);
             Ok::<_, volumes::ConfigError>((env, mounts))

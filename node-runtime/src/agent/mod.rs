@@ -14,6 +14,7 @@ pub mod pullsecrets;
 pub mod server;
 pub mod status;
 pub mod stream;
+mod volume_sources;
 pub mod volumes;
 pub mod workdir;
 mod worker;

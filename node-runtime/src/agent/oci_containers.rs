@@ -264,7 +264,7 @@ impl Worker {
             .unwrap_or_else(|| self.ctx.cfg.node_ip.to_string());
         let config = async {
             let env = volumes::environment(&self.ctx.client, &pod, &c, &ip).await?;
-            let mounts = volumes::mounts(&self.ctx.client, &pod, &c, &self.pod_dir).await?;
+            let mounts = volumes::mounts(&self.ctx.client, &pod, &c, &self.pod_dir, true).await?;
             Ok::<_, volumes::ConfigError>((env, mounts))
         };
         let (env, mounts) = match config.await {

@@ -26,7 +26,7 @@ pub struct Mount {
 #[error("{0}")]
 pub struct ConfigError(pub String);
 
-async fn config_map(
+pub(super) async fn config_map(
     client: &kube::Client,
     ns: &str,
     name: &str,
@@ -142,7 +142,7 @@ pub(super) fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-fn config_map_data(c: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
+pub(super) fn config_map_data(c: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
     let mut out: BTreeMap<String, Vec<u8>> = c
         .data
         .as_ref()
@@ -161,7 +161,7 @@ fn config_map_data(c: &ConfigMap) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// The downward API fields Skiff supports in `fieldRef`.
-fn field_ref(pod: &Pod, path: &str, pod_ip: &str) -> Result<String, ConfigError> {
+pub(super) fn field_ref(pod: &Pod, path: &str, pod_ip: &str) -> Result<String, ConfigError> {
     let meta = &pod.metadata;
     let spec = pod.spec.as_ref();
     Ok(match path {
@@ -335,11 +335,14 @@ fn write_files(
 }
 
 /// Materializes the pod's volumes under `pod_dir` and returns each container's mounts.
+/// `files_ok`: the runtime can mount single files (Linux containers), not only directories
+/// (Wasm preopens).
 pub async fn mounts(
     client: &kube::Client,
     pod: &Pod,
     c: &Container,
     pod_dir: &Path,
+    files_ok: bool,
 ) -> Result<Vec<Mount>, ConfigError> {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let volumes = pod
@@ -356,10 +359,22 @@ pub async fn mounts(
             )));
         };
         let dir = pod_dir.join("volumes").join(&v.name);
-        let (host_path, forced_ro) = if v.empty_dir.is_some() {
+        let (host_path, forced_ro) = if let Some(ed) = &v.empty_dir {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| ConfigError(format!("emptyDir {}: {e}", v.name)))?;
+            if ed.medium.as_deref() == Some("Memory") {
+                let size = ed.size_limit.as_ref().and_then(|q| super::containers::memory_bytes(&q.0));
+                super::volume_sources::mount_tmpfs(&dir, size)?;
+            }
             (dir, false)
+        } else if let Some(src) = &v.downward_api {
+            let files = super::volume_sources::downward_files(pod, src.items.as_deref().unwrap_or_default())?;
+            write_files(&dir, &files, None)?;
+            (dir, true)
+        } else if let Some(src) = &v.projected {
+            let files = super::volume_sources::projected_files(client, pod, src).await?;
+            write_files(&dir, &files, None)?;
+            (dir, true)
         } else if let Some(src) = &v.config_map {
             match config_map(client, &ns, &src.name).await? {
                 Some(cm) => write_files(&dir, &config_map_data(&cm), src.items.as_ref())?,
@@ -384,12 +399,16 @@ pub async fn mounts(
                 std::fs::create_dir_all(&p)
                     .map_err(|e| ConfigError(format!("hostPath {}: {e}", hp.path)))?;
             }
-            if !p.is_dir() {
-                return Err(ConfigError(format!("hostPath {} is not a directory on the node (Wasm components mount directories)", hp.path)));
+            if !p.is_dir() && !(files_ok && p.exists()) {
+                return Err(ConfigError(if files_ok {
+                    format!("hostPath {} does not exist on the node", hp.path)
+                } else {
+                    format!("hostPath {} is not a directory on the node (Wasm components mount directories)", hp.path)
+                }));
             }
             (p, false)
         } else {
-            return Err(ConfigError(format!("volume {:?}: only emptyDir, configMap, secret, hostPath and persistentVolumeClaim volumes are supported on Wasm pods", v.name)));
+            return Err(ConfigError(format!("volume {:?}: only emptyDir, configMap, secret, downwardAPI, projected, hostPath and persistentVolumeClaim volumes are supported", v.name)));
         };
         let host_path = match &vm.sub_path {
             Some(sub) if !sub.is_empty() => {

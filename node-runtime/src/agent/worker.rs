@@ -351,6 +351,7 @@ impl Worker {
     }
 
     fn cleanup(&self) {
+        super::volume_sources::unmount_volumes(&self.pod_dir);
         if let Err(e) = std::fs::remove_dir_all(&self.pod_dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(error = %e, dir = %self.pod_dir.display(), "cannot remove pod directory");
