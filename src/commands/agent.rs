@@ -119,6 +119,7 @@ async fn local_ip_towards(server: &str) -> anyhow::Result<IpAddr> {
 }
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let mut signals = super::Signals::install()?;
     let ca_pem = std::fs::read_to_string(&args.ca_file)
         .with_context(|| format!("reading --ca-file {}", args.ca_file.display()))?;
     let data_dir = match args.data_dir {
@@ -150,7 +151,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         "skiff agent running as node {} (endpoint {})",
         agent.node_name, agent.endpoint
     );
-    super::wait_for_signal().await?;
+    signals.recv().await;
     agent.shutdown().await;
     Ok(())
 }

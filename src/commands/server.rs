@@ -54,6 +54,7 @@ fn default_data_dir() -> anyhow::Result<PathBuf> {
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let mut signals = super::Signals::install()?;
     let data_dir = match args.data_dir {
         Some(d) => d,
         None => default_data_dir()?,
@@ -93,7 +94,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         server.kubeconfig_path.display()
     );
     tokio::select! {
-        r = super::wait_for_signal() => r?,
+        _ = signals.recv() => {}
         r = server.serve_failed() => {
             r.context("the API server stopped")?;
             return Ok(());
