@@ -93,6 +93,10 @@ spec:
             .contains("hello-from-busybox")
             .then_some(()))
     })?;
+    // --since: nothing written in the last second after a quiet spell, everything in the last hour.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!s.ok(&["logs", "box", "--since=1s"])?.contains("hello-from-busybox"));
+    assert!(s.ok(&["logs", "box", "--since=1h", "--timestamps"])?.contains("Z hello-from-busybox"));
     // The pod's network namespace is reachable from the node through the bridge.
     common::run_ok(s.command("busybox").args(["ping", "-c", "1", "-W", "5", &ip]))?;
     assert!(links(&s)?.contains("skiff0"), "the pod bridge exists");

@@ -40,6 +40,9 @@ pub struct Query {
     pub tail_lines: Option<String>,
     pub previous: Option<String>,
     pub timestamps: Option<String>,
+    pub since_seconds: Option<String>,
+    pub since_time: Option<String>,
+    pub limit_bytes: Option<String>,
 }
 
 pub fn is_true(v: &Option<String>) -> bool {

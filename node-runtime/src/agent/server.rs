@@ -36,6 +36,8 @@ struct LogQuery {
     timestamps: Option<bool>,
     previous: Option<bool>,
     limit_bytes: Option<usize>,
+    since_seconds: Option<i64>,
+    since_time: Option<String>,
 }
 
 /// A started endpoint: where it listens and its certificate's fingerprint.
@@ -144,6 +146,21 @@ async fn container_logs(
         tail_lines: q.tail_lines,
         timestamps: q.timestamps.unwrap_or(false),
         limit_bytes: q.limit_bytes,
+        since: match (q.since_seconds, q.since_time.as_deref()) {
+            (Some(secs), _) => jiff::Timestamp::now()
+                .checked_sub(jiff::SignedDuration::from_secs(secs.max(0)))
+                .ok(),
+            (None, Some(t)) => match t.parse::<jiff::Timestamp>() {
+                Ok(ts) => Some(ts),
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        format!("sinceTime {t:?} is not an RFC 3339 time: {e}"),
+                    )
+                }
+            },
+            (None, None) => None,
+        },
     };
     if q.follow.unwrap_or(false) && !previous {
         let stream = follow_log(file, opts, st.shutdown.clone());

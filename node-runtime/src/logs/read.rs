@@ -31,6 +31,21 @@ pub struct LogOptions {
     pub timestamps: bool,
     /// Stop after this many bytes of output (`--limit-bytes`).
     pub limit_bytes: Option<usize>,
+    /// Only records written at or after this time (`--since`, `--since-time`).
+    pub since: Option<jiff::Timestamp>,
+}
+
+/// Drops the records written before `since`.
+fn since_filter<'a>(mut records: Vec<Record<'a>>, since: Option<jiff::Timestamp>) -> Vec<Record<'a>> {
+    if let Some(since) = since {
+        records.retain(|r| {
+            std::str::from_utf8(r.timestamp)
+                .ok()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                .is_none_or(|t| t >= since)
+        });
+    }
+    records
 }
 
 /// The log at `path` (after `<path>.1`, its rotated part, if present), as `kubectl logs` shows it.
@@ -38,7 +53,7 @@ pub fn read_log(path: &Path, opts: &LogOptions) -> io::Result<Vec<u8>> {
     let mut data = read_if_exists(&rotated_path(path))?;
     data.extend(std::fs::read(path)?);
     let complete = complete_records(&data);
-    let records = parse_records(complete);
+    let records = since_filter(parse_records(complete), opts.since);
     let mut renderer = Renderer::new(opts);
     let mut out = Vec::new();
     for record in &records[tail_start(&records, opts.tail_lines)..] {
@@ -154,7 +169,7 @@ impl Follower {
             Err(e) => return Err(e),
         };
         let complete_len = complete_records(&data).len();
-        let records = parse_records(&data[..complete_len]);
+        let records = since_filter(parse_records(&data[..complete_len]), opts.since);
         let mut renderer = Renderer::new(opts);
         let mut out = Vec::new();
         for record in &records[tail_start(&records, opts.tail_lines)..] {
@@ -352,7 +367,7 @@ garbage\n\
 2026-01-01T00:00:00.000000005Z stdout P four";
 
     fn render(opts: &LogOptions) -> String {
-        let records = parse_records(complete_records(LOG));
+        let records = since_filter(parse_records(complete_records(LOG)), opts.since);
         let mut r = Renderer::new(opts);
         let mut out = Vec::new();
         for rec in &records[tail_start(&records, opts.tail_lines)..] {
@@ -390,6 +405,15 @@ garbage\n\
         assert_eq!(render(&opts(2)), "two\n\n");
         assert_eq!(render(&opts(10)), "one\ntwo\n\n");
         assert_eq!(render(&opts(0)), "");
+    }
+
+    #[test]
+    fn since_drops_older_records() {
+        let opts = LogOptions {
+            since: "2026-01-01T00:00:00.000000002Z".parse().ok(),
+            ..Default::default()
+        };
+        assert_eq!(render(&opts), "two\n\n");
     }
 
     #[test]

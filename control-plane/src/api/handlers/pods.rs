@@ -154,9 +154,13 @@ pub async fn node_stream(ctx: Ctx) -> ApiResult<Response> {
         ("tailLines", &ctx.q.tail_lines),
         ("previous", &ctx.q.previous),
         ("timestamps", &ctx.q.timestamps),
+        ("sinceSeconds", &ctx.q.since_seconds),
+        ("sinceTime", &ctx.q.since_time),
+        ("limitBytes", &ctx.q.limit_bytes),
     ] {
         if let Some(v) = v {
-            query.push(format!("{k}={}", v.replace(['&', '#', ' '], "")));
+            let v = v.replace(['&', '#', ' '], "").replace('+', "%2B");
+            query.push(format!("{k}={v}"));
         }
     }
     let ns = ctx.rp.namespace.clone().unwrap_or_default();
