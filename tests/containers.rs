@@ -78,6 +78,9 @@ spec:
       trap 'echo got-TERM > /out/signal; exit 0' TERM
       while true; do sleep 0.2; done
     volumeMounts: [{{name: out, mountPath: /out}}]
+    lifecycle:
+      postStart: {{exec: {{command: ["sh", "-c", "echo post-start > /out/poststart"]}}}}
+      preStop: {{exec: {{command: ["sh", "-c", "echo pre-stop > /out/prestop"]}}}}
 "#
         ),
     )?;
@@ -127,6 +130,10 @@ spec:
     assert!(took < Duration::from_secs(20), "deleted within the grace period ({took:?})");
     let signal = std::fs::read_to_string(shared.path().join("signal")).unwrap_or_default();
     assert_eq!(signal.trim(), "got-TERM", "the container saw SIGTERM first");
+    for (hook, text) in [("poststart", "post-start"), ("prestop", "pre-stop")] {
+        let got = std::fs::read_to_string(shared.path().join(hook)).unwrap_or_default();
+        assert_eq!(got.trim(), text, "the {hook} hook ran");
+    }
 
     // Nothing is left: no veth, no IP allocation, no sandbox.
     wait_for("the pod's veth to go", || {
@@ -197,6 +204,24 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: rootless}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsNonRoot: true}
+  containers:
+  - {name: c, image: busybox:1.35, command: ["id", "-u"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nobody}
+spec:
+  restartPolicy: Never
+  securityContext: {runAsNonRoot: true, runAsUser: 65534}
+  containers:
+  - {name: c, image: busybox:1.35, command: ["id", "-u"]}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: web}
 spec:
   containers:
@@ -230,6 +255,15 @@ spec:
         .or(st["terminated"]["message"].as_str())
         .unwrap_or("");
     assert!(msg.contains("/no/such/program"), "containerd's message: {p}");
+
+    let p = wait_for("rootless to be refused", || {
+        let p = pod_json(&s, "rootless")?;
+        let w = &p["status"]["containerStatuses"][0]["state"]["waiting"];
+        Ok((w["reason"] == "CreateContainerConfigError").then_some(p))
+    })?;
+    assert!(p.to_string().contains("will run as root"), "{p}");
+    wait_phase(&s, "nobody", "Succeeded")?;
+    assert_eq!(s.ok(&["logs", "nobody"])?.trim(), "65534");
 
     wait_for("crash to show CrashLoopBackOff", || {
         let p = pod_json(&s, "crash")?;

@@ -31,6 +31,12 @@ pub enum Msg {
         idx: usize,
         failure: RequestFailure,
     },
+    /// Something a container's watcher reports as an Event on the pod (a failed hook).
+    Event {
+        warning: bool,
+        reason: &'static str,
+        message: String,
+    },
 }
 
 pub struct Slot {
@@ -469,11 +475,26 @@ impl Worker {
             Running::Oci(handle, addrs) => {
                 s.addrs = addrs;
                 s.container = Some(handle.clone());
+                let pre_stop = s.c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone());
+                let name = s.c.name.clone();
+                let pod_ip = self.pod_ip_addr();
                 tokio::spawn(async move {
                     let exit = tokio::select! {
                         e = handle.wait() => e,
                         g = stop_rx => {
-                            handle.stop(g.unwrap_or(Duration::ZERO)).await;
+                            let grace = g.unwrap_or(Duration::ZERO);
+                            let begun = Instant::now();
+                            if let Some(hook) = pre_stop.filter(|_| !grace.is_zero()) {
+                                // preStop runs inside the grace period; SIGTERM follows it.
+                                if let Err(e) = crate::oci::hooks::run(&hook, &handle, pod_ip, grace).await {
+                                    let _ = tx.send(Msg::Event {
+                                        warning: true,
+                                        reason: "FailedPreStopHook",
+                                        message: format!("PreStopHook failed for container {name}: {e}"),
+                                    });
+                                }
+                            }
+                            handle.stop(grace.saturating_sub(begun.elapsed())).await;
                             handle.wait().await
                         }
                     };
@@ -546,6 +567,11 @@ impl Worker {
     pub(super) async fn on_msg(&mut self, msg: Msg) {
         let pod = self.pod.clone();
         match msg {
+            Msg::Event {
+                warning,
+                reason,
+                message,
+            } => self.ctx.recorder.record(&pod, warning, reason, &message).await,
             Msg::RequestFailed { idx, failure } => {
                 let (_, reason, message) = termination(&failure.reason);
                 let name = self

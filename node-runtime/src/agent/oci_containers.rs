@@ -3,13 +3,14 @@
 //! a container in it through [`crate::oci`].
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::containers::{cpu_millis, memory_bytes, pull_policy};
 use super::status::CState;
 use super::worker::Worker;
 use super::{pullsecrets, volumes};
 use crate::oci::container::StartFailure;
+use crate::oci::hooks;
 use crate::oci::{ContainerSpec, OciError};
 use crate::runtime::Running;
 
@@ -160,6 +161,8 @@ impl Worker {
             slot.oci_image = c.image.map(|img| crate::oci::OciImage {
                 cri_ref: img.image,
                 id: c.image_ref,
+                uid: None,
+                username: String::new(),
             });
             // An adopted container that exited meanwhile is seen by its watcher at once,
             // and the restart policy applies as for any exit.
@@ -258,6 +261,18 @@ impl Worker {
             }
         };
         self.slots[i].oci_image = Some(image.clone());
+        let security = hooks::effective_security(
+            c.security_context.as_ref(),
+            pod.spec.as_ref().and_then(|s| s.security_context.as_ref()),
+        );
+        if let Err(msg) = hooks::check_non_root(&security, &image, &c.name) {
+            self.ctx
+                .recorder
+                .record(&pod, true, "Failed", &format!("Error: {msg}"))
+                .await;
+            self.retry_later(i, "CreateContainerConfigError", msg);
+            return;
+        }
         let pod_ip = self.pod_ip_addr();
         let ip = pod_ip
             .map(|ip| ip.to_string())
@@ -303,7 +318,7 @@ impl Worker {
             memory_limit_bytes: quantity("limits", "memory").and_then(|q| memory_bytes(&q)),
             cpu_limit_millis: quantity("limits", "cpu").and_then(|q| cpu_millis(&q)),
             cpu_request_millis: quantity("requests", "cpu").and_then(|q| cpu_millis(&q)),
-            security: c.security_context.clone(),
+            security: Some(security),
             share_process_namespace: pod
                 .spec
                 .as_ref()
@@ -326,7 +341,23 @@ impl Worker {
                             .collect()
                     })
                     .unwrap_or_default();
+                let post_start = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref());
+                let hook = match post_start {
+                    Some(h) => hooks::run(h, &handle, pod_ip, hooks::DEFAULT_HOOK_TIMEOUT).await,
+                    None => Ok(()),
+                };
                 self.on_started(i, Running::Oci(handle, addrs)).await;
+                if let Err(e) = hook {
+                    // As the kubelet: the container is killed, and its restart policy applies.
+                    let msg = format!("PostStartHook failed for container {}: {e}", c.name);
+                    self.ctx
+                        .recorder
+                        .record(&pod, true, "FailedPostStartHook", &msg)
+                        .await;
+                    if let Some(stop) = self.slots[i].stop.take() {
+                        let _ = stop.send(Duration::ZERO);
+                    }
+                }
             }
             Err(failure) => {
                 let (reason, msg) = match failure {

@@ -8,6 +8,7 @@
 //! - [`pause`]: the sandbox image, built from this repo and served by the cluster store.
 
 pub mod container;
+pub mod hooks;
 pub mod pause;
 pub mod sandbox;
 
@@ -52,6 +53,9 @@ pub struct OciRuntime {
 pub struct OciImage {
     pub cri_ref: String,
     pub id: String,
+    /// The image's user: its numeric uid when it has one, else its user name ("" = root).
+    pub uid: Option<i64>,
+    pub username: String,
 }
 
 impl OciRuntime {
@@ -93,6 +97,8 @@ impl OciRuntime {
         Ok(st.image.map(|i| OciImage {
             cri_ref: cri_ref.to_string(),
             id: i.repo_digests.first().cloned().unwrap_or(i.id),
+            uid: i.uid.map(|u| u.value),
+            username: i.username,
         }))
     }
 
@@ -140,6 +146,8 @@ impl OciRuntime {
         Ok(self.image_status(&cri_ref).await?.unwrap_or(OciImage {
             cri_ref,
             id: resp.image_ref,
+            uid: None,
+            username: String::new(),
         }))
     }
 
