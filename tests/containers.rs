@@ -180,6 +180,25 @@ spec:
       containers:
       - {name: c, image: busybox:1.35, command: ["sh", "-c", "for i in 1 2 3; do echo step $i; done"]}
 ---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: sidecar}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      volumes: [{name: shared, emptyDir: {}}]
+      initContainers:
+      - name: server
+        image: busybox:1.35
+        restartPolicy: Always
+        command: ["sh", "-c", "echo sidecar-answer > /shared/ready; exec httpd -f -p 9000 -h /shared"]
+        volumeMounts: [{name: shared, mountPath: /shared}]
+        startupProbe: {tcpSocket: {port: 9000}, periodSeconds: 1}
+      containers:
+      - {name: main, image: busybox:1.35, command: ["wget", "-q", "-O", "-", "http://localhost:9000/ready"]}
+---
 apiVersion: v1
 kind: Pod
 metadata: {name: nocmd}
@@ -239,6 +258,13 @@ spec:
     })?;
     let logs = s.ok(&["logs", "job/count"])?;
     assert!(logs.contains("step 3"), "{logs}");
+    // A native sidecar starts first, serves the main container, and stops when it is done.
+    wait_for("job sidecar to complete", || {
+        let j = s.json(&["get", "job", "sidecar"])?;
+        Ok((j["status"]["succeeded"] == 1).then_some(()))
+    })?;
+    let logs = s.ok(&["logs", "job/sidecar", "-c", "main"])?;
+    assert!(logs.contains("sidecar-answer"), "{logs}");
 
     let p = wait_for("nocmd to fail to start", || {
         let p = pod_json(&s, "nocmd")?;

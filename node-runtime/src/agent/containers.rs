@@ -432,6 +432,7 @@ impl Worker {
     /// Watches a running container (just started, or adopted from an earlier agent run that
     /// started it at `started_at`) for its exit, and schedules its probes.
     pub(super) fn track(&mut self, i: usize, running: Running, started_at: String) {
+        let sidecar = self.is_sidecar(i);
         let s = &mut self.slots[i];
         s.generation += 1;
         s.start_at = None;
@@ -530,6 +531,10 @@ impl Worker {
                     });
                 });
             }
+        }
+        if sidecar {
+            // The next init container (or the main ones) may follow a started sidecar.
+            self.advance();
         }
     }
 
@@ -631,9 +636,13 @@ impl Worker {
                     .as_ref()
                     .and_then(|s| s.restart_policy.clone())
                     .unwrap_or_else(|| "Always".into());
+                let sidecar = self.is_sidecar(idx);
+                let mains_finished = self.mains_finished();
                 let s = &mut self.slots[idx];
                 let restart = self.pod_reason.is_none()
                     && match (s.init, policy.as_str()) {
+                        // Native sidecars run as long as the main containers do.
+                        (true, _) if sidecar => !mains_finished,
                         (true, "Never") => false,
                         (true, _) => exit_code != 0,
                         (false, "Always") => true,
@@ -666,21 +675,14 @@ impl Worker {
                         .await;
                 } else {
                     s.done = true;
-                    if s.init {
-                        if exit_code == 0 {
-                            // Next init container, or the main containers.
-                            match self.slots.iter().position(|s| s.init && !s.done) {
-                                Some(n) => self.slots[n].start_at = Some(Instant::now()),
-                                None => {
-                                    for m in self.slots.iter_mut().filter(|m| !m.init) {
-                                        m.start_at = Some(Instant::now());
-                                    }
-                                }
-                            }
-                        } else {
-                            self.failed_init = true;
-                        }
+                    if s.init && !sidecar && exit_code != 0 {
+                        self.failed_init = true;
                     }
+                    // Next init container, or the main containers; sidecars stop once the
+                    // main containers are all done.
+                    self.advance();
+                    let grace = self.grace();
+                    self.stop_sidecars_if_done(grace);
                 }
             }
         }
@@ -739,6 +741,7 @@ impl Worker {
                         s.startup_passed = true;
                         s.started = true;
                         s.ready = s.c.readiness_probe.is_none();
+                        self.advance();
                     }
                     "Readiness" if s.probe_ok_streak >= probe.success_threshold.unwrap_or(1) => {
                         s.ready = true

@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 mod containers;
 pub mod events;
+mod init;
 pub mod node;
 mod oci_containers;
 pub mod pods;

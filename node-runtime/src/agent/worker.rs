@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::containers::{Msg, Slot};
 use super::node::now;
-use super::status::{self, CState, PodView};
+use super::status::{self, PodView};
 use super::AgentCtx;
 
 /// Extra time past the grace period to wait for containers to report they stopped.
@@ -115,7 +115,7 @@ impl Worker {
         self.pod.metadata.namespace.clone().unwrap_or_default()
     }
 
-    fn terminating(&self) -> bool {
+    pub(super) fn terminating(&self) -> bool {
         self.pod.metadata.deletion_timestamp.is_some()
     }
 
@@ -143,7 +143,7 @@ impl Worker {
         if self.adopt_existing().await {
             tracing::info!("adopted the pod's running containers");
         }
-        self.schedule_initial_starts();
+        self.advance();
         if !self.terminating() {
             // Start what can start before the first status write: a pod whose images are on
             // the node goes straight to Running in one status update.
@@ -207,37 +207,11 @@ impl Worker {
         std::fs::write(self.pod_dir.join("pod.json"), record.to_string())
     }
 
-    /// Schedules the first init container not done yet, or else every main container not
-    /// already running (adopted).
-    fn schedule_initial_starts(&mut self) {
-        let now = Instant::now();
-        match self.slots.iter().position(|s| s.init && !s.done) {
-            Some(i) if self.slots[i].stop.is_none() => self.slots[i].start_at = Some(now),
-            Some(_) => {}
-            None => {
-                for s in self.slots.iter_mut().filter(|s| !s.init && s.stop.is_none()) {
-                    s.start_at = Some(now);
-                }
-            }
-        }
-    }
-
-    /// True when no container of the pod will run again.
+    /// True when no container of the pod will run again (sidecars stopped too).
     fn finished(&self) -> bool {
         self.failed_init
             || self.pod_reason.is_some()
-            || self
-                .slots
-                .iter()
-                .filter(|s| !s.init)
-                .all(|s| s.done && s.start_at.is_none())
-    }
-
-    fn init_done(&self) -> bool {
-        self.slots
-            .iter()
-            .filter(|s| s.init)
-            .all(|s| s.done && matches!(s.state, CState::Terminated { exit_code: 0, .. }))
+            || (self.mains_finished() && self.slots.iter().all(|s| s.stop.is_none()))
     }
 
     fn next_wake(&self) -> Instant {
@@ -315,7 +289,7 @@ impl Worker {
         self.push_status().await;
     }
 
-    fn grace(&self) -> Duration {
+    pub(super) fn grace(&self) -> Duration {
         let secs = self
             .pod
             .metadata
