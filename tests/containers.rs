@@ -350,9 +350,16 @@ spec:
 #[test]
 fn container_workloads_share_volumes_and_localhost_and_roll_out() -> Result<()> {
     let Some(s) = cluster()? else { return Ok(()) };
-    // The same image under a second tag, for `kubectl set image`.
-    let tar = busybox::layout_tarball(s.data_dir())?;
-    s.import(&tar, "busybox:1.36")?;
+    // The same image under a second tag, for `kubectl set image`, from a `docker save` tarball.
+    let tar = busybox::docker_save_tarball(s.data_dir(), "busybox:1.36")?;
+    let out = common::run_ok(
+        s.command(env!("CARGO_BIN_EXE_skiff"))
+            .args(["image", "import"])
+            .arg(&tar)
+            .arg("--kubeconfig")
+            .arg(s.kubeconfig()),
+    )?;
+    assert!(out.contains("imported busybox:1.36"), "{out}");
     s.apply(
         "pods.yaml",
         r#"apiVersion: v1

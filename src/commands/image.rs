@@ -3,6 +3,7 @@
 //! `oci-client`, using the kubeconfig's server, CA and token.
 
 mod cluster;
+mod docker_archive;
 mod layout;
 mod ls;
 
@@ -46,7 +47,8 @@ struct ClusterArgs {
 
 #[derive(Subcommand, Debug)]
 enum ImageCommand {
-    /// Upload a Wasm component (.wasm) or an OCI image layout tarball (.tar, .tar.gz, .tgz).
+    /// Upload a Wasm component (.wasm), or an OCI image layout or `docker save` tarball
+    /// (.tar, .tar.gz, .tgz).
     Import {
         file: PathBuf,
         /// REPOSITORY[:TAG] to store it as. Default for .wasm: the file name without

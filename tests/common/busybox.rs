@@ -60,16 +60,45 @@ fn layer() -> Result<Vec<u8>> {
     Ok(b.into_inner()?)
 }
 
-/// Writes `busybox.tar` (an OCI image layout, ref name `busybox:1.35`) into `dir`.
-pub fn layout_tarball(dir: &Path) -> Result<PathBuf> {
-    let layer = layer()?;
-    let layer_digest = digest(&layer);
-    let config = serde_json::to_vec(&serde_json::json!({
+fn config(layer_digest: &str) -> Result<Vec<u8>> {
+    Ok(serde_json::to_vec(&serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
         "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-    }))?;
+    }))?)
+}
+
+/// Writes `busybox-docker.tar` in the classic `docker save` format (`manifest.json`,
+/// `<id>.json`, `<id>/layer.tar`), tagged `repo_tag`, into `dir`.
+pub fn docker_save_tarball(dir: &Path, repo_tag: &str) -> Result<PathBuf> {
+    let layer = layer()?;
+    let layer_digest = digest(&layer);
+    let config = config(&layer_digest)?;
+    let config_name = format!("{}.json", &digest(&config)["sha256:".len()..]);
+    let layer_name = format!("{}/layer.tar", &layer_digest["sha256:".len()..][..12]);
+    let manifest = serde_json::to_vec(&serde_json::json!([
+        {"Config": config_name, "RepoTags": [repo_tag], "Layers": [layer_name]}
+    ]))?;
+    let path = dir.join("busybox-docker.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&path)?);
+    for (name, bytes) in [
+        ("manifest.json", &manifest),
+        (config_name.as_str(), &config),
+        (layer_name.as_str(), &layer),
+    ] {
+        let mut h = header(tar::EntryType::Regular, 0o644, bytes.len() as u64);
+        b.append_data(&mut h, name, bytes.as_slice())?;
+    }
+    b.finish()?;
+    Ok(path)
+}
+
+/// Writes `busybox.tar` (an OCI image layout, ref name `busybox:1.35`) into `dir`.
+pub fn layout_tarball(dir: &Path) -> Result<PathBuf> {
+    let layer = layer()?;
+    let layer_digest = digest(&layer);
+    let config = config(&layer_digest)?;
     let manifest = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",

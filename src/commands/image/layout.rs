@@ -1,6 +1,8 @@
 //! Importing OCI image layout tarballs (`oci-layout`, `index.json`, `blobs/sha256/*`; plain
-//! or gzipped), as `docker save`, `buildx --output type=oci` or `skopeo copy oci-archive:`
-//! write them. The tarball is unpacked to a temp dir (each blob checked against its name),
+//! or gzipped), as `docker save` (Docker 25+), `buildx --output type=oci` or
+//! `skopeo copy oci-archive:` write them, and the classic `docker save` format (a
+//! `manifest.json` naming `<id>.json` configs and `<id>/layer.tar` layers), which
+//! `docker_archive.rs` turns into the same layout. The tarball is unpacked to a temp dir (each blob checked against its name),
 //! then every manifest is pushed after its blobs, the tagged one last.
 
 use std::collections::HashSet;
@@ -51,6 +53,8 @@ fn unpack(file: &Path, gzip: bool) -> Result<Layout> {
     let mut archive = tar::Archive::new(reader);
     let dir = tempfile::tempdir().context("cannot create a temp dir to unpack the layout in")?;
     let (mut oci_layout, mut index, mut blobs) = (None, None, HashSet::new());
+    // The classic `docker save` format: its manifest.json and its files by path.
+    let (mut docker_manifest, mut docker_files) = (None, std::collections::HashMap::new());
     let bad = |e: std::io::Error| {
         anyhow::anyhow!("{} is not a readable tar archive: {e}", file.display())
     };
@@ -66,7 +70,7 @@ fn unpack(file: &Path, gzip: bool) -> Result<Layout> {
             .trim_start_matches("./")
             .to_string();
         match path.as_str() {
-            "oci-layout" | "index.json" => {
+            "oci-layout" | "index.json" | "manifest.json" => {
                 let mut buf = Vec::new();
                 (&mut entry)
                     .take(DEFAULT_MAX_LAYOUT_JSON_BYTES + 1)
@@ -80,11 +84,19 @@ fn unpack(file: &Path, gzip: bool) -> Result<Layout> {
                 }
                 let v: Value = serde_json::from_slice(&buf)
                     .with_context(|| format!("{}: {path} is not JSON", file.display()))?;
-                if path == "index.json" {
-                    index = Some(v);
-                } else {
-                    oci_layout = Some(v);
+                match path.as_str() {
+                    "index.json" => index = Some(v),
+                    "manifest.json" => docker_manifest = Some(v),
+                    _ => oci_layout = Some(v),
                 }
+            }
+            p if !p.starts_with("blobs/") && (p.ends_with(".tar") || p.ends_with(".json")) => {
+                let tmp = dir.path().join(format!("docker-{}", docker_files.len()));
+                let hex_name = copy_hashed(&mut entry, &tmp).map_err(bad)?;
+                std::fs::rename(&tmp, dir.path().join(&hex_name))
+                    .with_context(|| format!("cannot store {p} in {}", dir.path().display()))?;
+                blobs.insert(hex_name.clone());
+                docker_files.insert(p.to_string(), hex_name);
             }
             p => {
                 let Some(hex_name) = p.strip_prefix("blobs/sha256/") else {
@@ -94,20 +106,7 @@ fn unpack(file: &Path, gzip: bool) -> Result<Layout> {
                     continue;
                 }
                 let dest = dir.path().join(hex_name);
-                let mut out = std::fs::File::create(&dest)
-                    .with_context(|| format!("cannot write {}", dest.display()))?;
-                let mut hasher = sha2::Sha256::new();
-                let mut buf = vec![0u8; DEFAULT_COPY_BUFFER_BYTES];
-                loop {
-                    let n = entry.read(&mut buf).map_err(bad)?;
-                    if n == 0 {
-                        break;
-                    }
-                    hasher.update(&buf[..n]);
-                    std::io::Write::write_all(&mut out, &buf[..n])
-                        .with_context(|| format!("cannot write {}", dest.display()))?;
-                }
-                let actual = hex(&hasher.finalize());
+                let actual = copy_hashed(&mut entry, &dest).map_err(bad)?;
                 if actual != hex_name {
                     bail!("{}: {p} does not match its digest (its content hashes to sha256:{actual}); the tarball is corrupt", file.display());
                 }
@@ -116,6 +115,16 @@ fn unpack(file: &Path, gzip: bool) -> Result<Layout> {
         }
     }
     let how = "(export one with `docker save`, `docker buildx build --output type=oci,dest=FILE` or `skopeo copy … oci-archive:FILE`)";
+    if let (None, Some(manifest)) = (&oci_layout, &docker_manifest) {
+        let index = super::docker_archive::to_layout(dir.path(), manifest, &docker_files)
+            .with_context(|| format!("{} (docker save format)", file.display()))?;
+        blobs.extend(index.1);
+        return Ok(Layout {
+            dir,
+            index: index.0,
+            blobs,
+        });
+    }
     let Some(layout) = oci_layout else {
         bail!(
             "{} is a tar archive but not an OCI image layout: it has no oci-layout file {how}",
@@ -418,4 +427,20 @@ async fn push_file(
         .await
         .with_context(|| store.failed("upload blob", digest))?;
     Ok(())
+}
+
+/// Copies a tar entry to `dest`, returning the sha256 hex of its content.
+fn copy_hashed(entry: &mut impl Read, dest: &Path) -> std::io::Result<String> {
+    let mut out = std::fs::File::create(dest)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; DEFAULT_COPY_BUFFER_BYTES];
+    loop {
+        let n = entry.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        std::io::Write::write_all(&mut out, &buf[..n])?;
+    }
+    Ok(hex(&hasher.finalize()))
 }
