@@ -291,13 +291,24 @@ spec:
     wait_phase(&s, "nobody", "Succeeded")?;
     assert_eq!(s.ok(&["logs", "nobody"])?.trim(), "65534");
 
-    wait_for("crash to show CrashLoopBackOff", || {
+    // CrashLoopBackOff with growing delays (the test server's first delay is 1 s, doubling).
+    let mut delays = Vec::new();
+    wait_for("crash to back off for 4s", || {
         let p = pod_json(&s, "crash")?;
         let c = &p["status"]["containerStatuses"][0];
-        Ok((c["state"]["waiting"]["reason"] == "CrashLoopBackOff"
-            && c["lastState"]["terminated"]["exitCode"] == 3)
-            .then_some(()))
+        if c["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+            && c["lastState"]["terminated"]["exitCode"] == 3
+        {
+            let msg = c["state"]["waiting"]["message"].as_str().unwrap_or("").to_string();
+            if let Some(d) = msg.split_whitespace().nth(1) {
+                if delays.last() != Some(&d.to_string()) {
+                    delays.push(d.to_string());
+                }
+            }
+        }
+        Ok(delays.iter().any(|d| d == "4s").then_some(()))
     })?;
+    assert!(delays.starts_with(&["1s".to_string()]) || delays.contains(&"2s".to_string()), "{delays:?}");
 
     let p = wait_for("missing to show ErrImagePull", || {
         let p = pod_json(&s, "missing")?;
@@ -581,4 +592,108 @@ spec:
     assert_eq!(running(&s)?, before, "the pods survived the runtime outage");
     s.ok(&["delete", "deploy", "five", "--timeout=60s"])?;
     bail_if_left(&s)
+}
+
+#[test]
+fn container_cronjob_and_statefulset_volume() -> Result<()> {
+    let Some(s) = cluster()? else { return Ok(()) };
+    s.apply(
+        "cron.yaml",
+        r#"apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: "* * * * *"
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+          - {name: c, image: busybox:1.35, command: ["echo", "tick-from-a-container"]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db}
+spec: {clusterIP: None, selector: {app: db}, ports: [{port: 80}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 1
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      runtimeClassName: oci
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: c
+        image: busybox:1.35
+        command: ["sh", "-c", "date >> /data/boots; cat /data/boots; exec sleep 3600"]
+        volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Mi}}}
+"#,
+    )?;
+    let first = wait_for("db-0 Running", || {
+        let p = pod_json(&s, "db-0").ok();
+        Ok(p.filter(|p| phase(p) == "Running").map(|p| p["metadata"]["uid"].clone()))
+    })?;
+    s.ok(&["delete", "pod", "db-0", "--timeout=60s"])?;
+    wait_for("db-0 to come back with its volume", || {
+        let Ok(p) = pod_json(&s, "db-0") else { return Ok(None) };
+        if p["metadata"]["uid"] == first || phase(&p) != "Running" {
+            return Ok(None);
+        }
+        let out = s.kubectl(&["logs", "db-0"])?;
+        Ok((String::from_utf8_lossy(&out.stdout).lines().count() == 2).then_some(()))
+    })?;
+    // A cron run happens at the next minute boundary: allow for a full minute and the run.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let job = loop {
+        let jobs = s.json(&["get", "jobs"])?;
+        let done = jobs["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|j| j["status"]["succeeded"] == 1)
+            .and_then(|j| j["metadata"]["name"].as_str().map(str::to_string));
+        if let Some(name) = done {
+            break name;
+        }
+        if Instant::now() > deadline {
+            bail!("no CronJob run completed within 150 s: {jobs}");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(job.starts_with("tick-"), "{job}");
+    let logs = s.ok(&["logs", &format!("job/{job}")])?;
+    assert!(logs.contains("tick-from-a-container"), "{logs}");
+    s.ok(&["delete", "cronjob", "tick", "--timeout=60s"])?;
+    s.ok(&["delete", "statefulset", "db", "--timeout=60s"])?;
+    Ok(())
+}
+
+#[test]
+fn oci_pods_are_not_scheduled_to_nodes_without_containerd() -> Result<()> {
+    // A node without containerd (`--no-containerd`) says so in its label, and the scheduler
+    // keeps `runtimeClassName: oci` pods off it with a reason.
+    let s = Skiff::start()?;
+    let node = s.json(&["get", "nodes"])?;
+    assert_eq!(node["items"][0]["metadata"]["labels"]["skiff.dev/runtime-oci"], "false");
+    s.apply(
+        "pod.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: box}\nspec:\n  runtimeClassName: oci\n  containers: [{name: c, image: busybox:1.35}]\n",
+    )?;
+    let msg = wait_for("FailedScheduling", || {
+        let ev = s.ok(&["get", "events", "--field-selector", "reason=FailedScheduling", "-o", "jsonpath={.items[*].message}"])?;
+        Ok((!ev.is_empty()).then_some(ev))
+    })?;
+    assert!(msg.contains("0/1 nodes are available") && msg.contains("node affinity/selector"), "{msg}");
+    assert_eq!(phase(&pod_json(&s, "box")?), "Pending");
+    Ok(())
 }

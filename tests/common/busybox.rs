@@ -27,9 +27,8 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 }
 
 fn layer() -> Result<Vec<u8>> {
-    let bin = std::fs::read(BUSYBOX).with_context(|| {
-        format!("{BUSYBOX} is missing: apt-get install busybox-static")
-    })?;
+    let bin = std::fs::read(BUSYBOX)
+        .with_context(|| format!("{BUSYBOX} is missing: apt-get install busybox-static"))?;
     let out = Command::new(BUSYBOX).arg("--list").output()?;
     if !out.status.success() {
         bail!("{BUSYBOX} --list failed");
@@ -51,7 +50,10 @@ fn layer() -> Result<Vec<u8>> {
         b.append_link(&mut h, format!("bin/{applet}"), "busybox")?;
     }
     for (path, text) in [
-        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"),
+        (
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+        ),
         ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
     ] {
         let mut h = header(tar::EntryType::Regular, 0o644, text.len() as u64);
@@ -124,7 +126,10 @@ pub fn layout_tarball(dir: &Path) -> Result<PathBuf> {
     add("oci-layout".into(), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
     add("index.json".into(), &index)?;
     for blob in [&layer, &config, &manifest] {
-        add(format!("blobs/sha256/{}", &digest(blob)["sha256:".len()..]), blob)?;
+        add(
+            format!("blobs/sha256/{}", &digest(blob)["sha256:".len()..]),
+            blob,
+        )?;
     }
     b.finish()?;
     Ok(path)
