@@ -18,7 +18,8 @@ fn main() {
 
     let src = "pause/pause.c";
     println!("cargo:rerun-if-changed={src}");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("skiff-pause");
+    let out =
+        PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("skiff-pause");
     let compiler = cc::Build::new().cargo_metadata(false).get_compiler();
     let status = compiler
         .to_command()
@@ -27,5 +28,8 @@ fn main() {
         .arg(src)
         .status()
         .unwrap_or_else(|e| panic!("running the C compiler for {src}: {e}"));
-    assert!(status.success(), "compiling {src} failed ({status}); a static libc (libc6-dev) is needed");
+    assert!(
+        status.success(),
+        "compiling {src} failed ({status}); a static libc (libc6-dev) is needed"
+    );
 }

@@ -47,10 +47,12 @@ fn container_pod_runs_logs_and_stops_gracefully() -> Result<()> {
     let node = s.json(&["get", "nodes"])?;
     let labels = &node["items"][0]["metadata"]["labels"];
     assert_eq!(labels["skiff.dev/runtime-oci"], "true", "{node}");
-    assert!(node["items"][0]["status"]["nodeInfo"]["containerRuntimeVersion"]
-        .as_str()
-        .unwrap_or("")
-        .starts_with("containerd://"));
+    assert!(
+        node["items"][0]["status"]["nodeInfo"]["containerRuntimeVersion"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("containerd://")
+    );
     assert_eq!(
         s.ok(&["get", "runtimeclass", "oci", "-o", "jsonpath={.handler}"])?,
         "runc"
@@ -98,36 +100,61 @@ spec:
     })?;
     // --since: nothing written in the last second after a quiet spell, everything in the last hour.
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(!s.ok(&["logs", "box", "--since=1s"])?.contains("hello-from-busybox"));
-    assert!(s.ok(&["logs", "box", "--since=1h", "--timestamps"])?.contains("Z hello-from-busybox"));
+    assert!(!s
+        .ok(&["logs", "box", "--since=1s"])?
+        .contains("hello-from-busybox"));
+    assert!(s
+        .ok(&["logs", "box", "--since=1h", "--timestamps"])?
+        .contains("Z hello-from-busybox"));
     // The pod's network namespace is reachable from the node through the bridge.
-    common::run_ok(s.command("busybox").args(["ping", "-c", "1", "-W", "5", &ip]))?;
+    common::run_ok(
+        s.command("busybox")
+            .args(["ping", "-c", "1", "-W", "5", &ip]),
+    )?;
     assert!(links(&s)?.contains("skiff0"), "the pod bridge exists");
 
     // kubectl exec, with exit codes; under a pseudo-terminal; kubectl cp both ways.
-    assert_eq!(s.ok(&["exec", "box", "--", "cat", "/etc/hostname"])?.trim(), "box");
+    assert_eq!(
+        s.ok(&["exec", "box", "--", "cat", "/etc/hostname"])?.trim(),
+        "box"
+    );
     let out = s.kubectl(&["exec", "box", "--", "false"])?;
-    assert_eq!(out.status.code(), Some(1), "kubectl exec -- false exits 1: {out:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "kubectl exec -- false exits 1: {out:?}"
+    );
     let out = s.kubectl(&["exec", "box", "--", "sh", "-c", "exit 7"])?;
     assert_eq!(out.status.code(), Some(7), "{out:?}");
     let kubeconfig = s.kubeconfig().to_string_lossy().to_string();
     let tty = common::run_ok(s.command("script").args([
         "-qec",
-        &format!("kubectl --kubeconfig {kubeconfig} exec -it box -- sh -c 'tty; echo interactive-ok'"),
+        &format!(
+            "kubectl --kubeconfig {kubeconfig} exec -it box -- sh -c 'tty; echo interactive-ok'"
+        ),
         "/dev/null",
     ]))?;
-    assert!(tty.contains("/dev/pts/") && tty.contains("interactive-ok"), "{tty}");
+    assert!(
+        tty.contains("/dev/pts/") && tty.contains("interactive-ok"),
+        "{tty}"
+    );
     let local = s.data_dir().join("to-pod.txt");
     std::fs::write(&local, "round trip through kubectl cp\n")?;
     s.ok(&["cp", &local.to_string_lossy(), "box:/tmp/in.txt"])?;
     let back = s.data_dir().join("from-pod.txt");
     s.ok(&["cp", "box:/tmp/in.txt", &back.to_string_lossy()])?;
-    assert_eq!(std::fs::read_to_string(&back)?, "round trip through kubectl cp\n");
+    assert_eq!(
+        std::fs::read_to_string(&back)?,
+        "round trip through kubectl cp\n"
+    );
 
     let started = Instant::now();
     s.ok(&["delete", "pod", "box", "--timeout=60s"])?;
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(20), "deleted within the grace period ({took:?})");
+    assert!(
+        took < Duration::from_secs(20),
+        "deleted within the grace period ({took:?})"
+    );
     let signal = std::fs::read_to_string(shared.path().join("signal")).unwrap_or_default();
     assert_eq!(signal.trim(), "got-TERM", "the container saw SIGTERM first");
     for (hook, text) in [("poststart", "post-start"), ("prestop", "pre-stop")] {
@@ -160,7 +187,11 @@ spec:
         let c = cri.list_containers(Default::default()).await?;
         Ok::<_, anyhow::Error>((l.items.len(), c.containers.len()))
     })?;
-    assert_eq!(sandboxes, (0, 0), "no sandbox or container left in containerd");
+    assert_eq!(
+        sandboxes,
+        (0, 0),
+        "no sandbox or container left in containerd"
+    );
     Ok(())
 }
 
@@ -273,14 +304,21 @@ spec:
             .as_str()
             .or(st["terminated"]["reason"].as_str())
             .unwrap_or("");
-        Ok(matches!(reason, "RunContainerError" | "CreateContainerError" | "StartError" | "ContainerCannotRun").then_some(p))
+        Ok(matches!(
+            reason,
+            "RunContainerError" | "CreateContainerError" | "StartError" | "ContainerCannotRun"
+        )
+        .then_some(p))
     })?;
     let st = &p["status"]["containerStatuses"][0]["state"];
     let msg = st["waiting"]["message"]
         .as_str()
         .or(st["terminated"]["message"].as_str())
         .unwrap_or("");
-    assert!(msg.contains("/no/such/program"), "containerd's message: {p}");
+    assert!(
+        msg.contains("/no/such/program"),
+        "containerd's message: {p}"
+    );
 
     let p = wait_for("rootless to be refused", || {
         let p = pod_json(&s, "rootless")?;
@@ -299,7 +337,10 @@ spec:
         if c["state"]["waiting"]["reason"] == "CrashLoopBackOff"
             && c["lastState"]["terminated"]["exitCode"] == 3
         {
-            let msg = c["state"]["waiting"]["message"].as_str().unwrap_or("").to_string();
+            let msg = c["state"]["waiting"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             if let Some(d) = msg.split_whitespace().nth(1) {
                 if delays.last() != Some(&d.to_string()) {
                     delays.push(d.to_string());
@@ -308,7 +349,10 @@ spec:
         }
         Ok(delays.iter().any(|d| d == "4s").then_some(()))
     })?;
-    assert!(delays.starts_with(&["1s".to_string()]) || delays.contains(&"2s".to_string()), "{delays:?}");
+    assert!(
+        delays.starts_with(&["1s".to_string()]) || delays.contains(&"2s".to_string()),
+        "{delays:?}"
+    );
 
     let p = wait_for("missing to show ErrImagePull", || {
         let p = pod_json(&s, "missing")?;
@@ -322,10 +366,20 @@ spec:
         Ok(common::is_ready(&p).then_some(p))
     })?;
     let ip = p["status"]["podIP"].as_str().unwrap_or("").to_string();
-    let body = common::run_ok(s.command("busybox").args(["wget", "-q", "-O", "-", &format!("http://{ip}/")]))?;
+    let body = common::run_ok(s.command("busybox").args([
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &format!("http://{ip}/"),
+    ]))?;
     assert_eq!(body.trim(), "served-by-httpd");
     // A failing exec liveness probe restarts the container.
-    let restarts = |p: &serde_json::Value| p["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0);
+    let restarts = |p: &serde_json::Value| {
+        p["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .unwrap_or(0)
+    };
     let before = restarts(&p);
     let cid = p["status"]["containerStatuses"][0]["containerID"]
         .as_str()
@@ -340,7 +394,11 @@ spec:
             &s.data_dir().join("agent/containerd/containerd.sock"),
         )?;
         let r = cri
-            .exec_sync(&cid, vec!["rm".into(), "/www/index.html".into()], Duration::from_secs(10))
+            .exec_sync(
+                &cid,
+                vec!["rm".into(), "/www/index.html".into()],
+                Duration::from_secs(10),
+            )
             .await?;
         if r.exit_code != 0 {
             bail!("rm failed: {}", String::from_utf8_lossy(&r.stderr));
@@ -351,7 +409,12 @@ spec:
         let p = pod_json(&s, "web")?;
         Ok((restarts(&p) > before).then_some(()))
     })?;
-    let events = s.ok(&["get", "events", "--field-selector", "involvedObject.name=web"])?;
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=web",
+    ])?;
     assert!(events.contains("Liveness probe failed"), "{events}");
     s.ok(&["delete", "pod", "--all", "--timeout=60s"])?;
     s.ok(&["delete", "job", "--all", "--timeout=60s"])?;
@@ -425,7 +488,13 @@ spec:
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         Ok(text.contains("tmpfs").then_some(text))
     })?;
-    for want in ["vols", "tier=\"backend\"", "fast", "default", "/cache tmpfs"] {
+    for want in [
+        "vols",
+        "tier=\"backend\"",
+        "fast",
+        "default",
+        "/cache tmpfs",
+    ] {
         assert!(logs.contains(want), "{want} in {logs}");
     }
     wait_for("the sidecar to fetch the app's page over localhost", || {
@@ -467,7 +536,12 @@ spec:
             .into_iter()
             .flatten()
             .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-            .map(|p| p["spec"]["containers"][0]["image"].as_str().unwrap_or("").to_string())
+            .map(|p| {
+                p["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
             .collect())
     };
     s.ok(&["set", "image", "deploy/web", "httpd=busybox:1.36"])?;
@@ -499,7 +573,9 @@ fn bail_if_left(s: &Skiff) -> Result<()> {
 
 #[test]
 fn agent_kill9_adopts_running_containers() -> Result<()> {
-    let Some(mut s) = cluster()? else { return Ok(()) };
+    let Some(mut s) = cluster()? else {
+        return Ok(());
+    };
     s.apply(
         "deploy.yaml",
         r#"apiVersion: apps/v1
@@ -544,7 +620,12 @@ spec:
     s.crash_and_restart()?;
     // The restarted agent's workers adopt the containers instead of starting them anew.
     wait_for("the restarted agent to adopt the 5 pods", || {
-        Ok((s.log().matches("adopted the pod's running containers").count() == 5).then_some(()))
+        Ok((s
+            .log()
+            .matches("adopted the pod's running containers")
+            .count()
+            == 5)
+            .then_some(()))
     })?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -565,20 +646,34 @@ spec:
     })?;
     let mut want: Vec<String> = before.iter().map(|(_, id, _)| id.clone()).collect();
     want.sort();
-    assert_eq!(ids, (5, want), "the same containers, no duplicate or orphan");
+    assert_eq!(
+        ids,
+        (5, want),
+        "the same containers, no duplicate or orphan"
+    );
     let after = wait_for("the 5 pods Ready with the same containers", || {
         let r = running(&s)?;
         Ok((r == before).then_some(r))
     })?;
-    assert!(after.iter().all(|(_, _, restarts)| *restarts == 0), "{after:?}");
+    assert!(
+        after.iter().all(|(_, _, restarts)| *restarts == 0),
+        "{after:?}"
+    );
 
     // containerd stops answering: the node's Ready condition and an Event say so; when it
     // answers again the node is Ready and the pods are still there, unchanged.
     let config = s.data_dir().join("agent/containerd/config.toml");
-    let pid = common::run_ok(std::process::Command::new("pgrep").args(["-f", &config.to_string_lossy()]))?;
+    let pid = common::run_ok(
+        std::process::Command::new("pgrep").args(["-f", &config.to_string_lossy()]),
+    )?;
     let pid = pid.lines().next().unwrap_or("").trim().to_string();
     let ready = |s: &Skiff| -> Result<String> {
-        s.ok(&["get", "node", "-o", "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}"])
+        s.ok(&[
+            "get",
+            "node",
+            "-o",
+            "jsonpath={.items[0].status.conditions[?(@.type==\"Ready\")].status}",
+        ])
     };
     common::run_ok(std::process::Command::new("kill").args(["-STOP", &pid]))?;
     let frozen = wait_for("the node to be NotReady", || {
@@ -586,9 +681,16 @@ spec:
     });
     common::run_ok(std::process::Command::new("kill").args(["-CONT", &pid]))?;
     frozen?;
-    let events = s.ok(&["get", "events", "--field-selector", "involvedObject.kind=Node"])?;
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=Node",
+    ])?;
     assert!(events.contains("container runtime is down"), "{events}");
-    wait_for("the node to be Ready again", || Ok((ready(&s)? == "True").then_some(())))?;
+    wait_for("the node to be Ready again", || {
+        Ok((ready(&s)? == "True").then_some(()))
+    })?;
     assert_eq!(running(&s)?, before, "the pods survived the runtime outage");
     s.ok(&["delete", "deploy", "five", "--timeout=60s"])?;
     bail_if_left(&s)
@@ -641,11 +743,14 @@ spec:
     )?;
     let first = wait_for("db-0 Running", || {
         let p = pod_json(&s, "db-0").ok();
-        Ok(p.filter(|p| phase(p) == "Running").map(|p| p["metadata"]["uid"].clone()))
+        Ok(p.filter(|p| phase(p) == "Running")
+            .map(|p| p["metadata"]["uid"].clone()))
     })?;
     s.ok(&["delete", "pod", "db-0", "--timeout=60s"])?;
     wait_for("db-0 to come back with its volume", || {
-        let Ok(p) = pod_json(&s, "db-0") else { return Ok(None) };
+        let Ok(p) = pod_json(&s, "db-0") else {
+            return Ok(None);
+        };
         if p["metadata"]["uid"] == first || phase(&p) != "Running" {
             return Ok(None);
         }
@@ -684,16 +789,29 @@ fn oci_pods_are_not_scheduled_to_nodes_without_containerd() -> Result<()> {
     // keeps `runtimeClassName: oci` pods off it with a reason.
     let s = Skiff::start()?;
     let node = s.json(&["get", "nodes"])?;
-    assert_eq!(node["items"][0]["metadata"]["labels"]["skiff.dev/runtime-oci"], "false");
+    assert_eq!(
+        node["items"][0]["metadata"]["labels"]["skiff.dev/runtime-oci"],
+        "false"
+    );
     s.apply(
         "pod.yaml",
         "apiVersion: v1\nkind: Pod\nmetadata: {name: box}\nspec:\n  runtimeClassName: oci\n  containers: [{name: c, image: busybox:1.35}]\n",
     )?;
     let msg = wait_for("FailedScheduling", || {
-        let ev = s.ok(&["get", "events", "--field-selector", "reason=FailedScheduling", "-o", "jsonpath={.items[*].message}"])?;
+        let ev = s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=FailedScheduling",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])?;
         Ok((!ev.is_empty()).then_some(ev))
     })?;
-    assert!(msg.contains("0/1 nodes are available") && msg.contains("node affinity/selector"), "{msg}");
+    assert!(
+        msg.contains("0/1 nodes are available") && msg.contains("node affinity/selector"),
+        "{msg}"
+    );
     assert_eq!(phase(&pod_json(&s, "box")?), "Pending");
     Ok(())
 }

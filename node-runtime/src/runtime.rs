@@ -50,7 +50,7 @@ pub enum Running {
     WasmCommand(CommandHandle),
     WasmHttp(HttpServer, Vec<(u16, SocketAddr)>),
     /// A Linux container in the pod's sandbox; its ports are reached on the pod IP.
-    Oci(crate::oci::ContainerHandle, Vec<(u16, SocketAddr)>),
+    Oci(Box<crate::oci::ContainerHandle>, Vec<(u16, SocketAddr)>),
 }
 
 impl Runtime {
@@ -161,7 +161,9 @@ pub fn termination(reason: &ExitReason) -> (i32, &'static str, String) {
         ExitReason::Container {
             oom: true, message, ..
         } => (137, "OOMKilled", message.clone()),
-        ExitReason::Container { code: 0, message, .. } => (0, "Completed", message.clone()),
+        ExitReason::Container {
+            code: 0, message, ..
+        } => (0, "Completed", message.clone()),
         ExitReason::Container { code, message, .. } => (*code, "Error", message.clone()),
     }
 }

@@ -1,6 +1,7 @@
 //! A busybox OCI image the container tests build themselves (there is no registry to pull
 //! one from): Debian's static `/bin/busybox` with a symlink per applet, `/etc/passwd`,
 //! `/etc/group` and `/tmp`, as an OCI image layout tarball `skiff image import` takes.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -81,9 +81,8 @@ pub fn run_ok(cmd: &mut Command) -> Result<String> {
 /// namespaces). With `SKIFF_REQUIRE_CONTAINERD=1` (CI) a missing capability fails the test
 /// instead of skipping it.
 pub fn containerd_available() -> bool {
-    let on_path = std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| d.join("containerd").is_file())
-    });
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("containerd").is_file()));
     let root = Command::new("id")
         .arg("-u")
         .output()

@@ -269,7 +269,12 @@ pub async fn upgrade(
                 out = out.header(*name, v);
             }
         }
-        let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         return out
             .body(Body::from(body))
             .map_err(|e| ApiError::internal(e.to_string()));

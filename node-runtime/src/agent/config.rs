@@ -106,8 +106,13 @@ mod tests {
 
     #[test]
     fn gateway_is_the_first_address() {
-        assert_eq!(pod_gateway("10.42.0.0/24"), Ok("10.42.0.1".parse().unwrap()));
-        assert!(pod_gateway("10.42.0.5/24").unwrap_err().contains("10.42.0.0/24"));
+        assert_eq!(
+            pod_gateway("10.42.0.0/24"),
+            Ok("10.42.0.1".parse().unwrap())
+        );
+        assert!(pod_gateway("10.42.0.5/24")
+            .unwrap_err()
+            .contains("10.42.0.0/24"));
         assert!(pod_gateway("fd00::/64").is_err());
         assert!(pod_gateway("10.42.0.0").is_err());
     }

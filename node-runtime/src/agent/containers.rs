@@ -322,7 +322,8 @@ impl Worker {
         // What the container sees besides its image; a failure is CreateContainerConfigError.
         let config = async {
             let env = volumes::environment(&self.ctx.client, &pod, &c, &ip).await?;
-            let mut mounts = volumes::mounts(&self.ctx.client, &pod, &c, &self.pod_dir, false).await?;
+            let mut mounts =
+                volumes::mounts(&self.ctx.client, &pod, &c, &self.pod_dir, false).await?;
             let extra = workdir::mounts(&c, &mounts, &self.pod_dir)?;
             mounts.extend(extra);
             Ok::<_, volumes::ConfigError>((env, mounts))
@@ -475,7 +476,7 @@ impl Worker {
             }
             Running::Oci(handle, addrs) => {
                 s.addrs = addrs;
-                s.container = Some(handle.clone());
+                s.container = Some((*handle).clone());
                 let pre_stop = s.c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone());
                 let name = s.c.name.clone();
                 let pod_ip = self.pod_ip_addr();
@@ -576,7 +577,12 @@ impl Worker {
                 warning,
                 reason,
                 message,
-            } => self.ctx.recorder.record(&pod, warning, reason, &message).await,
+            } => {
+                self.ctx
+                    .recorder
+                    .record(&pod, warning, reason, &message)
+                    .await
+            }
             Msg::RequestFailed { idx, failure } => {
                 let (_, reason, message) = termination(&failure.reason);
                 let name = self
@@ -723,7 +729,12 @@ impl Worker {
                     .iter()
                     .find(|(p, _)| *p == port)
                     .map(|(_, a)| *a)
-                    .or_else(|| s.container.as_ref().and(pod_ip).map(|ip| SocketAddr::new(ip, port)))
+                    .or_else(|| {
+                        s.container
+                            .as_ref()
+                            .and(pod_ip)
+                            .map(|ip| SocketAddr::new(ip, port))
+                    })
             });
             match addr {
                 Some(a) => probes::run(&probe, a).await,

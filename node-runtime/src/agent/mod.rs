@@ -78,7 +78,12 @@ async fn start_containerd(
 ) -> Result<(Containerd, OciRuntime), String> {
     let image = pause::pause_image().map_err(|e| format!("building the pause image: {e}"))?;
     if let Err(e) = puller
-        .ensure_in_cluster(&image.name, &image.blobs, &image.manifest, pause::OCI_MANIFEST)
+        .ensure_in_cluster(
+            &image.name,
+            &image.blobs,
+            &image.manifest,
+            pause::OCI_MANIFEST,
+        )
         .await
     {
         // Sandboxes will fail with containerd's pull error until the store has it.
@@ -112,7 +117,11 @@ async fn start_containerd(
     };
     // What an earlier run left is adopted by the pods' workers; sandboxes of pods that are
     // gone are removed once the pod watch has listed what is bound here (`pods.rs`).
-    let oci = OciRuntime::new(containerd.cri.clone(), puller.cluster_host(), &cfg.node_name);
+    let oci = OciRuntime::new(
+        containerd.cri.clone(),
+        puller.cluster_host(),
+        &cfg.node_name,
+    );
     Ok((containerd, oci))
 }
 

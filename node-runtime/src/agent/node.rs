@@ -236,7 +236,13 @@ async fn renew_lease(
 }
 
 /// Records an Event about this Node (in `default`, where the kubelet puts node events).
-async fn node_event(client: &kube::Client, cfg: &AgentConfig, warning: bool, reason: &str, message: &str) {
+async fn node_event(
+    client: &kube::Client,
+    cfg: &AgentConfig,
+    warning: bool,
+    reason: &str,
+    message: &str,
+) {
     let at = now();
     let ev = json!({
         "apiVersion": "v1", "kind": "Event",
@@ -260,7 +266,10 @@ async fn node_event(client: &kube::Client, cfg: &AgentConfig, warning: bool, rea
 /// Why the container runtime is not usable, if it is not.
 async fn runtime_problem(runtime: Option<&crate::cri::CriClient>) -> Option<String> {
     let cri = runtime?;
-    cri.version(Default::default()).await.err().map(|e| e.to_string())
+    cri.version(Default::default())
+        .await
+        .err()
+        .map(|e| e.to_string())
 }
 
 /// Renews the Lease every `lease_renew` and the Ready heartbeat every

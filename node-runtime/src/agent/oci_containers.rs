@@ -166,7 +166,7 @@ impl Worker {
             });
             // An adopted container that exited meanwhile is seen by its watcher at once,
             // and the restart policy applies as for any exit.
-            self.track(i, Running::Oci(handle, addrs), started_at);
+            self.track(i, Running::Oci(Box::new(handle), addrs), started_at);
         }
         if main_found {
             for s in self.slots.iter_mut().filter(|s| s.init && s.stop.is_none()) {
@@ -221,7 +221,12 @@ impl Worker {
                 let started = Instant::now();
                 self.ctx
                     .recorder
-                    .record(&pod, false, "Pulling", &format!("Pulling image \"{image_ref}\""))
+                    .record(
+                        &pod,
+                        false,
+                        "Pulling",
+                        &format!("Pulling image \"{image_ref}\""),
+                    )
                     .await;
                 let (credentials, missing) =
                     pullsecrets::credentials(&self.ctx.client, &pod, &image_ref).await;
@@ -295,7 +300,11 @@ impl Worker {
         };
         let quantity = |which: &str, name: &str| {
             let r = c.resources.as_ref()?;
-            let m = if which == "limits" { r.limits.as_ref() } else { r.requests.as_ref() };
+            let m = if which == "limits" {
+                r.limits.as_ref()
+            } else {
+                r.requests.as_ref()
+            };
             m.and_then(|m| m.get(name)).map(|q| q.0.clone())
         };
         let restarts = self.slots[i].restarts;
@@ -319,10 +328,7 @@ impl Worker {
             cpu_limit_millis: quantity("limits", "cpu").and_then(|q| cpu_millis(&q)),
             cpu_request_millis: quantity("requests", "cpu").and_then(|q| cpu_millis(&q)),
             security: Some(security),
-            share_process_namespace: pod
-                .spec
-                .as_ref()
-                .and_then(|s| s.share_process_namespace)
+            share_process_namespace: pod.spec.as_ref().and_then(|s| s.share_process_namespace)
                 == Some(true),
             log_path: log_rel,
         };
@@ -346,7 +352,8 @@ impl Worker {
                     Some(h) => hooks::run(h, &handle, pod_ip, hooks::DEFAULT_HOOK_TIMEOUT).await,
                     None => Ok(()),
                 };
-                self.on_started(i, Running::Oci(handle, addrs)).await;
+                self.on_started(i, Running::Oci(Box::new(handle), addrs))
+                    .await;
                 if let Err(e) = hook {
                     // As the kubelet: the container is killed, and its restart policy applies.
                     let msg = format!("PostStartHook failed for container {}: {e}", c.name);

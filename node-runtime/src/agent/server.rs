@@ -99,7 +99,15 @@ async fn exec(
     if !authorized(&st, req.headers()) {
         return error(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    super::stream::serve(st.oci.as_ref(), StreamKind::Exec, &ns, &pod, &container, req).await
+    super::stream::serve(
+        st.oci.as_ref(),
+        StreamKind::Exec,
+        &ns,
+        &pod,
+        &container,
+        req,
+    )
+    .await
 }
 
 async fn attach(
@@ -110,7 +118,15 @@ async fn attach(
     if !authorized(&st, req.headers()) {
         return error(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    super::stream::serve(st.oci.as_ref(), StreamKind::Attach, &ns, &pod, &container, req).await
+    super::stream::serve(
+        st.oci.as_ref(),
+        StreamKind::Attach,
+        &ns,
+        &pod,
+        &container,
+        req,
+    )
+    .await
 }
 
 async fn container_logs(

@@ -169,7 +169,10 @@ pub async fn serve(
     let url = match kind {
         StreamKind::Exec => {
             if q.command.is_empty() {
-                return error(StatusCode::BAD_REQUEST, "you must specify at least 1 command");
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "you must specify at least 1 command",
+                );
             }
             oci.cri
                 .exec(api::ExecRequest {

@@ -25,7 +25,12 @@ pub fn apply_items(
                 out.insert(i.path.clone(), data.clone());
             }
             None if optional => {}
-            None => return Err(ConfigError(format!("volume item key {:?} not found", i.key))),
+            None => {
+                return Err(ConfigError(format!(
+                    "volume item key {:?} not found",
+                    i.key
+                )))
+            }
         }
     }
     Ok(out)
@@ -77,14 +82,22 @@ pub async fn projected_files(
         if let Some(cm) = &s.config_map {
             let optional = cm.optional == Some(true);
             match config_map(client, &ns, &cm.name).await? {
-                Some(obj) => out.extend(apply_items(&config_map_data(&obj), cm.items.as_ref(), optional)?),
+                Some(obj) => out.extend(apply_items(
+                    &config_map_data(&obj),
+                    cm.items.as_ref(),
+                    optional,
+                )?),
                 None if optional => {}
                 None => return Err(ConfigError(format!("configmap \"{}\" not found", cm.name))),
             }
         } else if let Some(sec) = &s.secret {
             let optional = sec.optional == Some(true);
             match secret(client, &ns, &sec.name).await? {
-                Some(obj) => out.extend(apply_items(&secret_data(&obj), sec.items.as_ref(), optional)?),
+                Some(obj) => out.extend(apply_items(
+                    &secret_data(&obj),
+                    sec.items.as_ref(),
+                    optional,
+                )?),
                 None if optional => {}
                 None => return Err(ConfigError(format!("secret \"{}\" not found", sec.name))),
             }
@@ -193,11 +206,17 @@ mod tests {
     fn items_rename_and_require_keys() {
         let files: BTreeMap<String, Vec<u8>> = [("k".to_string(), b"v".to_vec())].into();
         let items: Vec<KeyToPath> =
-            serde_json::from_value(serde_json::json!([{"key": "k", "path": "dir/file"}])).expect("items");
-        assert_eq!(apply_items(&files, Some(&items), false).expect("ok")["dir/file"], b"v");
+            serde_json::from_value(serde_json::json!([{"key": "k", "path": "dir/file"}]))
+                .expect("items");
+        assert_eq!(
+            apply_items(&files, Some(&items), false).expect("ok")["dir/file"],
+            b"v"
+        );
         let missing: Vec<KeyToPath> =
             serde_json::from_value(serde_json::json!([{"key": "x", "path": "f"}])).expect("items");
         assert!(apply_items(&files, Some(&missing), false).is_err());
-        assert!(apply_items(&files, Some(&missing), true).expect("optional").is_empty());
+        assert!(apply_items(&files, Some(&missing), true)
+            .expect("optional")
+            .is_empty());
     }
 }

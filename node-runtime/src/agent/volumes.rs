@@ -363,12 +363,18 @@ pub async fn mounts(
             std::fs::create_dir_all(&dir)
                 .map_err(|e| ConfigError(format!("emptyDir {}: {e}", v.name)))?;
             if ed.medium.as_deref() == Some("Memory") {
-                let size = ed.size_limit.as_ref().and_then(|q| super::containers::memory_bytes(&q.0));
+                let size = ed
+                    .size_limit
+                    .as_ref()
+                    .and_then(|q| super::containers::memory_bytes(&q.0));
                 super::volume_sources::mount_tmpfs(&dir, size)?;
             }
             (dir, false)
         } else if let Some(src) = &v.downward_api {
-            let files = super::volume_sources::downward_files(pod, src.items.as_deref().unwrap_or_default())?;
+            let files = super::volume_sources::downward_files(
+                pod,
+                src.items.as_deref().unwrap_or_default(),
+            )?;
             write_files(&dir, &files, None)?;
             (dir, true)
         } else if let Some(src) = &v.projected {
@@ -399,7 +405,8 @@ pub async fn mounts(
                 std::fs::create_dir_all(&p)
                     .map_err(|e| ConfigError(format!("hostPath {}: {e}", hp.path)))?;
             }
-            if !p.is_dir() && !(files_ok && p.exists()) {
+            let usable = p.is_dir() || (files_ok && p.exists());
+            if !usable {
                 return Err(ConfigError(if files_ok {
                     format!("hostPath {} does not exist on the node", hp.path)
                 } else {

@@ -173,10 +173,11 @@ pub fn cni_conflist(pod_cidr: &str, gateway: &str, ipam_dir: &Path) -> serde_jso
 
 /// The first CNI plugin directory that holds the plugins Skiff's network uses.
 pub fn find_cni_bin_dir() -> Option<PathBuf> {
-    CNI_BIN_DIRS
-        .iter()
-        .map(PathBuf::from)
-        .find(|d| ["bridge", "host-local", "loopback", "portmap"].iter().all(|p| d.join(p).is_file()))
+    CNI_BIN_DIRS.iter().map(PathBuf::from).find(|d| {
+        ["bridge", "host-local", "loopback", "portmap"]
+            .iter()
+            .all(|p| d.join(p).is_file())
+    })
 }
 
 /// The host's cgroup driver: systemd when systemd is the init system, cgroupfs otherwise
@@ -222,7 +223,10 @@ mod tests {
     #[test]
     fn conflist_uses_the_pod_cidr() {
         let c = cni_conflist("10.42.0.0/24", "10.42.0.1", Path::new("/d/ipam"));
-        assert_eq!(c["plugins"][0]["ipam"]["ranges"][0][0]["subnet"], "10.42.0.0/24");
+        assert_eq!(
+            c["plugins"][0]["ipam"]["ranges"][0][0]["subnet"],
+            "10.42.0.0/24"
+        );
         assert_eq!(c["plugins"][0]["bridge"], DEFAULT_BRIDGE);
         assert_eq!(c["plugins"][1]["type"], "portmap");
     }

@@ -39,7 +39,9 @@ pub enum ContainerdError {
         binary: PathBuf,
         source: std::io::Error,
     },
-    #[error("containerd did not come up on {socket} within {timeout:?}: {detail}; its log is {log}")]
+    #[error(
+        "containerd did not come up on {socket} within {timeout:?}: {detail}; its log is {log}"
+    )]
     NotReady {
         socket: PathBuf,
         timeout: Duration,
@@ -120,7 +122,12 @@ pub fn write_config(layout: &Layout, s: &ManagedSettings<'_>) -> Result<(), Cont
     let cni_bin = config::find_cni_bin_dir().ok_or_else(|| ContainerdError::NoCniPlugins {
         dirs: config::CNI_BIN_DIRS.join(", "),
     })?;
-    for d in [&layout.dir, &layout.root, &layout.state, &layout.cni_ipam_dir] {
+    for d in [
+        &layout.dir,
+        &layout.root,
+        &layout.state,
+        &layout.cni_ipam_dir,
+    ] {
         std::fs::create_dir_all(d).map_err(io_err(d))?;
     }
     let toml = config::containerd_toml(&config::ConfigInput {
@@ -180,7 +187,11 @@ fn spawn(binary: &Path, layout: &Layout) -> Result<Child, ContainerdError> {
 }
 
 /// Waits until the runtime answers `Version` on its socket.
-async fn wait_ready(cri: &CriClient, log: &Path, timeout: Duration) -> Result<String, ContainerdError> {
+async fn wait_ready(
+    cri: &CriClient,
+    log: &Path,
+    timeout: Duration,
+) -> Result<String, ContainerdError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut last = String::from("no answer yet");
     loop {
@@ -253,7 +264,10 @@ async fn supervise(
 
 impl Containerd {
     /// Starts a managed containerd with the config written by [`write_config`].
-    pub async fn start_managed(binary: &Path, layout: &Layout) -> Result<Containerd, ContainerdError> {
+    pub async fn start_managed(
+        binary: &Path,
+        layout: &Layout,
+    ) -> Result<Containerd, ContainerdError> {
         // A stale socket from a killed run would make the readiness check pass too early.
         let _ = std::fs::remove_file(&layout.socket);
         let mut child = spawn(binary, layout)?;

@@ -36,17 +36,19 @@ pub enum CriError {
         message: String,
     },
     #[error("{op}: containerd did not answer within {0:?}", .timeout)]
-    Timeout {
-        op: &'static str,
-        timeout: Duration,
-    },
+    Timeout { op: &'static str, timeout: Duration },
 }
 
 impl CriError {
     /// True when the object the call named does not exist (already removed).
     pub fn is_not_found(&self) -> bool {
-        matches!(self, CriError::Call { code: tonic::Code::NotFound, .. })
-            || matches!(self, CriError::Call { message, .. } if message.contains("not found"))
+        matches!(
+            self,
+            CriError::Call {
+                code: tonic::Code::NotFound,
+                ..
+            }
+        ) || matches!(self, CriError::Call { message, .. } if message.contains("not found"))
     }
 
     /// True when containerd itself could not be reached.
@@ -126,8 +128,7 @@ impl CriClient {
         }));
         Ok(CriClient {
             socket: path,
-            runtime: RuntimeServiceClient::new(channel.clone())
-                .max_decoding_message_size(16 << 20),
+            runtime: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(16 << 20),
             images: ImageServiceClient::new(channel).max_decoding_message_size(16 << 20),
         })
     }
@@ -178,6 +179,11 @@ impl CriClient {
             cmd,
             timeout: timeout.as_secs().max(1) as i64,
         };
-        call("exec_sync", timeout + Duration::from_secs(5), c.exec_sync(req)).await
+        call(
+            "exec_sync",
+            timeout + Duration::from_secs(5),
+            c.exec_sync(req),
+        )
+        .await
     }
 }

@@ -16,8 +16,8 @@
 mod errors;
 pub mod manifest;
 pub mod puller;
-mod push;
 pub mod pullsecrets;
+mod push;
 pub mod reference;
 pub mod store;
 

@@ -26,7 +26,10 @@ impl ImagePuller {
             detail,
         };
         let (client, auth) = self.cluster_session();
-        let want = format!("sha256:{:x}", <sha2::Sha256 as sha2::Digest>::digest(manifest));
+        let want = format!(
+            "sha256:{:x}",
+            <sha2::Sha256 as sha2::Digest>::digest(manifest)
+        );
         if let Ok(have) = client.fetch_manifest_digest(&oref, auth).await {
             if have == want {
                 return Ok(());

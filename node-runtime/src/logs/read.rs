@@ -36,7 +36,10 @@ pub struct LogOptions {
 }
 
 /// Drops the records written before `since`.
-fn since_filter<'a>(mut records: Vec<Record<'a>>, since: Option<jiff::Timestamp>) -> Vec<Record<'a>> {
+fn since_filter<'a>(
+    mut records: Vec<Record<'a>>,
+    since: Option<jiff::Timestamp>,
+) -> Vec<Record<'a>> {
     if let Some(since) = since {
         records.retain(|r| {
             std::str::from_utf8(r.timestamp)

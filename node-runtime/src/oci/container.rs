@@ -87,7 +87,11 @@ pub fn config(spec: &ContainerSpec, sandbox: &Sandbox) -> Result<api::ContainerC
     let mut labels = sandbox.config.labels.clone();
     labels.insert(LABEL_CONTAINER_NAME.into(), spec.name.clone());
     let resources = api::LinuxContainerResources {
-        cpu_period: if spec.cpu_limit_millis.is_some() { CPU_PERIOD_US } else { 0 },
+        cpu_period: if spec.cpu_limit_millis.is_some() {
+            CPU_PERIOD_US
+        } else {
+            0
+        },
         cpu_quota: spec
             .cpu_limit_millis
             .map(|m| ((m as i64) * CPU_PERIOD_US / 1000).max(1000))
@@ -225,7 +229,12 @@ impl ContainerHandle {
         Ok(Some(ContainerExit {
             code: s.exit_code,
             reason: if s.reason.is_empty() {
-                if s.exit_code == 0 { "Completed" } else { "Error" }.to_string()
+                if s.exit_code == 0 {
+                    "Completed"
+                } else {
+                    "Error"
+                }
+                .to_string()
             } else {
                 s.reason
             },
@@ -250,7 +259,9 @@ impl ContainerHandle {
                         message: "the container was removed from containerd".into(),
                     }
                 }
-                Err(e) => tracing::debug!(container = %self.id, error = %e, "ContainerStatus failed; retrying"),
+                Err(e) => {
+                    tracing::debug!(container = %self.id, error = %e, "ContainerStatus failed; retrying")
+                }
             }
             tokio::time::sleep(DEFAULT_EXIT_POLL).await;
         }
@@ -258,7 +269,11 @@ impl ContainerHandle {
 
     /// StopContainer: SIGTERM (or the image's stop signal), SIGKILL after `grace`.
     pub async fn stop(&self, grace: Duration) {
-        if let Err(e) = self.cri.stop_container(&self.id, grace.as_secs() as i64).await {
+        if let Err(e) = self
+            .cri
+            .stop_container(&self.id, grace.as_secs() as i64)
+            .await
+        {
             if !e.is_not_found() {
                 tracing::warn!(container = %self.id, error = %e, "StopContainer failed");
             }

@@ -68,7 +68,11 @@ pub fn effective_security(
 
 /// The kubelet's `runAsNonRoot` check: Err (for CreateContainerConfigError) when the container
 /// would run as root, or its image's user cannot be verified as non-root.
-pub fn check_non_root(sc: &SecurityContext, image: &OciImage, container: &str) -> Result<(), String> {
+pub fn check_non_root(
+    sc: &SecurityContext,
+    image: &OciImage,
+    container: &str,
+) -> Result<(), String> {
     if sc.run_as_non_root != Some(true) {
         return Ok(());
     }
@@ -111,9 +115,13 @@ mod tests {
             run_as_non_root: Some(true),
             ..Default::default()
         };
-        assert!(check_non_root(&sc, &image(None, ""), "c").unwrap_err().contains("will run as root"));
+        assert!(check_non_root(&sc, &image(None, ""), "c")
+            .unwrap_err()
+            .contains("will run as root"));
         assert!(check_non_root(&sc, &image(Some(1000), ""), "c").is_ok());
-        assert!(check_non_root(&sc, &image(None, "app"), "c").unwrap_err().contains("non-numeric"));
+        assert!(check_non_root(&sc, &image(None, "app"), "c")
+            .unwrap_err()
+            .contains("non-numeric"));
         let with_user = SecurityContext {
             run_as_user: Some(1000),
             ..sc.clone()

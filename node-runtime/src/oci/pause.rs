@@ -97,7 +97,10 @@ mod tests {
             assert_eq!(&digest(bytes), d);
         }
         assert_eq!(m["layers"][0]["digest"], a.blobs[1].0);
-        assert!(PAUSE_BINARY.len() > 1000, "the static pause binary is embedded");
+        assert!(
+            PAUSE_BINARY.len() > 1000,
+            "the static pause binary is embedded"
+        );
         // A static ELF executable: no interpreter needed inside the image.
         assert_eq!(&PAUSE_BINARY[..4], b"\x7fELF");
     }

@@ -32,7 +32,11 @@ pub fn hostname(pod: &Pod) -> String {
         .filter(|h| !h.is_empty())
         .or_else(|| pod.metadata.name.clone())
         .unwrap_or_default();
-    h.chars().take(63).collect::<String>().trim_end_matches(['-', '.']).to_string()
+    h.chars()
+        .take(63)
+        .collect::<String>()
+        .trim_end_matches(['-', '.'])
+        .to_string()
 }
 
 /// The labels that tie CRI objects to this agent and pod.
@@ -45,8 +49,14 @@ pub fn pod_labels(pod: &Pod, node: &str) -> HashMap<String, String> {
         .into_iter()
         .collect();
     labels.insert(LABEL_MANAGED_BY.into(), node.into());
-    labels.insert(LABEL_POD_UID.into(), pod.metadata.uid.clone().unwrap_or_default());
-    labels.insert(LABEL_POD_NAME.into(), pod.metadata.name.clone().unwrap_or_default());
+    labels.insert(
+        LABEL_POD_UID.into(),
+        pod.metadata.uid.clone().unwrap_or_default(),
+    );
+    labels.insert(
+        LABEL_POD_NAME.into(),
+        pod.metadata.name.clone().unwrap_or_default(),
+    );
     labels.insert(
         LABEL_POD_NAMESPACE.into(),
         pod.metadata.namespace.clone().unwrap_or_default(),

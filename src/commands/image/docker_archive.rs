@@ -31,9 +31,9 @@ pub fn to_layout(
         bail!("manifest.json lists no images");
     }
     let blob = |path: &str| -> Result<Value> {
-        let hex_name = files
-            .get(path.trim_start_matches("./"))
-            .with_context(|| format!("manifest.json names {path}, which the tarball does not contain"))?;
+        let hex_name = files.get(path.trim_start_matches("./")).with_context(|| {
+            format!("manifest.json names {path}, which the tarball does not contain")
+        })?;
         let size = std::fs::metadata(dir.join(hex_name))?.len();
         Ok(json!({"digest": format!("sha256:{hex_name}"), "size": size}))
     };
@@ -105,12 +105,25 @@ mod tests {
         let manifest = json!([{"Config": "abc.json", "RepoTags": ["busybox:1.35"], "Layers": ["l1/layer.tar"]}]);
         let (index, written) = to_layout(dir.path(), &manifest, &files).expect("layout");
         let entry = &index["manifests"][0];
-        assert_eq!(entry["annotations"]["org.opencontainers.image.ref.name"], "busybox:1.35");
-        let hex_name = entry["digest"].as_str().expect("digest").trim_start_matches("sha256:");
+        assert_eq!(
+            entry["annotations"]["org.opencontainers.image.ref.name"],
+            "busybox:1.35"
+        );
+        let hex_name = entry["digest"]
+            .as_str()
+            .expect("digest")
+            .trim_start_matches("sha256:");
         assert!(written.contains(hex_name));
-        let m: Value = serde_json::from_slice(&std::fs::read(dir.path().join(hex_name)).expect("read")).expect("json");
+        let m: Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join(hex_name)).expect("read"))
+                .expect("json");
         assert_eq!(m["layers"][0]["size"], 11);
         assert_eq!(m["config"]["mediaType"], OCI_CONFIG);
-        assert!(to_layout(dir.path(), &json!([{"Config": "missing.json", "Layers": []}]), &files).is_err());
+        assert!(to_layout(
+            dir.path(),
+            &json!([{"Config": "missing.json", "Layers": []}]),
+            &files
+        )
+        .is_err());
     }
 }

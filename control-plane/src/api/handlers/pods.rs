@@ -141,7 +141,15 @@ pub async fn stream(
     let ns = ctx.rp.namespace.clone().unwrap_or_default();
     let sub = ctx.rp.subresource.clone().unwrap_or_default();
     let path = format!("/{sub}/{ns}/{}/{container}?{raw_query}", ctx.name());
-    nodeproxy::upgrade(&ep, method, &path, &ctx.headers, upgrade, &ctx.st.tokens.node).await
+    nodeproxy::upgrade(
+        &ep,
+        method,
+        &path,
+        &ctx.headers,
+        upgrade,
+        &ctx.st.tokens.node,
+    )
+    .await
 }
 
 /// `pods/log` is served by the node agent running the pod.
