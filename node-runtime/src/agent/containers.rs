@@ -1,5 +1,6 @@
-//! The containers of a pod worker: starting one (pull, configure, bind ports, run), handling
-//! its exit (restartPolicy and CrashLoopBackOff), and probing it.
+//! The containers of a pod worker: starting one through the runtime seam (runtime, sandbox,
+//! image, env and volumes, start), handling its exit (restartPolicy and CrashLoopBackOff), and
+//! probing it.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -8,18 +9,14 @@ use k8s_openapi::api::core::v1::{Container, Pod, Probe};
 use tokio::sync::oneshot;
 
 use super::backoff::Backoff;
-use super::config::{AgentConfig, DEFAULT_BACKOFF_RESET, DEFAULT_REQUEST_TIMEOUT};
+use super::config::{AgentConfig, DEFAULT_BACKOFF_RESET};
 use super::node::now;
 use super::status::{CState, ContainerView};
 use super::worker::Worker;
-use super::{probes, pullsecrets, volumes, workdir};
-use crate::images::{PullPolicy, PulledImage};
-use crate::logs::{ContainerLog, DEFAULT_MAX_LOG_BYTES};
-use crate::runtime::{termination, Running, StartSpec};
+use super::{probes, pullsecrets, volumes};
+use crate::images::PullPolicy;
+use crate::runtime::{termination, Image, PullFailure, Running, Runtime, RuntimeKind, StartSpec};
 use crate::wasm::{ExitReason, RequestFailure};
-
-/// Pod annotation overriding the per-request deadline of HTTP components (seconds).
-pub const REQUEST_TIMEOUT_ANNOTATION: &str = "skiff.dev/request-timeout";
 
 pub enum Msg {
     Exit {
@@ -48,7 +45,8 @@ pub struct Slot {
     pub ready: bool,
     pub started: bool,
     pub done: bool,
-    pub image: Option<PulledImage>,
+    /// The container's image, once its runtime has it.
+    pub image: Option<Image>,
     pub generation: u64,
     pub stop: Option<oneshot::Sender<Duration>>,
     pub addrs: Vec<(u16, SocketAddr)>,
@@ -59,45 +57,10 @@ pub struct Slot {
     probe_ok_streak: i32,
     probe_fail_streak: i32,
     startup_passed: bool,
-    /// Whether the container runs through containerd (decided at its first start).
-    pub oci: Option<bool>,
-    /// The running Linux container, for exec probes and its id.
+    /// Which runtime runs the container (decided at its first start).
+    pub kind: Option<RuntimeKind>,
+    /// The running Linux container, for exec probes, hooks and its id.
     pub container: Option<crate::oci::ContainerHandle>,
-    pub oci_image: Option<crate::oci::OciImage>,
-}
-
-/// Bytes of a Kubernetes memory quantity (`64Mi`, `1G`, `1048576`).
-pub fn memory_bytes(q: &str) -> Option<u64> {
-    let q = q.trim();
-    let split = q.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(q.len());
-    let (num, suffix) = q.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult: f64 = match suffix {
-        "" => 1.0,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0f64.powi(4),
-        _ => return None,
-    };
-    Some((n * mult) as u64)
-}
-
-/// A Kubernetes CPU quantity (`500m`, `1`, `1.5`) in millicores.
-pub fn cpu_millis(q: &str) -> Option<u64> {
-    let q = q.trim();
-    match q.strip_suffix('m') {
-        Some(m) => m.parse().ok(),
-        None => q
-            .parse::<f64>()
-            .ok()
-            .filter(|v| *v >= 0.0)
-            .map(|v| (v * 1000.0).round() as u64),
-    }
 }
 
 impl Slot {
@@ -133,9 +96,8 @@ impl Slot {
                 probe_ok_streak: 0,
                 probe_fail_streak: 0,
                 startup_passed: false,
-                oci: None,
+                kind: None,
                 container: None,
-                oci_image: None,
             }
         };
         let mut slots: Vec<Slot> = spec
@@ -153,11 +115,7 @@ impl Slot {
         ContainerView {
             name: &self.c.name,
             image: self.c.image.as_deref().unwrap_or(""),
-            image_id: match (&self.oci_image, &self.image) {
-                (Some(o), _) => o.id.as_str(),
-                (None, Some(i)) => i.digest.as_str(),
-                (None, None) => "",
-            },
+            image_id: self.image.as_ref().map(Image::id).unwrap_or(""),
             container_id: if let Some(c) = &self.container {
                 format!("containerd://{}", c.id)
             } else if self.generation > 0 {
@@ -224,30 +182,15 @@ impl Worker {
         }
     }
 
-    pub(super) async fn start(&mut self, i: usize) {
-        self.slots[i].start_at = None;
-        if self.slots[i].oci.is_none() {
-            match self.runs_as_container(i).await {
-                Ok(oci) => self.slots[i].oci = Some(oci),
-                Err(msg) => {
-                    let image_ref = self.slots[i].c.image.clone().unwrap_or_default();
-                    self.pull_failed(i, &image_ref, msg).await;
-                    return;
-                }
-            }
-        }
-        if self.slots[i].oci == Some(true) {
-            self.start_oci(i).await;
-            return;
-        }
+    /// The container's image through `runtime`: already on the node (no ContainerCreating
+    /// round trip: one "already present" event, as the kubelet), or pulled with
+    /// Pulling/Pulled events. None after a failed pull (retried with backoff).
+    async fn ensure_image(&mut self, i: usize, runtime: &Runtime) -> Option<Image> {
         let pod = self.pod.clone();
-        let name = self.slots[i].c.name.clone();
         let image_ref = self.slots[i].c.image.clone().unwrap_or_default();
         let policy = pull_policy(&self.slots[i].c);
         if self.slots[i].image.is_none() && policy != PullPolicy::Always {
-            // Already on the node: no ContainerCreating round trip, start at once (as the
-            // kubelet: one "already present" event instead of Pulling/Pulled).
-            if let Some(img) = self.ctx.puller.present(&image_ref).await {
+            if let Some(img) = runtime.present(&image_ref).await {
                 self.defer_event(
                     false,
                     "Pulled",
@@ -256,76 +199,113 @@ impl Worker {
                 self.slots[i].image = Some(img);
             }
         }
-        if self.slots[i].image.is_none()
-            || policy == PullPolicy::Always && self.slots[i].generation == 0
-        {
-            self.slots[i].state = CState::waiting("ContainerCreating", "");
-            self.push_status().await;
-            let started = Instant::now();
+        let first_run = self.slots[i].generation == 0;
+        if self.slots[i].image.is_some() && !(policy == PullPolicy::Always && first_run) {
+            return self.slots[i].image.clone();
+        }
+        self.slots[i].state = CState::waiting("ContainerCreating", "");
+        self.push_status().await;
+        let started = Instant::now();
+        self.ctx
+            .recorder
+            .record(
+                &pod,
+                false,
+                "Pulling",
+                &format!("Pulling image \"{image_ref}\""),
+            )
+            .await;
+        let (credentials, missing) =
+            pullsecrets::credentials(&self.ctx.client, &pod, &image_ref).await;
+        if !missing.is_empty() {
+            let msg = format!(
+                "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                missing.join(", ")
+            );
             self.ctx
                 .recorder
-                .record(
-                    &pod,
-                    false,
-                    "Pulling",
-                    &format!("Pulling image \"{image_ref}\""),
-                )
+                .record(&pod, true, "FailedToRetrieveImagePullSecret", &msg)
                 .await;
-            let (credentials, missing) =
-                pullsecrets::credentials(&self.ctx.client, &pod, &image_ref).await;
-            if !missing.is_empty() {
+        }
+        match runtime.pull(&image_ref, policy, credentials).await {
+            Ok(img) => {
                 let msg = format!(
-                    "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
-                    missing.join(", ")
+                    "Successfully pulled image \"{image_ref}\" in {}ms",
+                    started.elapsed().as_millis()
                 );
+                self.ctx.recorder.record(&pod, false, "Pulled", &msg).await;
+                self.slots[i].image = Some(img);
+                self.slots[i].image.clone()
+            }
+            Err(PullFailure {
+                never: true,
+                message,
+            }) => {
                 self.ctx
                     .recorder
-                    .record(&pod, true, "FailedToRetrieveImagePullSecret", &msg)
+                    .record(&pod, true, "ErrImageNeverPull", &message)
                     .await;
+                self.retry_later(i, "ErrImageNeverPull", message);
+                None
             }
-            match self
-                .ctx
-                .puller
-                .pull_with(&image_ref, pull_policy(&self.slots[i].c), credentials)
-                .await
-            {
-                Ok(img) => {
-                    let msg = format!(
-                        "Successfully pulled image \"{image_ref}\" in {}ms",
-                        started.elapsed().as_millis()
-                    );
-                    self.ctx.recorder.record(&pod, false, "Pulled", &msg).await;
-                    self.slots[i].image = Some(img);
-                }
-                Err(e) => {
-                    self.pull_failed(i, &image_ref, e.to_string()).await;
-                    return;
-                }
+            Err(PullFailure { message, .. }) => {
+                self.pull_failed(i, &image_ref, message).await;
+                None
             }
         }
-        let Some(image) = self.slots[i].image.clone() else {
-            return;
+    }
+
+    /// Starts container `i`: its runtime, the pod's sandbox if the runtime needs one, its
+    /// image, its env and volumes, then the runtime's start.
+    pub(super) async fn start(&mut self, i: usize) {
+        self.slots[i].start_at = None;
+        let kind = match self.slots[i].kind {
+            Some(k) => k,
+            None => match self.runtime_kind(i).await {
+                Ok(k) => {
+                    self.slots[i].kind = Some(k);
+                    k
+                }
+                Err(msg) => {
+                    let image_ref = self.slots[i].c.image.clone().unwrap_or_default();
+                    self.pull_failed(i, &image_ref, msg).await;
+                    return;
+                }
+            },
         };
-        let runtime = match self.ctx.runtimes.for_image(&image) {
+        let pod = self.pod.clone();
+        let ctx = self.ctx.clone();
+        let runtime = match ctx.runtimes.get(kind) {
             Ok(r) => r,
             Err(e) => {
                 self.ctx
                     .recorder
-                    .record(&pod, true, "Failed", &e.to_string())
+                    .record(&pod, true, "Failed", &e.message)
                     .await;
-                self.retry_later(i, "CreateContainerError", e.to_string());
+                self.retry_later(i, e.reason, e.message);
                 return;
             }
         };
+        if kind.needs_sandbox() {
+            if let Err(msg) = self.ensure_sandbox().await {
+                self.retry_later(i, "ContainerCreating", msg);
+                return;
+            }
+        }
+        let Some(image) = self.ensure_image(i, runtime).await else {
+            return;
+        };
         let c = self.slots[i].c.clone();
-        let ip = self.ctx.cfg.node_ip.to_string();
+        let ip = self
+            .pod_ip_addr()
+            .unwrap_or(self.ctx.cfg.node_ip)
+            .to_string();
         // What the container sees besides its image; a failure is CreateContainerConfigError.
         let config = async {
             let env = volumes::environment(&self.ctx.client, &pod, &c, &ip).await?;
-            let mut mounts =
-                volumes::mounts(&self.ctx.client, &pod, &c, &self.pod_dir, false).await?;
-            let extra = workdir::mounts(&c, &mounts, &self.pod_dir)?;
-            mounts.extend(extra);
+            let files_ok = kind == RuntimeKind::Oci;
+            let mounts =
+                volumes::mounts(&self.ctx.client, &pod, &c, &self.pod_dir, files_ok).await?;
             Ok::<_, volumes::ConfigError>((env, mounts))
         };
         let (env, mounts) = match config.await {
@@ -339,86 +319,27 @@ impl Worker {
                 return;
             }
         };
-        let mut listeners = Vec::new();
-        for p in c.ports.iter().flatten() {
-            let Ok(cport) = u16::try_from(p.container_port) else {
-                continue;
-            };
-            let addr = match p
-                .host_port
-                .filter(|h| *h > 0)
-                .and_then(|h| u16::try_from(h).ok())
-            {
-                Some(h) => SocketAddr::new(self.ctx.cfg.node_ip, h),
-                None => SocketAddr::from(([127, 0, 0, 1], 0)),
-            };
-            match std::net::TcpListener::bind(addr).and_then(|l| l.set_nonblocking(true).map(|_| l))
-            {
-                Ok(l) => listeners.push((cport, l)),
-                Err(e) => {
-                    let msg = format!("cannot bind port {addr} for containerPort {cport}: {e}");
-                    self.ctx.recorder.record(&pod, true, "Failed", &msg).await;
-                    self.retry_later(i, "CreateContainerError", msg);
-                    return;
-                }
-            }
-        }
-        let log_path = self
-            .pod_dir
-            .join("logs")
-            .join(&name)
-            .join(format!("{}.log", self.slots[i].restarts));
-        let log = match ContainerLog::open(log_path, DEFAULT_MAX_LOG_BYTES) {
-            Ok(l) => l,
-            Err(e) => {
-                self.retry_later(
-                    i,
-                    "CreateContainerError",
-                    format!("cannot open the container log: {e}"),
-                );
-                return;
-            }
-        };
-        let limit = |name: &str| {
-            c.resources
-                .as_ref()
-                .and_then(|r| r.limits.as_ref())
-                .and_then(|l| l.get(name))
-                .map(|q| q.0.clone())
-        };
-        let memory = limit("memory").and_then(|q| memory_bytes(&q));
-        let cpu = limit("cpu").and_then(|q| cpu_millis(&q));
-        let request_timeout = pod
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(REQUEST_TIMEOUT_ANNOTATION))
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_REQUEST_TIMEOUT);
-        let mut args: Vec<String> = vec![name.clone()];
-        args.extend(c.command.iter().flatten().skip(1).cloned());
-        args.extend(c.args.iter().flatten().cloned());
         let spec = StartSpec {
+            pod: &pod,
+            container: &c,
+            restart_count: self.slots[i].restarts,
             env,
-            args,
             mounts,
-            working_dir: c.working_dir.clone().filter(|d| !d.is_empty()),
-            memory_limit_bytes: memory,
-            cpu_limit_millis: cpu,
+            pod_dir: &self.pod_dir,
+            sandbox: self.sandbox.as_ref(),
             run_deadline: self.run_deadline(),
-            request_timeout,
-            log,
-            listeners,
         };
         match runtime.start(&image, spec).await {
-            Ok(running) => self.on_started(i, running).await,
+            Ok(running) => {
+                self.on_started(i, running).await;
+                self.post_start(i).await;
+            }
             Err(e) => {
                 self.ctx
                     .recorder
-                    .record(&pod, true, "Failed", &format!("Error: {e}"))
+                    .record(&pod, true, "Failed", &format!("Error: {}", e.message))
                     .await;
-                self.retry_later(i, "CreateContainerError", e.to_string());
+                self.retry_later(i, e.reason, e.message);
             }
         }
     }
@@ -488,7 +409,7 @@ impl Worker {
                             let begun = Instant::now();
                             if let Some(hook) = pre_stop.filter(|_| !grace.is_zero()) {
                                 // preStop runs inside the grace period; SIGTERM follows it.
-                                if let Err(e) = crate::oci::hooks::run(&hook, &handle, pod_ip, grace).await {
+                                if let Err(e) = crate::oci::hooks::run(&hook, Some(&*handle), pod_ip, grace).await {
                                     let _ = tx.send(Msg::Event {
                                         warning: true,
                                         reason: "FailedPreStopHook",
@@ -798,22 +719,5 @@ impl Worker {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn memory_quantities() {
-        assert_eq!(memory_bytes("64Mi"), Some(64 << 20));
-        assert_eq!(memory_bytes("1G"), Some(1_000_000_000));
-        assert_eq!(memory_bytes("1048576"), Some(1 << 20));
-        assert_eq!(memory_bytes("1.5Gi"), Some(1536 << 20));
-        assert_eq!(memory_bytes("12Qi"), None);
-        assert_eq!(cpu_millis("250m"), Some(250));
-        assert_eq!(cpu_millis("1.5"), Some(1500));
-        assert_eq!(cpu_millis("x"), None);
     }
 }

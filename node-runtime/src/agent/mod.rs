@@ -8,10 +8,10 @@ mod containers;
 pub mod events;
 mod init;
 pub mod node;
-mod oci_containers;
 pub mod pods;
 pub mod probes;
 pub mod pullsecrets;
+mod sandbox;
 pub mod server;
 pub mod status;
 pub mod stream;
@@ -30,7 +30,8 @@ pub use config::AgentConfig;
 use crate::containerd::{Containerd, ContainerdMode, Layout, ManagedSettings};
 use crate::images::{ImagePuller, RegistryTarget};
 use crate::oci::{pause, OciRuntime};
-use crate::runtime::{Runtime, Runtimes};
+pub(crate) use crate::runtime::RuntimeKind;
+use crate::runtime::{Runtime, Runtimes, WasmNode};
 use crate::wasm::{WasmConfig, WasmRuntime};
 
 #[derive(Debug, thiserror::Error)]
@@ -52,11 +53,10 @@ pub enum AgentError {
 pub struct AgentCtx {
     pub client: kube::Client,
     pub cfg: AgentConfig,
+    /// wasmtime, and containerd through CRI when this node runs container pods.
     pub runtimes: Runtimes,
-    pub puller: ImagePuller,
+    pub puller: Arc<ImagePuller>,
     pub recorder: events::Recorder,
-    /// containerd through CRI, when this node runs container pods.
-    pub oci: Option<OciRuntime>,
 }
 
 pub struct RunningAgent {
@@ -148,6 +148,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
         },
     )
     .map_err(|e| AgentError::Config(format!("image store: {e}")))?;
+    let puller = Arc::new(puller);
     let (containerd, oci) = match &cfg.containerd {
         None => (None, None),
         Some(mode) => match start_containerd(&cfg, mode, &puller).await {
@@ -180,16 +181,22 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
         recorder: events::Recorder::new(client.clone(), &cfg.node_name),
         client: client.clone(),
         cfg: cfg.clone(),
-        runtimes: Runtimes(vec![Runtime::Wasm(wasm)]),
+        runtimes: Runtimes {
+            wasm: Runtime::Wasm(WasmNode {
+                engine: wasm,
+                puller: puller.clone(),
+                node_ip: cfg.node_ip,
+            }),
+            oci: oci.map(Runtime::Oci),
+        },
         puller,
-        oci,
     });
     let tasks = vec![
         tokio::spawn(node::heartbeat(
             client,
             cfg.clone(),
             shutdown_rx.clone(),
-            ctx.oci.as_ref().map(|o| o.cri.clone()),
+            ctx.runtimes.cri().map(|o| o.cri.clone()),
         )),
         tokio::spawn(pods::run(ctx, shutdown_rx)),
     ];

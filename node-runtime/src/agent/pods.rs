@@ -47,7 +47,7 @@ pub async fn run(ctx: Arc<AgentCtx>, mut shutdown: watch::Receiver<bool>) {
                 Some(Ok(Event::Init)) => listed.clear(),
                 Some(Ok(Event::InitDone)) => {
                     workers.retain(|uid, _| listed.contains(uid));
-                    if let Some(oci) = ctx.oci.clone() {
+                    if let Some(oci) = ctx.runtimes.cri().cloned() {
                         // Sandboxes of pods that are no longer bound here (deleted while the
                         // agent was away); the listed pods' workers adopt theirs.
                         let keep = listed.clone();

@@ -366,7 +366,7 @@ pub async fn mounts(
                 let size = ed
                     .size_limit
                     .as_ref()
-                    .and_then(|q| super::containers::memory_bytes(&q.0));
+                    .and_then(|q| crate::runtime::memory_bytes(&q.0));
                 super::volume_sources::mount_tmpfs(&dir, size)?;
             }
             (dir, false)

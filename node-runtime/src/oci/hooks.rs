@@ -14,14 +14,18 @@ use super::{ContainerHandle, OciImage};
 /// the grace period; postStart has none, so this keeps a stuck hook from stalling the pod).
 pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Runs one lifecycle handler for the container; Err is the failure as the kubelet words it.
+/// Runs one lifecycle handler for the container (`container`: its CRI handle, for exec
+/// handlers); Err is the failure as the kubelet words it.
 pub async fn run(
     handler: &LifecycleHandler,
-    container: &ContainerHandle,
+    container: Option<&ContainerHandle>,
     pod_ip: Option<IpAddr>,
     timeout: Duration,
 ) -> Result<(), String> {
     if let Some(exec) = &handler.exec {
+        let Some(container) = container else {
+            return Err("exec hooks run commands in a Linux container; a Wasm component has none (use httpGet or sleep)".into());
+        };
         let cmd = exec.command.clone().unwrap_or_default();
         return container.exec_probe(cmd, timeout).await;
     }
