@@ -130,7 +130,7 @@ spec:
     let tty = common::run_ok(s.command("script").args([
         "-qec",
         &format!(
-            "kubectl --kubeconfig {kubeconfig} exec -it box -- sh -c 'tty; echo interactive-ok'"
+            "kubectl --kubeconfig {kubeconfig} --cache-dir {kubeconfig}.cache exec -it box -- sh -c 'tty; echo interactive-ok'"
         ),
         "/dev/null",
     ]))?;
@@ -374,6 +374,25 @@ spec:
         &format!("http://{ip}/"),
     ]))?;
     assert_eq!(body.trim(), "served-by-httpd");
+    // kubectl port-forward reaches the container's port from the node's loopback.
+    let mut forward = s
+        .kubectl_cmd(&["port-forward", "pod/web", "18080:80"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let fetched = wait_for("a page through kubectl port-forward", || {
+        let out = s
+            .command("busybox")
+            .args(["wget", "-q", "-O", "-", "http://127.0.0.1:18080/"])
+            .output()?;
+        Ok(out
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string()))
+    });
+    let _ = forward.kill();
+    let _ = forward.wait();
+    assert_eq!(fetched?.trim(), "served-by-httpd");
     // A failing exec liveness probe restarts the container.
     let restarts = |p: &serde_json::Value| {
         p["status"]["containerStatuses"][0]["restartCount"]

@@ -85,6 +85,7 @@ pub static RESOURCES: &[ResourceDef] = &[
             SubresourceDef { name: "log", group: "", version: "v1", kind: "Pod", verbs: &["get"] },
             SubresourceDef { name: "exec", group: "", version: "v1", kind: "PodExecOptions", verbs: &["create", "get"] },
             SubresourceDef { name: "attach", group: "", version: "v1", kind: "PodAttachOptions", verbs: &["create", "get"] },
+            SubresourceDef { name: "portforward", group: "", version: "v1", kind: "PodPortForwardOptions", verbs: &["create", "get"] },
         ],
         gen: false, cou: false),
     res!("", "v1", "nodes", "node", "Node", false, short: &["no"], cat: &[], sub: &[STATUS], gen: false, cou: false),

@@ -129,6 +129,17 @@ async fn attach(
     .await
 }
 
+async fn port_forward(
+    State(st): State<EndpointState>,
+    UrlPath((ns, pod)): UrlPath<(String, String)>,
+    req: axum::extract::Request,
+) -> Response {
+    if !authorized(&st, req.headers()) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    super::stream::serve_port_forward(st.oci.as_ref(), &ns, &pod, req).await
+}
+
 async fn container_logs(
     State(st): State<EndpointState>,
     UrlPath((ns, pod, container)): UrlPath<(String, String, String)>,
@@ -255,6 +266,10 @@ pub async fn start(
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
         .route("/exec/{ns}/{pod}/{container}", get(exec).post(exec))
         .route("/attach/{ns}/{pod}/{container}", get(attach).post(attach))
+        .route(
+            "/portForward/{ns}/{pod}",
+            get(port_forward).post(port_forward),
+        )
         .with_state(state);
     let handle = axum_server::Handle::new();
     let server = axum_server::from_tcp_rustls(

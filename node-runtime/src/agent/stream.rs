@@ -1,4 +1,4 @@
-//! `kubectl exec` and `kubectl attach` on the agent: the API server proxies the client's
+//! `kubectl exec`, `kubectl attach` and `kubectl port-forward` on the agent: the API server proxies the client's
 //! upgrade request here; the agent finds the pod's running container in containerd, asks CRI
 //! for a streaming URL (Exec / Attach), and hands the request on to containerd's streaming
 //! server, which speaks kubectl's websocket and SPDY protocols. After the switch of protocols
@@ -145,6 +145,85 @@ fn wasm_refusal(pod: &str, container: &str) -> Response {
         StatusCode::BAD_REQUEST,
         format!("cannot exec into container \"{container}\" of pod \"{pod}\": it is a WebAssembly component, which has no shell or processes to run commands in"),
     )
+}
+
+/// The id of the pod's ready sandbox, or the answer to give instead.
+async fn ready_sandbox(oci: &OciRuntime, ns: &str, pod: &str) -> Result<String, Response> {
+    let labels: std::collections::HashMap<String, String> = [
+        (LABEL_MANAGED_BY.to_string(), oci.node_name().to_string()),
+        (LABEL_POD_NAMESPACE.to_string(), ns.to_string()),
+        (LABEL_POD_NAME.to_string(), pod.to_string()),
+    ]
+    .into();
+    let list = oci
+        .cri
+        .list_pod_sandbox(api::ListPodSandboxRequest {
+            filter: Some(api::PodSandboxFilter {
+                state: Some(api::PodSandboxStateValue {
+                    state: api::PodSandboxState::SandboxReady as i32,
+                }),
+                label_selector: labels,
+                ..Default::default()
+            }),
+        })
+        .await
+        .map_err(|e| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the container runtime did not answer: {e}"),
+            )
+        })?;
+    list.items.into_iter().next().map(|s| s.id).ok_or_else(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("cannot port-forward to pod \"{pod}\": it has no running container sandbox on this node (port-forward to Wasm pods comes with the cluster network)"),
+        )
+    })
+}
+
+/// Serves one port-forward request: CRI PortForward for the pod's sandbox, the upgrade
+/// handed on to containerd's streaming server.
+pub async fn serve_port_forward(
+    oci: Option<&OciRuntime>,
+    ns: &str,
+    pod: &str,
+    req: Request,
+) -> Response {
+    let Some(oci) = oci else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("cannot port-forward to pod \"{pod}\": this node runs no container sandboxes (port-forward to Wasm pods comes with the cluster network)"),
+        );
+    };
+    let (mut parts, _) = req.into_parts();
+    let ports: Vec<i32> = form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == "ports")
+        .flat_map(|(_, v)| {
+            v.split(',')
+                .filter_map(|p| p.trim().parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect();
+    let sandbox = match ready_sandbox(oci, ns, pod).await {
+        Ok(id) => id,
+        Err(resp) => return resp,
+    };
+    let url = match oci
+        .cri
+        .port_forward(api::PortForwardRequest {
+            pod_sandbox_id: sandbox,
+            port: ports,
+        })
+        .await
+    {
+        Ok(r) => r.url,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    };
+    let client = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    match forward(&url, &parts, client).await {
+        Ok(r) => r,
+        Err(msg) => error(StatusCode::BAD_GATEWAY, msg),
+    }
 }
 
 /// Serves one exec or attach request.

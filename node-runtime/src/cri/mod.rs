@@ -148,6 +148,7 @@ impl CriClient {
     rpc!(container_status, runtime, ContainerStatusRequest => ContainerStatusResponse, DEFAULT_CALL_TIMEOUT);
     rpc!(exec, runtime, ExecRequest => ExecResponse, DEFAULT_CALL_TIMEOUT);
     rpc!(attach, runtime, AttachRequest => AttachResponse, DEFAULT_CALL_TIMEOUT);
+    rpc!(port_forward, runtime, PortForwardRequest => PortForwardResponse, DEFAULT_CALL_TIMEOUT);
     rpc!(status, runtime, StatusRequest => StatusResponse, Duration::from_secs(5));
     rpc!(image_status, images, ImageStatusRequest => ImageStatusResponse, DEFAULT_CALL_TIMEOUT);
     rpc!(pull_image, images, PullImageRequest => PullImageResponse, DEFAULT_PULL_TIMEOUT);

@@ -159,7 +159,7 @@ async fn dispatch(
         (&Method::POST, true, Some("binding")) => pods::binding(ctx, body).await,
         (&Method::POST, true, Some("eviction")) => pods::eviction(ctx, body).await,
         (&Method::GET, true, Some("log")) => pods::node_stream(ctx).await,
-        (&Method::GET | &Method::POST, true, Some("exec" | "attach")) => {
+        (&Method::GET | &Method::POST, true, Some("exec" | "attach" | "portforward")) => {
             pods::stream(ctx, &parts.method, &raw_query, upgrade).await
         }
         (m, _, s) => Err(ApiError::method_not_allowed(format!(

@@ -74,6 +74,13 @@ pub async fn eviction(ctx: Ctx, body: Body) -> ApiResult<Response> {
 /// endpoint of the agent on the pod's node.
 async fn node_target(ctx: &Ctx) -> ApiResult<(String, NodeEndpoint)> {
     let pod = ctx.current().await?;
+    let container = container_name(ctx, &pod)?;
+    let ep = node_endpoint(ctx, &pod, &container).await?;
+    Ok((container, ep))
+}
+
+/// The container a request names, or the pod's only one.
+fn container_name(ctx: &Ctx, pod: &Value) -> ApiResult<String> {
     let name = ctx.name().to_string();
     let containers: Vec<String> = pod
         .pointer("/spec/containers")
@@ -103,6 +110,12 @@ async fn node_target(ctx: &Ctx) -> ApiResult<(String, NodeEndpoint)> {
             )))
         }
     };
+    Ok(container)
+}
+
+/// The endpoint of the agent running `pod` (`what` names what waits for it in errors).
+async fn node_endpoint(ctx: &Ctx, pod: &Value, what: &str) -> ApiResult<NodeEndpoint> {
+    let name = ctx.name();
     let node = pod
         .pointer("/spec/nodeName")
         .and_then(Value::as_str)
@@ -110,7 +123,7 @@ async fn node_target(ctx: &Ctx) -> ApiResult<(String, NodeEndpoint)> {
         .to_string();
     if node.is_empty() {
         return Err(ApiError::bad_request(format!(
-            "container \"{container}\" in pod \"{name}\" is waiting to start: the pod is not scheduled to a node yet"
+            "container \"{what}\" in pod \"{name}\" is waiting to start: the pod is not scheduled to a node yet"
         )));
     }
     let node_obj = ctx
@@ -120,15 +133,14 @@ async fn node_target(ctx: &Ctx) -> ApiResult<(String, NodeEndpoint)> {
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?
         .ok_or_else(|| ApiError::not_found("nodes", "", &node))?;
-    let ep = NodeEndpoint::from_node(&node_obj).ok_or_else(|| {
+    NodeEndpoint::from_node(&node_obj).ok_or_else(|| {
         ApiError::unavailable(format!(
             "node \"{node}\" does not advertise a Skiff agent endpoint (is its agent running?)"
         ))
-    })?;
-    Ok((container, ep))
+    })
 }
 
-/// `pods/exec` and `pods/attach`: proxied, with their websocket or SPDY upgrade, to the agent
+/// `pods/exec`, `pods/attach` and `pods/portforward`: proxied, with their websocket or SPDY upgrade, to the agent
 /// running the pod, which bridges them to the container runtime's streaming server (a Wasm
 /// container has nothing to exec into; the agent says so).
 pub async fn stream(
@@ -137,10 +149,20 @@ pub async fn stream(
     raw_query: &str,
     upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> ApiResult<Response> {
-    let (container, ep) = node_target(&ctx).await?;
     let ns = ctx.rp.namespace.clone().unwrap_or_default();
     let sub = ctx.rp.subresource.clone().unwrap_or_default();
-    let path = format!("/{sub}/{ns}/{}/{container}?{raw_query}", ctx.name());
+    let (path, ep) = if sub == "portforward" {
+        // A pod's ports, whatever container listens: no container in the path.
+        let pod = ctx.current().await?;
+        let ep = node_endpoint(&ctx, &pod, "portforward").await?;
+        (format!("/portForward/{ns}/{}?{raw_query}", ctx.name()), ep)
+    } else {
+        let (container, ep) = node_target(&ctx).await?;
+        (
+            format!("/{sub}/{ns}/{}/{container}?{raw_query}", ctx.name()),
+            ep,
+        )
+    };
     nodeproxy::upgrade(
         &ep,
         method,
