@@ -20,6 +20,38 @@ fn cluster() -> Result<Option<Skiff>> {
     Ok(Some(s))
 }
 
+/// Runs `f` with a CRI client on the server's managed containerd (what the tests check
+/// through, as one would with crictl).
+fn with_cri<T, Fut>(
+    s: &Skiff,
+    f: impl FnOnce(skiff_node_runtime::cri::CriClient) -> Fut,
+) -> Result<T>
+where
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let socket = s.data_dir().join("agent/containerd/containerd.sock");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async move { f(skiff_node_runtime::cri::CriClient::new(&socket)?).await })
+}
+
+/// How many sandboxes containerd has, and its containers' ids as pod statuses show them.
+fn cri_contents(s: &Skiff) -> Result<(usize, Vec<String>)> {
+    with_cri(s, |cri| async move {
+        let sandboxes = cri.list_pod_sandbox(Default::default()).await?.items.len();
+        let mut ids: Vec<String> = cri
+            .list_containers(Default::default())
+            .await?
+            .containers
+            .iter()
+            .map(|c| format!("containerd://{}", c.id))
+            .collect();
+        ids.sort();
+        Ok((sandboxes, ids))
+    })
+}
+
 fn pod_json(s: &Skiff, name: &str) -> Result<serde_json::Value> {
     s.json(&["get", "pod", name])
 }
@@ -176,19 +208,9 @@ spec:
         })
         .unwrap_or_default();
     assert!(leftover.is_empty(), "IP allocations left: {leftover:?}");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let sandboxes = runtime.block_on(async {
-        let cri = skiff_node_runtime::cri::CriClient::new(
-            &s.data_dir().join("agent/containerd/containerd.sock"),
-        )?;
-        let l = cri.list_pod_sandbox(Default::default()).await?;
-        let c = cri.list_containers(Default::default()).await?;
-        Ok::<_, anyhow::Error>((l.items.len(), c.containers.len()))
-    })?;
+    let (sandboxes, containers) = cri_contents(&s)?;
     assert_eq!(
-        sandboxes,
+        (sandboxes, containers.len()),
         (0, 0),
         "no sandbox or container left in containerd"
     );
@@ -405,13 +427,7 @@ spec:
         .unwrap_or("")
         .trim_start_matches("containerd://")
         .to_string();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let cri = skiff_node_runtime::cri::CriClient::new(
-            &s.data_dir().join("agent/containerd/containerd.sock"),
-        )?;
+    with_cri(&s, |cri| async move {
         let r = cri
             .exec_sync(
                 &cid,
@@ -646,23 +662,7 @@ spec:
             == 5)
             .then_some(()))
     })?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let ids = runtime.block_on(async {
-        let cri = skiff_node_runtime::cri::CriClient::new(
-            &s.data_dir().join("agent/containerd/containerd.sock"),
-        )?;
-        let l = cri.list_pod_sandbox(Default::default()).await?;
-        let c = cri.list_containers(Default::default()).await?;
-        let mut ids: Vec<String> = c
-            .containers
-            .iter()
-            .map(|c| format!("containerd://{}", c.id))
-            .collect();
-        ids.sort();
-        Ok::<_, anyhow::Error>((l.items.len(), ids))
-    })?;
+    let ids = cri_contents(&s)?;
     let mut want: Vec<String> = before.iter().map(|(_, id, _)| id.clone()).collect();
     want.sort();
     assert_eq!(
@@ -711,8 +711,65 @@ spec:
         Ok((ready(&s)? == "True").then_some(()))
     })?;
     assert_eq!(running(&s)?, before, "the pods survived the runtime outage");
+
+    // A managed containerd that dies is started again, and the pods are still there.
+    common::run_ok(std::process::Command::new("kill").args(["-9", &pid]))?;
+    wait_for("containerd to be restarted", || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", &config.to_string_lossy()])
+            .output()?;
+        let now = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        Ok((!now.is_empty() && now != pid).then_some(()))
+    })?;
+    assert!(
+        s.log().contains("containerd exited; restarting it"),
+        "the agent says so"
+    );
+    // The restarted containerd needs a moment before it answers.
+    let ids_again = wait_for("the restarted containerd to answer", || {
+        Ok(cri_contents(&s).ok())
+    })?
+    .1;
+    assert_eq!(
+        ids_again, ids.1,
+        "the same containers after containerd's restart"
+    );
+    assert_eq!(running(&s)?, before);
+
+    // Deleting the pods leaves no sandbox network namespace behind.
+    let netns = with_cri(&s, |cri| async move {
+        let mut paths = Vec::new();
+        for sb in cri.list_pod_sandbox(Default::default()).await?.items {
+            let st = cri
+                .pod_sandbox_status(skiff_node_runtime::cri::api::PodSandboxStatusRequest {
+                    pod_sandbox_id: sb.id,
+                    verbose: true,
+                })
+                .await?;
+            let info = st.info.get("info").cloned().unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_str(&info)?;
+            if let Some(p) = v["runtimeSpec"]["linux"]["namespaces"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|n| n["type"] == "network")
+                .and_then(|n| n["path"].as_str())
+            {
+                paths.push(p.to_string());
+            }
+        }
+        Ok::<_, anyhow::Error>(paths)
+    })?;
+    assert_eq!(netns.len(), 5, "each sandbox has its network namespace");
+    assert!(netns.iter().all(|p| std::path::Path::new(p).exists()));
     s.ok(&["delete", "deploy", "five", "--timeout=60s"])?;
-    bail_if_left(&s)
+    bail_if_left(&s)?;
+    wait_for("the sandboxes' network namespaces to go", || {
+        Ok(netns
+            .iter()
+            .all(|p| !std::path::Path::new(p).exists())
+            .then_some(()))
+    })
 }
 
 #[test]

@@ -64,32 +64,25 @@ pub async fn run(st: &ApiState, advertise: IpAddr, port: u16) -> Result<(), ApiE
         )
         .await?;
     }
-    // Pods with `runtimeClassName: wasm` run on wasmtime, on nodes whose agent offers it.
-    ensure(
-        st,
-        "node.k8s.io/v1",
-        "RuntimeClass",
-        None,
-        json!({
-            "metadata": {"name": WASM_RUNTIME_CLASS},
-            "handler": WASM_HANDLER,
-            "scheduling": {"nodeSelector": {WASM_NODE_LABEL: "true"}},
-        }),
-    )
-    .await?;
-    // Pods with `runtimeClassName: oci` run as containers, on nodes whose agent has containerd.
-    ensure(
-        st,
-        "node.k8s.io/v1",
-        "RuntimeClass",
-        None,
-        json!({
-            "metadata": {"name": OCI_RUNTIME_CLASS},
-            "handler": OCI_HANDLER,
-            "scheduling": {"nodeSelector": {OCI_NODE_LABEL: "true"}},
-        }),
-    )
-    .await?;
+    // Pods with `runtimeClassName: wasm` run on wasmtime, on nodes whose agent offers it;
+    // pods with `runtimeClassName: oci` run as containers, on nodes whose agent has containerd.
+    for (class, handler, label) in [
+        (WASM_RUNTIME_CLASS, WASM_HANDLER, WASM_NODE_LABEL),
+        (OCI_RUNTIME_CLASS, OCI_HANDLER, OCI_NODE_LABEL),
+    ] {
+        ensure(
+            st,
+            "node.k8s.io/v1",
+            "RuntimeClass",
+            None,
+            json!({
+                "metadata": {"name": class},
+                "handler": handler,
+                "scheduling": {"nodeSelector": {label: "true"}},
+            }),
+        )
+        .await?;
+    }
     let first_ip = st.services.first_ip().to_string();
     ensure(
         st,

@@ -9,6 +9,7 @@ pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
+pub mod endpoints;
 pub mod gc;
 pub mod job;
 pub mod namespace;
@@ -80,6 +81,14 @@ pub fn spawn_all(st: &ApiState, shutdown: watch::Receiver<bool>) -> Vec<JoinHand
         nodelifecycle::NodeLifecycleConfig::from_api(&st.config),
         clock::Clock::System,
     );
+    let endpoints =
+        endpoints::EndpointsController::new(crate::api::handlers::Objects::new(st.clone()));
+    tasks.extend(runner::spawn(
+        std::sync::Arc::new(endpoints),
+        st.store.clone(),
+        endpoints::DEFAULT_WORKERS,
+        shutdown.clone(),
+    ));
     let pdbs =
         disruption::DisruptionController::new(crate::api::handlers::Objects::new(st.clone()));
     tasks.extend(runner::spawn(

@@ -2,7 +2,7 @@
 //! the pod's CRI sandbox (created before its first Linux container, adopted from an earlier
 //! agent run, torn down with the pod), and the containers' postStart hooks.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use super::pullsecrets;
@@ -120,7 +120,6 @@ impl Worker {
         };
         tracing::info!(sandbox = %sandbox.id, ip = ?sandbox.ip, "adopting the pod's sandbox");
         self.sandbox = Some(sandbox);
-        let pod_ip = self.pod_ip_addr();
         let mut main_found = false;
         for c in containers {
             let name = c
@@ -150,18 +149,10 @@ impl Worker {
                 cri: oci.cri.clone(),
                 id: c.id,
             };
-            let addrs = pod_ip
-                .map(|ip| {
-                    self.slots[i]
-                        .c
-                        .ports
-                        .iter()
-                        .flatten()
-                        .filter_map(|p| u16::try_from(p.container_port).ok())
-                        .map(|port| (port, SocketAddr::new(ip, port)))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let addrs = crate::oci::sandbox::port_addrs(
+                self.sandbox.as_ref().and_then(|sb| sb.ip.as_deref()),
+                &self.slots[i].c,
+            );
             let slot = &mut self.slots[i];
             slot.restarts = restarts;
             slot.kind = Some(RuntimeKind::Oci);

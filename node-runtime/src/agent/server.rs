@@ -91,42 +91,21 @@ fn authorized(st: &EndpointState, headers: &HeaderMap) -> bool {
     presented == Some(st.token.as_str())
 }
 
-async fn exec(
+/// `/exec/...` and `/attach/...`: the kind is the path's first segment.
+async fn exec_or_attach(
     State(st): State<EndpointState>,
-    UrlPath((ns, pod, container)): UrlPath<(String, String, String)>,
+    UrlPath((kind, ns, pod, container)): UrlPath<(String, String, String, String)>,
     req: axum::extract::Request,
 ) -> Response {
     if !authorized(&st, req.headers()) {
         return error(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    super::stream::serve(
-        st.oci.as_ref(),
-        StreamKind::Exec,
-        &ns,
-        &pod,
-        &container,
-        req,
-    )
-    .await
-}
-
-async fn attach(
-    State(st): State<EndpointState>,
-    UrlPath((ns, pod, container)): UrlPath<(String, String, String)>,
-    req: axum::extract::Request,
-) -> Response {
-    if !authorized(&st, req.headers()) {
-        return error(StatusCode::UNAUTHORIZED, "Unauthorized");
-    }
-    super::stream::serve(
-        st.oci.as_ref(),
-        StreamKind::Attach,
-        &ns,
-        &pod,
-        &container,
-        req,
-    )
-    .await
+    let kind = match kind.as_str() {
+        "exec" => StreamKind::Exec,
+        "attach" => StreamKind::Attach,
+        other => return error(StatusCode::NOT_FOUND, format!("no such endpoint: /{other}")),
+    };
+    super::stream::serve(st.oci.as_ref(), kind, &ns, &pod, &container, req).await
 }
 
 async fn port_forward(
@@ -264,8 +243,10 @@ pub async fn start(
     };
     let app = Router::new()
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
-        .route("/exec/{ns}/{pod}/{container}", get(exec).post(exec))
-        .route("/attach/{ns}/{pod}/{container}", get(attach).post(attach))
+        .route(
+            "/{kind}/{ns}/{pod}/{container}",
+            get(exec_or_attach).post(exec_or_attach),
+        )
         .route(
             "/portForward/{ns}/{pod}",
             get(port_forward).post(port_forward),

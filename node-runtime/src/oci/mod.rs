@@ -187,18 +187,7 @@ impl OciRuntime {
         let Some(sb) = found else {
             return Ok(None);
         };
-        let status = self
-            .cri
-            .pod_sandbox_status(api::PodSandboxStatusRequest {
-                pod_sandbox_id: sb.id.clone(),
-                verbose: false,
-            })
-            .await?;
-        let ip = status
-            .status
-            .and_then(|s| s.network)
-            .map(|n| n.ip)
-            .filter(|ip| !ip.is_empty());
+        let ip = sandbox::sandbox_ip(&self.cri, &sb.id).await?;
         let containers = self
             .cri
             .list_containers(api::ListContainersRequest {

@@ -160,24 +160,44 @@ impl OciRuntime {
                 runtime_handler: String::new(),
             })
             .await?;
-        let status = self
-            .cri
-            .pod_sandbox_status(api::PodSandboxStatusRequest {
-                pod_sandbox_id: resp.pod_sandbox_id.clone(),
-                verbose: false,
-            })
-            .await?;
-        let ip = status
-            .status
-            .and_then(|s| s.network)
-            .map(|n| n.ip)
-            .filter(|ip| !ip.is_empty());
+        let ip = sandbox_ip(&self.cri, &resp.pod_sandbox_id).await?;
         Ok(Sandbox {
             id: resp.pod_sandbox_id,
             ip,
             config: cfg,
         })
     }
+}
+
+/// The IP CNI gave a sandbox, if it has one.
+pub async fn sandbox_ip(cri: &CriClient, id: &str) -> Result<Option<String>, OciError> {
+    let status = cri
+        .pod_sandbox_status(api::PodSandboxStatusRequest {
+            pod_sandbox_id: id.to_string(),
+            verbose: false,
+        })
+        .await?;
+    Ok(status
+        .status
+        .and_then(|s| s.network)
+        .map(|n| n.ip)
+        .filter(|ip| !ip.is_empty()))
+}
+
+/// Where a container's ports are reached: each containerPort on the sandbox's IP.
+pub fn port_addrs(
+    sandbox_ip: Option<&str>,
+    c: &k8s_openapi::api::core::v1::Container,
+) -> Vec<(u16, std::net::SocketAddr)> {
+    let Some(ip) = sandbox_ip.and_then(|ip| ip.parse::<std::net::IpAddr>().ok()) else {
+        return Vec::new();
+    };
+    c.ports
+        .iter()
+        .flatten()
+        .filter_map(|p| u16::try_from(p.container_port).ok())
+        .map(|port| (port, std::net::SocketAddr::new(ip, port)))
+        .collect()
 }
 
 /// Stops (containers, network: the pod's IP is released) and removes a sandbox. Errors are

@@ -3,8 +3,6 @@
 //! and effective security context (pod-level settings merged in, `runAsNonRoot` checked against
 //! the image's user), their log where the agent's log reader looks for it.
 
-use std::net::SocketAddr;
-
 use super::{Image, PullFailure, Running, StartError, StartSpec};
 use crate::images::pullsecrets::Credentials;
 use crate::images::PullPolicy;
@@ -81,18 +79,6 @@ pub(super) async fn start(
                 message: m,
             },
         })?;
-    let addrs = sandbox
-        .ip
-        .as_deref()
-        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
-        .map(|ip| {
-            c.ports
-                .iter()
-                .flatten()
-                .filter_map(|p| u16::try_from(p.container_port).ok())
-                .map(|port| (port, SocketAddr::new(ip, port)))
-                .collect()
-        })
-        .unwrap_or_default();
+    let addrs = crate::oci::sandbox::port_addrs(sandbox.ip.as_deref(), c);
     Ok(Running::Oci(Box::new(handle), addrs))
 }
