@@ -88,6 +88,19 @@ fn dead_node_is_tainted_pods_evicted_and_drain_honours_pdb() -> Result<()> {
         }))
     })?
     .context("embedded node")?;
+    // Each node has a pod range of its own from the cluster CIDR, the first node the first.
+    let ranges = wait_for("both nodes' pod ranges", || {
+        let r = s.ok(&[
+            "get",
+            "node",
+            &main,
+            "node-b",
+            "-o",
+            "jsonpath={.items[*].spec.podCIDR}",
+        ])?;
+        Ok((r.split_whitespace().count() == 2).then_some(r))
+    })?;
+    ensure!(ranges == "10.42.0.0/24 10.42.1.0/24", "{ranges}");
 
     // Cordon the embedded node so both pods land on node-b, then uncordon it.
     s.ok(&["cordon", &main])?;

@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub node_monitor_grace: Duration,
     /// `tolerationSeconds` of the default not-ready/unreachable tolerations pods get.
     pub default_toleration_seconds: i64,
+    /// The cluster's pod network; each node gets a /24 of it as its `spec.podCIDR`.
+    pub cluster_cidr: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,8 @@ pub enum ServerError {
     Tls(String),
     #[error(transparent)]
     Allocator(#[from] AllocatorConfigError),
+    #[error("{0}")]
+    Config(String),
     #[error("bootstrap failed: {0}")]
     Bootstrap(String),
     #[error("the HTTPS server failed: {0}")]
@@ -113,6 +117,8 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
             addr.ip()
         });
     let services = ServiceAllocator::new(&cfg.service_cidr, &cfg.node_port_range)?;
+    let cluster_cidr = controllers::nodeipam::ClusterCidr::parse(&cfg.cluster_cidr)
+        .map_err(ServerError::Config)?;
     let mut sans = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
@@ -156,6 +162,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
             max_body_bytes: api::request::DEFAULT_MAX_BODY_BYTES,
             default_toleration_seconds: cfg.default_toleration_seconds,
             node_monitor_grace: cfg.node_monitor_grace,
+            cluster_cidr,
         }),
         tokens: Arc::new(Tokens {
             admin: creds.admin_token.clone(),

@@ -30,9 +30,10 @@ pub struct NodeArgs {
     /// Run no container pods: do not start or use containerd (the node runs Wasm pods only).
     #[arg(long)]
     pub no_containerd: bool,
-    /// The IPv4 range this node's container pods get their addresses from.
-    #[arg(long, default_value = skiff_node_runtime::agent::config::DEFAULT_POD_CIDR)]
-    pub pod_cidr: String,
+    /// The IPv4 range this node's container pods get their addresses from. Default: the range
+    /// the cluster gives the node (a /24 of the server's --cluster-cidr).
+    #[arg(long)]
+    pub pod_cidr: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -26,6 +26,9 @@ pub struct ServerArgs {
     /// IPv4 range Service cluster IPs are allocated from.
     #[arg(long, default_value = DEFAULT_SERVICE_CIDR)]
     service_cidr: String,
+    /// The cluster's pod network: each node gets a /24 of it as its pod range.
+    #[arg(long, default_value = skiff_control_plane::controllers::nodeipam::DEFAULT_CLUSTER_CIDR)]
+    cluster_cidr: String,
     /// Port range NodePort Services are allocated from.
     #[arg(long, default_value = DEFAULT_NODE_PORT_RANGE)]
     service_node_port_range: String,
@@ -64,6 +67,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         listen: args.listen,
         advertise_address: args.advertise_address,
         service_cidr: args.service_cidr,
+        cluster_cidr: args.cluster_cidr,
         node_port_range: args.service_node_port_range,
         watch_history: args.watch_history,
         node_monitor_grace: std::time::Duration::from_secs(args.node_monitor_grace_seconds),

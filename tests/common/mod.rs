@@ -350,6 +350,9 @@ impl Skiff {
                 "1",
                 "--crash-backoff-seconds",
                 "1",
+                // Extra agents run Wasm pods only: containerd is for the container tests, in
+                // network namespaces of their own.
+                "--no-containerd",
                 "--ca-file",
             ])
             .arg(self.dir.path().join("pki/ca.crt"))

@@ -44,6 +44,8 @@ pub struct ApiConfig {
     /// How long a node's Lease may go unrenewed before the node is marked Unknown
     /// (kube-controller-manager's `--node-monitor-grace-period`).
     pub node_monitor_grace: std::time::Duration,
+    /// The cluster's pod network, split into a /24 per node (`--cluster-cidr`).
+    pub cluster_cidr: crate::controllers::nodeipam::ClusterCidr,
 }
 
 /// Bearer tokens the API accepts.

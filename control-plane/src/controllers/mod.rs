@@ -13,6 +13,7 @@ pub mod endpoints;
 pub mod gc;
 pub mod job;
 pub mod namespace;
+pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod queue;
 pub mod replicaset;
@@ -81,6 +82,16 @@ pub fn spawn_all(st: &ApiState, shutdown: watch::Receiver<bool>) -> Vec<JoinHand
         nodelifecycle::NodeLifecycleConfig::from_api(&st.config),
         clock::Clock::System,
     );
+    let ipam = nodeipam::NodeIpamController::new(
+        crate::api::handlers::Objects::new(st.clone()),
+        st.config.cluster_cidr,
+    );
+    tasks.extend(runner::spawn(
+        std::sync::Arc::new(ipam),
+        st.store.clone(),
+        1,
+        shutdown.clone(),
+    ));
     let endpoints =
         endpoints::EndpointsController::new(crate::api::handlers::Objects::new(st.clone()));
     tasks.extend(runner::spawn(

@@ -36,6 +36,10 @@ impl TestApi {
                 default_toleration_seconds:
                     crate::controllers::nodelifecycle::DEFAULT_TOLERATION_SECONDS,
                 node_monitor_grace: crate::controllers::nodelifecycle::DEFAULT_NODE_MONITOR_GRACE,
+                cluster_cidr: crate::controllers::nodeipam::ClusterCidr::parse(
+                    crate::controllers::nodeipam::DEFAULT_CLUSTER_CIDR,
+                )
+                .expect("default cluster CIDR"),
             }),
             tokens: Arc::new(Tokens {
                 admin: "admin".into(),

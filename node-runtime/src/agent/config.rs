@@ -21,8 +21,10 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pods a node accepts (kubelet's default `--max-pods`).
 pub const DEFAULT_MAX_PODS: u32 = 110;
 
-/// The node's pod network when the cluster assigns none (k3s's first node CIDR).
+/// The node's pod network when the cluster assigns none in time (k3s's first node CIDR).
 pub const DEFAULT_POD_CIDR: &str = "10.42.0.0/24";
+/// How long a starting agent waits for the cluster to give its Node a pod range.
+pub const DEFAULT_POD_CIDR_WAIT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
@@ -44,8 +46,9 @@ pub struct AgentConfig {
     pub max_pods: u32,
     /// Where container pods run: a managed containerd, an existing one, or none.
     pub containerd: Option<crate::containerd::ContainerdMode>,
-    /// The IPv4 range container pods get their addresses from (CNI host-local).
-    pub pod_cidr: String,
+    /// The IPv4 range container pods get their addresses from (CNI host-local); `None`: the
+    /// range the cluster gives the Node (`spec.podCIDR`).
+    pub pod_cidr: Option<String>,
 }
 
 impl AgentConfig {
@@ -70,7 +73,7 @@ impl AgentConfig {
             backoff_max: DEFAULT_BACKOFF_MAX,
             max_pods: DEFAULT_MAX_PODS,
             containerd: None,
-            pod_cidr: DEFAULT_POD_CIDR.to_string(),
+            pod_cidr: None,
         }
     }
 }

@@ -93,7 +93,6 @@ async fn start_containerd(
     let containerd = match mode {
         ContainerdMode::Managed { binary } => {
             let layout = Layout::new(&cfg.data_dir);
-            let gateway = config::pod_gateway(&cfg.pod_cidr)?.to_string();
             crate::containerd::write_config(
                 &layout,
                 &ManagedSettings {
@@ -102,8 +101,6 @@ async fn start_containerd(
                     registry_host: puller.cluster_host(),
                     ca_pem: &cfg.ca_pem,
                     token: &cfg.token,
-                    pod_cidr: &cfg.pod_cidr,
-                    pod_gateway: &gateway,
                 },
             )
             .map_err(|e| e.to_string())?;
@@ -177,6 +174,28 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
         oci_version.as_deref(),
     )
     .await?;
+    if matches!(cfg.containerd, Some(ContainerdMode::Managed { .. })) && containerd.is_some() {
+        let cidr = match &cfg.pod_cidr {
+            Some(c) => c.clone(),
+            None => node::wait_pod_cidr(&client, &cfg.node_name, config::DEFAULT_POD_CIDR_WAIT)
+                .await
+                .unwrap_or_else(|| {
+                    tracing::warn!(
+                        default = config::DEFAULT_POD_CIDR,
+                        "the cluster gave this node no pod range in time; using the default"
+                    );
+                    config::DEFAULT_POD_CIDR.to_string()
+                }),
+        };
+        let gateway = config::pod_gateway(&cidr).map_err(AgentError::Config)?;
+        crate::containerd::write_cni_config(
+            &Layout::new(&cfg.data_dir),
+            &cidr,
+            &gateway.to_string(),
+        )
+        .map_err(|e| AgentError::Config(e.to_string()))?;
+        tracing::info!(%cidr, "container pod network configured");
+    }
     let ctx = Arc::new(AgentCtx {
         recorder: events::Recorder::new(client.clone(), &cfg.node_name),
         client: client.clone(),

@@ -235,6 +235,25 @@ async fn renew_lease(
     Ok(())
 }
 
+/// The pod range the cluster gave the Node (`spec.podCIDR`), waiting up to `timeout`.
+pub async fn wait_pod_cidr(client: &kube::Client, node: &str, timeout: Duration) -> Option<String> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Ok(Ok(Some(n))) =
+            tokio::time::timeout(Duration::from_secs(5), nodes.get_opt(node)).await
+        {
+            if let Some(c) = n.spec.and_then(|s| s.pod_cidr).filter(|c| !c.is_empty()) {
+                return Some(c);
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Records an Event about this Node (in `default`, where the kubelet puts node events).
 async fn node_event(
     client: &kube::Client,

@@ -82,8 +82,6 @@ pub struct ManagedSettings<'a> {
     pub registry_host: &'a str,
     pub ca_pem: &'a str,
     pub token: &'a str,
-    pub pod_cidr: &'a str,
-    pub pod_gateway: &'a str,
 }
 
 /// A containerd this agent can use.
@@ -146,8 +144,20 @@ pub fn write_config(layout: &Layout, s: &ManagedSettings<'_>) -> Result<(), Cont
         &layout.certs_d.join(s.registry_host).join("hosts.toml"),
         hosts.as_bytes(),
     )?;
-    let conflist = config::cni_conflist(s.pod_cidr, s.pod_gateway, &layout.cni_ipam_dir);
+    // The node's pod range is known once the Node is registered: until `write_cni_config`
+    // runs, containerd has no network to give sandboxes (and says so).
     let _ = std::fs::remove_dir_all(&layout.cni_conf_dir);
+    std::fs::create_dir_all(&layout.cni_conf_dir).map_err(io_err(&layout.cni_conf_dir))
+}
+
+/// Writes the CNI network for container pods with addresses from `pod_cidr` (the node's
+/// `spec.podCIDR`); containerd picks it up as soon as it appears.
+pub fn write_cni_config(
+    layout: &Layout,
+    pod_cidr: &str,
+    gateway: &str,
+) -> Result<(), ContainerdError> {
+    let conflist = config::cni_conflist(pod_cidr, gateway, &layout.cni_ipam_dir);
     write_private(
         &layout
             .cni_conf_dir
