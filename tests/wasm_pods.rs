@@ -153,6 +153,9 @@ fn hello_component_serves_logs_events_and_frees_its_port() -> Result<()> {
         Ok(l.contains("GET /greet").then_some(l))
     })?;
     ensure!(logs.contains("GET /greet"), "{logs}");
+    // A component has no processes: exec says so instead of failing obscurely.
+    let err = s.fails(&["exec", "hello", "--", "sh"])?;
+    ensure!(err.contains("WebAssembly component"), "{err}");
     let describe = s.ok(&["describe", "pod", "hello"])?;
     for ev in ["Scheduled", "Pulled", "Started"] {
         ensure!(describe.contains(ev), "no {ev} event in:\n{describe}");
