@@ -237,7 +237,8 @@ impl RunningAgent {
         self.endpoint_handle
             .graceful_shutdown(Some(std::time::Duration::from_secs(5)));
         for t in self.tasks {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(15), t).await;
+            let bound = pods::DEFAULT_SHUTDOWN_WAIT + std::time::Duration::from_secs(5);
+            let _ = tokio::time::timeout(bound, t).await;
         }
         // After the pods' workers removed their sandboxes.
         if let Some(c) = self.containerd.as_mut() {

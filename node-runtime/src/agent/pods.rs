@@ -20,6 +20,9 @@ pub async fn run(ctx: Arc<AgentCtx>, mut shutdown: watch::Receiver<bool>) {
     let config = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.cfg.node_name));
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     let mut workers: HashMap<String, WorkerHandle> = HashMap::new();
+    // Workers of pods that went away, still stopping containers and tearing down sandboxes:
+    // shutdown waits for them too, so containerd is not stopped under them.
+    let mut finishing: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut listed: HashSet<String> = HashSet::new();
     // Sandboxes created from now on are this run's, whatever the initial list says.
     let started_ns = jiff::Timestamp::now().as_nanosecond() as i64;
@@ -40,13 +43,19 @@ pub async fn run(ctx: Arc<AgentCtx>, mut shutdown: watch::Receiver<bool>) {
                 }
                 Some(Ok(Event::Delete(pod))) => {
                     // Dropping the sender tells the worker its pod is gone.
-                    if let Some(uid) = pod.metadata.uid {
-                        workers.remove(&uid);
+                    if let Some(w) = pod.metadata.uid.and_then(|uid| workers.remove(&uid)) {
+                        finishing.push(w.task);
                     }
                 }
                 Some(Ok(Event::Init)) => listed.clear(),
                 Some(Ok(Event::InitDone)) => {
-                    workers.retain(|uid, _| listed.contains(uid));
+                    let gone: Vec<String> =
+                        workers.keys().filter(|uid| !listed.contains(*uid)).cloned().collect();
+                    for uid in gone {
+                        if let Some(w) = workers.remove(&uid) {
+                            finishing.push(w.task);
+                        }
+                    }
                     if let Some(oci) = ctx.runtimes.cri().cloned() {
                         // Sandboxes of pods that are no longer bound here (deleted while the
                         // agent was away); the listed pods' workers adopt theirs.
@@ -62,9 +71,18 @@ pub async fn run(ctx: Arc<AgentCtx>, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => break,
         }
         workers.retain(|_, w| !w.task.is_finished() || w.updates.receiver_count() > 0);
+        finishing.retain(|t| !t.is_finished());
     }
-    // Agent shutdown: workers see the shutdown signal themselves and stop their containers.
-    for (_, w) in workers.drain() {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), w.task).await;
-    }
+    // Agent shutdown: workers see the shutdown signal themselves and stop their containers;
+    // all of them, and those of pods already gone, are waited for together (bounded).
+    let all = workers
+        .into_values()
+        .map(|w| w.task)
+        .chain(finishing)
+        .collect::<Vec<_>>();
+    let _ = tokio::time::timeout(DEFAULT_SHUTDOWN_WAIT, futures::future::join_all(all)).await;
 }
+
+/// How long an agent's shutdown waits for its pod workers to stop their containers and
+/// remove their sandboxes (each container gets no grace at agent shutdown).
+pub const DEFAULT_SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -390,6 +390,10 @@ impl Worker {
                 self.last_status = s;
                 self.pod.metadata.resource_version = p.metadata.resource_version;
             }
+            // The pod was deleted meanwhile (e.g. with a zero grace period): nothing to report.
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => {
+                tracing::debug!("pod gone before its status update")
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "status update failed"),
             Err(_) => tracing::warn!("status update timed out"),
         }
