@@ -5,18 +5,17 @@
 //! allowed while current − desired > 0. The controller keeps the status kubectl shows;
 //! evictions compute from live pods (so they never act on a stale status).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::runner::{Action, ReconcileError, Reconciler, Trigger};
+use super::runner::{namespace_fanout, Action, ReconcileError, Reconciler, Trigger};
 use crate::api::handlers::{Objects, Subresource};
 use crate::api::object;
 use crate::api::resources::{self, ResourceDef};
 use crate::api::selectors::LabelSelector;
 use crate::api::{ApiError, ApiState};
-use crate::store::{EventType, ListScope, ObjectKey};
+use crate::store::{ListScope, ObjectKey};
 
 /// Few budgets, cheap reconciles.
 pub const DEFAULT_WORKERS: usize = 1;
@@ -223,16 +222,11 @@ pub async fn check_eviction(st: &ApiState, pod: &Value) -> Result<(), ApiError> 
 /// Keeps `status` of PodDisruptionBudgets current.
 pub struct DisruptionController {
     objects: Objects,
-    /// PDB names by namespace (rebuilt from the PDB watch): pod changes re-run their budgets.
-    names: Arc<Mutex<HashMap<String, HashSet<String>>>>,
 }
 
 impl DisruptionController {
     pub fn new(objects: Objects) -> Self {
-        DisruptionController {
-            objects,
-            names: Arc::new(Mutex::new(HashMap::new())),
-        }
+        DisruptionController { objects }
     }
 }
 
@@ -274,27 +268,7 @@ impl Reconciler for DisruptionController {
     }
 
     fn triggers(&self) -> Vec<Trigger> {
-        let (own, pods) = (self.names.clone(), self.names.clone());
-        vec![
-            Trigger::mapped("policy/poddisruptionbudgets", move |e| {
-                let mut m = own.lock().unwrap_or_else(|e| e.into_inner());
-                let set = m.entry(e.key.namespace.clone()).or_default();
-                if e.kind == EventType::Deleted {
-                    set.remove(&e.key.name);
-                } else {
-                    set.insert(e.key.name.clone());
-                }
-                vec![e.key.clone()]
-            }),
-            Trigger::mapped("core/pods", move |e| {
-                let m = pods.lock().unwrap_or_else(|e| e.into_inner());
-                m.get(&e.key.namespace)
-                    .into_iter()
-                    .flatten()
-                    .map(|n| ObjectKey::new("policy/poddisruptionbudgets", &e.key.namespace, n))
-                    .collect()
-            }),
-        ]
+        namespace_fanout("policy/poddisruptionbudgets", "core/pods")
     }
 
     async fn reconcile(&self, key: &ObjectKey) -> Result<Action, ReconcileError> {

@@ -181,37 +181,12 @@ impl ImagePuller {
         }
         let session = self.session(&r, credentials)?;
         let oref = r.to_oci(&self.cluster_host);
-        let (bytes, _) = self
+        let (bytes, digest) = self
             .fetch_manifest(&r, &session, &oref, r.digest.as_deref())
             .await?;
-        let invalid = |detail: String| PullError::InvalidManifest {
-            reference: r.original.clone(),
-            detail,
-        };
-        let image = match manifest::parse(&bytes).map_err(invalid)? {
-            Manifest::Image(m) => m,
-            Manifest::Index(entries) => {
-                let entry = manifest::select_platform(&entries).ok_or_else(|| {
-                    PullError::NoMatchingPlatform {
-                        reference: r.original.clone(),
-                        detail: platforms(&entries),
-                    }
-                })?;
-                let child = oref.clone_with_digest(entry.digest.clone());
-                let (bytes, _) = self
-                    .fetch_manifest(&r, &session, &child, Some(&entry.digest))
-                    .await?;
-                match manifest::parse(&bytes).map_err(invalid)? {
-                    Manifest::Image(m) => m,
-                    Manifest::Index(_) => {
-                        return Err(PullError::InvalidManifest {
-                            reference: r.original.clone(),
-                            detail: "an index entry is itself an index".into(),
-                        })
-                    }
-                }
-            }
-        };
+        let (_, _, image) = self
+            .image_manifest(&r, &session, &oref, &bytes, &digest)
+            .await?;
         match manifest::classify(&image) {
             Ok(Classified::Wasm { .. }) => Ok(true),
             Ok(Classified::Oci) => Ok(false),
@@ -417,40 +392,9 @@ impl ImagePuller {
         let (top_bytes, top_digest) = self
             .fetch_manifest(r, session, &oref, r.digest.as_deref())
             .await?;
-        let parsed = manifest::parse(&top_bytes).map_err(|detail| PullError::InvalidManifest {
-            reference: r.original.clone(),
-            detail,
-        })?;
-        let (image_digest, child_bytes, image) = match parsed {
-            Manifest::Image(m) => (top_digest.clone(), None, m),
-            Manifest::Index(entries) => {
-                let entry = manifest::select_platform(&entries).ok_or_else(|| {
-                    PullError::NoMatchingPlatform {
-                        reference: r.original.clone(),
-                        detail: platforms(&entries),
-                    }
-                })?;
-                let child = oref.clone_with_digest(entry.digest.clone());
-                let (bytes, digest) = self
-                    .fetch_manifest(r, session, &child, Some(&entry.digest))
-                    .await?;
-                match manifest::parse(&bytes) {
-                    Ok(Manifest::Image(m)) => (digest, Some(bytes), m),
-                    Ok(Manifest::Index(_)) => {
-                        return Err(PullError::InvalidManifest {
-                            reference: r.original.clone(),
-                            detail: "an index entry is itself an index".into(),
-                        })
-                    }
-                    Err(detail) => {
-                        return Err(PullError::InvalidManifest {
-                            reference: r.original.clone(),
-                            detail,
-                        })
-                    }
-                }
-            }
-        };
+        let (image_digest, child_bytes, image) = self
+            .image_manifest(r, session, &oref, &top_bytes, &top_digest)
+            .await?;
         // Refuse what this node cannot run before downloading it.
         self.kind(r, &image_digest, &image)?;
         let mut downloaded = 0;
@@ -484,6 +428,45 @@ impl ImagePuller {
             kind: self.kind(r, &image_digest, &image)?,
             from_cache: downloaded == 0,
         })
+    }
+
+    /// The image manifest `top` (a manifest or an index, fetched from `oref`) stands for on
+    /// this node: itself, or the index entry for this platform, fetched. Returns its digest,
+    /// its bytes when it came from an index entry, and the parsed manifest.
+    async fn image_manifest(
+        &self,
+        r: &ImageRef,
+        session: &Session<'_>,
+        oref: &Reference,
+        top: &[u8],
+        top_digest: &str,
+    ) -> Result<(String, Option<Vec<u8>>, ImageManifest), PullError> {
+        let invalid = |detail: String| PullError::InvalidManifest {
+            reference: r.original.clone(),
+            detail,
+        };
+        match manifest::parse(top).map_err(invalid)? {
+            Manifest::Image(m) => Ok((top_digest.to_string(), None, m)),
+            Manifest::Index(entries) => {
+                let entry = manifest::select_platform(&entries).ok_or_else(|| {
+                    PullError::NoMatchingPlatform {
+                        reference: r.original.clone(),
+                        detail: platforms(&entries),
+                    }
+                })?;
+                let child = oref.clone_with_digest(entry.digest.clone());
+                let (bytes, digest) = self
+                    .fetch_manifest(r, session, &child, Some(&entry.digest))
+                    .await?;
+                match manifest::parse(&bytes).map_err(invalid)? {
+                    Manifest::Image(m) => Ok((digest, Some(bytes), m)),
+                    Manifest::Index(_) => Err(PullError::InvalidManifest {
+                        reference: r.original.clone(),
+                        detail: "an index entry is itself an index".into(),
+                    }),
+                }
+            }
+        }
     }
 
     /// Fetches a manifest and checks its digest (against `expected`, when pinned).

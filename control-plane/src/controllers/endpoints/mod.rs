@@ -6,15 +6,14 @@
 
 pub mod compute;
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-use super::runner::{served, Action, ReconcileError, Reconciler, Trigger};
+use super::runner::{namespace_fanout, served, Action, ReconcileError, Reconciler, Trigger};
 use crate::api::handlers::{DeleteOptions, Objects, Subresource};
 use crate::api::resources::{self, ResourceDef};
-use crate::store::{EventType, ObjectKey};
+use crate::store::ObjectKey;
 use compute::{MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
 
 /// Reconciles run two at a time: each is a few reads and at most a few writes.
@@ -22,16 +21,11 @@ pub const DEFAULT_WORKERS: usize = 2;
 
 pub struct EndpointsController {
     objects: Objects,
-    /// Service names by namespace (from the Service watch): a pod change re-runs them.
-    services: Arc<Mutex<HashMap<String, HashSet<String>>>>,
 }
 
 impl EndpointsController {
     pub fn new(objects: Objects) -> Self {
-        EndpointsController {
-            objects,
-            services: Arc::new(Mutex::new(HashMap::new())),
-        }
+        EndpointsController { objects }
     }
 }
 
@@ -46,27 +40,7 @@ impl Reconciler for EndpointsController {
     }
 
     fn triggers(&self) -> Vec<Trigger> {
-        let (own, pods) = (self.services.clone(), self.services.clone());
-        vec![
-            Trigger::mapped("core/services", move |e| {
-                let mut m = own.lock().unwrap_or_else(|e| e.into_inner());
-                let set = m.entry(e.key.namespace.clone()).or_default();
-                if e.kind == EventType::Deleted {
-                    set.remove(&e.key.name);
-                } else {
-                    set.insert(e.key.name.clone());
-                }
-                vec![e.key.clone()]
-            }),
-            Trigger::mapped("core/pods", move |e| {
-                let m = pods.lock().unwrap_or_else(|e| e.into_inner());
-                m.get(&e.key.namespace)
-                    .into_iter()
-                    .flatten()
-                    .map(|n| ObjectKey::new("core/services", &e.key.namespace, n))
-                    .collect()
-            }),
-        ]
+        namespace_fanout("core/services", "core/pods")
     }
 
     async fn reconcile(&self, key: &ObjectKey) -> Result<Action, ReconcileError> {
