@@ -47,7 +47,8 @@ pub struct Endpoint {
     pub handle: axum_server::Handle<SocketAddr>,
 }
 
-fn error(code: StatusCode, msg: impl Into<String>) -> Response {
+/// A plain-text error answer (the API server passes the text on to the client).
+pub(super) fn error(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, msg.into()).into_response()
 }
 

@@ -8,7 +8,9 @@
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+
+use super::server::error;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 
@@ -45,10 +47,6 @@ const UPGRADED_HEADERS: &[&str] = &[
 pub enum StreamKind {
     Exec,
     Attach,
-}
-
-fn error(code: StatusCode, msg: impl Into<String>) -> Response {
-    (code, msg.into()).into_response()
 }
 
 /// `command`, `stdin`, `stdout`, `stderr` and `tty` from kubectl's query.

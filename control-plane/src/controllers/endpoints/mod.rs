@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::runner::{namespace_fanout, served, Action, ReconcileError, Reconciler, Trigger};
 use crate::api::handlers::{DeleteOptions, Objects, Subresource};
+use crate::api::object;
 use crate::api::resources::{self, ResourceDef};
 use crate::store::ObjectKey;
 use compute::{MANAGED_BY, MANAGED_BY_LABEL, SERVICE_NAME_LABEL};
@@ -78,14 +79,7 @@ impl EndpointsController {
         svc: &Value,
         eps: &[compute::PodEndpoint],
     ) -> Result<(), ReconcileError> {
-        let ns = svc
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let name = svc
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let (ns, name) = (object::namespace(svc), object::name(svc));
         let subsets = compute::endpoints_subsets(eps);
         let labels = svc
             .pointer("/metadata/labels")
@@ -121,14 +115,7 @@ impl EndpointsController {
         eps: &[compute::PodEndpoint],
     ) -> Result<(), ReconcileError> {
         let def = slices_def()?;
-        let ns = svc
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let name = svc
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("");
+        let (ns, name) = (object::namespace(svc), object::name(svc));
         let uid = svc
             .pointer("/metadata/uid")
             .and_then(Value::as_str)
