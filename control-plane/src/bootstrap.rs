@@ -95,6 +95,20 @@ pub async fn run(st: &ApiState, advertise: IpAddr, port: u16) -> Result<(), ApiE
         }),
     )
     .await?;
+    // Cluster DNS: every node's agent serves it and sends this address to its own server,
+    // so the Service has no selector and no endpoints.
+    let dns = json!({
+        "metadata": {"name": "kube-dns", "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS", "kubernetes.io/cluster-service": "true"}},
+        "spec": {"clusterIP": st.services.dns_ip().to_string(), "ports": [
+            {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+            {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+        ]},
+    });
+    if let Err(e) = ensure(st, "v1", "Service", Some("kube-system"), dns).await {
+        // A user Service took the address before this server created kube-dns (an older
+        // data dir): the cluster still runs, pods cannot reach DNS by its usual address.
+        tracing::error!(error = %e, address = %st.services.dns_ip(), "cannot create the kube-system/kube-dns Service");
+    }
     // The endpoints follow this server's address, which may change between starts.
     let endpoints = json!({
         "apiVersion": "v1",

@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub default_toleration_seconds: i64,
     /// The cluster's pod network; each node gets a /24 of it as its `spec.podCIDR`.
     pub cluster_cidr: String,
+    /// Prefix length of each node's pod range.
+    pub node_cidr_mask_size: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,8 +119,11 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
             addr.ip()
         });
     let services = ServiceAllocator::new(&cfg.service_cidr, &cfg.node_port_range)?;
-    let cluster_cidr = controllers::nodeipam::ClusterCidr::parse(&cfg.cluster_cidr)
-        .map_err(ServerError::Config)?;
+    let cluster_cidr = controllers::nodeipam::ClusterCidr::with_node_mask(
+        &cfg.cluster_cidr,
+        cfg.node_cidr_mask_size,
+    )
+    .map_err(ServerError::Config)?;
     let mut sans = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),

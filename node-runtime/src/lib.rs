@@ -6,6 +6,7 @@
 //! - [`runtime`]: the runtimes a node can run a container with.
 //! - [`containerd`]: the managed (or external) containerd for container pods.
 //! - [`cri`]: the CRI v1 gRPC client.
+//! - [`network`]: the pod network: the node bridge, Wasm pods' addresses, routes to other nodes.
 //! - [`oci`]: container pods through CRI: sandboxes, containers, the pause image.
 //! - [`wasm`]: the wasmtime engine, component cache, commands and `wasi:http` serving.
 //! - [`images`]: pulling images by reference from the cluster registry or any OCI registry.
@@ -16,6 +17,7 @@ pub mod containerd;
 pub mod cri;
 pub mod images;
 pub mod logs;
+pub mod network;
 pub mod oci;
 pub mod runtime;
 pub mod wasm;

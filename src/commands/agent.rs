@@ -34,6 +34,10 @@ pub struct NodeArgs {
     /// the cluster gives the node (a /24 of the server's --cluster-cidr).
     #[arg(long)]
     pub pod_cidr: Option<String>,
+    /// Run without a pod network: pods get no addresses of their own, Services are not
+    /// programmed on this node and it serves no cluster DNS (Wasm pods serve on hostPorts).
+    #[arg(long)]
+    pub no_pod_network: bool,
 }
 
 #[derive(Args, Debug)]
@@ -51,9 +55,13 @@ pub struct AgentArgs {
     /// Default: ~/.local/share/skiff-agent
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// The node's address (hostPorts bind here). Default: the local address used to reach the server.
+    /// The node's address: hostPorts and NodePorts listen here, other nodes route this node's
+    /// pod range through it. Default: the local address used to reach the server.
     #[arg(long)]
     node_ip: Option<IpAddr>,
+    /// The cluster's pod network (the server's --cluster-cidr).
+    #[arg(long, default_value = skiff_node_runtime::agent::config::DEFAULT_CLUSTER_CIDR)]
+    cluster_cidr: String,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -87,6 +95,7 @@ pub fn config(
     cfg.lease_renew = Duration::from_secs(node.lease_renew_seconds.max(1));
     cfg.backoff_initial = Duration::from_secs(node.crash_backoff_seconds.max(1));
     cfg.pod_cidr = node.pod_cidr.clone();
+    cfg.pod_network = !node.no_pod_network;
     cfg.containerd = match (&node.containerd_socket, node.no_containerd) {
         (_, true) => None,
         (Some(socket), false) => Some(ContainerdMode::External {
@@ -137,7 +146,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if args.token.trim().is_empty() {
         bail!("--token is empty: use the server's node-token");
     }
-    let cfg = config(
+    let mut cfg = config(
         &args.server,
         args.token.trim(),
         &ca_pem,
@@ -145,6 +154,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         data_dir,
         &args.node,
     );
+    cfg.cluster_cidr = args.cluster_cidr;
     let agent = skiff_node_runtime::start(cfg)
         .await
         .context("cannot start the skiff agent")?;

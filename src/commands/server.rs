@@ -26,9 +26,13 @@ pub struct ServerArgs {
     /// IPv4 range Service cluster IPs are allocated from.
     #[arg(long, default_value = DEFAULT_SERVICE_CIDR)]
     service_cidr: String,
-    /// The cluster's pod network: each node gets a /24 of it as its pod range.
+    /// The cluster's pod network: each node gets a /24 of it (--node-cidr-mask-size) as its pod range.
     #[arg(long, default_value = skiff_control_plane::controllers::nodeipam::DEFAULT_CLUSTER_CIDR)]
     cluster_cidr: String,
+    /// Prefix length of each node's pod range in --cluster-cidr (24: 253 pods per node; a node
+    /// running 1,000 Wasm pods needs 22).
+    #[arg(long, default_value_t = skiff_control_plane::controllers::nodeipam::DEFAULT_NODE_CIDR_MASK_SIZE)]
+    node_cidr_mask_size: u32,
     /// Port range NodePort Services are allocated from.
     #[arg(long, default_value = DEFAULT_NODE_PORT_RANGE)]
     service_node_port_range: String,
@@ -67,7 +71,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         listen: args.listen,
         advertise_address: args.advertise_address,
         service_cidr: args.service_cidr,
-        cluster_cidr: args.cluster_cidr,
+        cluster_cidr: args.cluster_cidr.clone(),
+        node_cidr_mask_size: args.node_cidr_mask_size,
         node_port_range: args.service_node_port_range,
         watch_history: args.watch_history,
         node_monitor_grace: std::time::Duration::from_secs(args.node_monitor_grace_seconds),
@@ -78,7 +83,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let agent = if args.no_agent {
         None
     } else {
-        let cfg = super::agent::config(
+        let mut cfg = super::agent::config(
             &server.url,
             &server.node_token,
             &server.ca_pem,
@@ -86,6 +91,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             data_dir.join("agent"),
             &args.node,
         );
+        cfg.cluster_cidr = args.cluster_cidr.clone();
         Some(
             skiff_node_runtime::start(cfg)
                 .await

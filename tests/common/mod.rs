@@ -113,8 +113,9 @@ impl Skiff {
 
     /// Starts a server with extra `skiff server` flags.
     pub fn start_with(extra: &[&str]) -> Result<Skiff> {
-        // Only the container tests (in a network namespace of their own) run containerd.
-        let mut flags = vec!["--no-containerd"];
+        // Only the container and network tests (in network namespaces of their own) run
+        // containerd and a pod network.
+        let mut flags = vec!["--no-containerd", "--no-pod-network"];
         flags.extend(extra);
         Self::start_in(None, &flags)
     }
@@ -126,6 +127,26 @@ impl Skiff {
             Some(NetNs::new()?),
             &["--crash-backoff-seconds", "1", "--lease-renew-seconds", "1"],
         )
+    }
+
+    /// A whole cluster with a pod network (pod IPs, Services, DNS) in a network namespace of
+    /// its own; its node runs Wasm pods only (no containerd).
+    pub fn start_networked() -> Result<Skiff> {
+        Self::start_in(
+            Some(NetNs::new()?),
+            &[
+                "--no-containerd",
+                "--crash-backoff-seconds",
+                "1",
+                "--lease-renew-seconds",
+                "1",
+            ],
+        )
+    }
+
+    /// Runs `program args…` in the server's network namespace; returns its stdout.
+    pub fn in_netns(&self, program: &str, args: &[&str]) -> Result<String> {
+        run_ok(self.command(program).args(args))
     }
 
     fn start_in(netns: Option<NetNs>, extra: &[&str]) -> Result<Skiff> {
@@ -350,9 +371,10 @@ impl Skiff {
                 "1",
                 "--crash-backoff-seconds",
                 "1",
-                // Extra agents run Wasm pods only: containerd is for the container tests, in
-                // network namespaces of their own.
+                // Extra agents run Wasm pods only: containerd and the pod network are for the
+                // container and network tests, in network namespaces of their own.
                 "--no-containerd",
+                "--no-pod-network",
                 "--ca-file",
             ])
             .arg(self.dir.path().join("pki/ca.crt"))

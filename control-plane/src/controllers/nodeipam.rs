@@ -1,5 +1,5 @@
-//! Node IPAM: gives every Node a pod range of its own (`spec.podCIDR`/`podCIDRs`), a /24 from
-//! the cluster CIDR (`--cluster-cidr`, default `10.42.0.0/16`, as k3s), the lowest one no
+//! Node IPAM: gives every Node a pod range of its own (`spec.podCIDR`/`podCIDRs`), a /24
+//! (`--node-cidr-mask-size`) from the cluster CIDR (`--cluster-cidr`, default `10.42.0.0/16`, as k3s), the lowest one no
 //! other node holds. A node's range is never changed once set; a deleted node's range is free
 //! again. One worker, so two nodes never get the same range.
 
@@ -13,18 +13,31 @@ use crate::store::ObjectKey;
 
 /// The cluster's pod network when none is configured (k3s's default).
 pub const DEFAULT_CLUSTER_CIDR: &str = "10.42.0.0/16";
-/// The prefix length of each node's pod range (a /24: 254 pods, the kubelet's 110 fit).
-pub const NODE_CIDR_PREFIX: u32 = 24;
+/// The prefix length of each node's pod range (a /24: 253 pods, Wasm or container, and the
+/// kubelet's 110 fit; a node holding 1,000 Wasm pods needs a /22).
+pub const DEFAULT_NODE_CIDR_MASK_SIZE: u32 = 24;
 
-/// An IPv4 cluster CIDR, split into /24 node ranges.
+/// An IPv4 cluster CIDR, split into node ranges of one size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClusterCidr {
     base: u32,
     prefix: u32,
+    node_prefix: u32,
 }
 
 impl ClusterCidr {
+    /// The cluster CIDR with /24 node ranges.
     pub fn parse(cidr: &str) -> Result<ClusterCidr, String> {
+        Self::with_node_mask(cidr, DEFAULT_NODE_CIDR_MASK_SIZE)
+    }
+
+    /// The cluster CIDR with node ranges of prefix length `node_prefix` (16 to 28).
+    pub fn with_node_mask(cidr: &str, node_prefix: u32) -> Result<ClusterCidr, String> {
+        if !(16..=28).contains(&node_prefix) {
+            return Err(format!(
+                "--node-cidr-mask-size {node_prefix}: must be 16 to 28 (24 gives each node 253 pod addresses)"
+            ));
+        }
         let bad = |why: &str| format!("--cluster-cidr {cidr:?}: {why}");
         let (addr, len) = cidr
             .split_once('/')
@@ -35,8 +48,12 @@ impl ClusterCidr {
         let prefix: u32 = len
             .parse()
             .ok()
-            .filter(|p| (8..=NODE_CIDR_PREFIX).contains(p))
-            .ok_or_else(|| bad("the prefix length must be 8 to 24 (each node takes a /24)"))?;
+            .filter(|p| (8..=node_prefix).contains(p))
+            .ok_or_else(|| {
+                bad(&format!(
+                    "the prefix length must be 8 to {node_prefix} (each node takes a /{node_prefix})"
+                ))
+            })?;
         let base = u32::from(addr);
         let mask = u32::MAX << (32 - prefix);
         if base & mask != base {
@@ -45,18 +62,22 @@ impl ClusterCidr {
                 Ipv4Addr::from(base & mask)
             )));
         }
-        Ok(ClusterCidr { base, prefix })
+        Ok(ClusterCidr {
+            base,
+            prefix,
+            node_prefix,
+        })
     }
 
     /// How many node ranges the cluster CIDR holds.
     pub fn ranges(&self) -> u32 {
-        1 << (NODE_CIDR_PREFIX - self.prefix)
+        1 << (self.node_prefix - self.prefix)
     }
 
     /// The `i`th node range, like `10.42.3.0/24`.
     pub fn range(&self, i: u32) -> String {
-        let net = self.base + (i << (32 - NODE_CIDR_PREFIX));
-        format!("{}/{NODE_CIDR_PREFIX}", Ipv4Addr::from(net))
+        let net = self.base + (i << (32 - self.node_prefix));
+        format!("{}/{}", Ipv4Addr::from(net), self.node_prefix)
     }
 
     /// The lowest range not in `used`.
@@ -110,9 +131,10 @@ impl Reconciler for NodeIpamController {
             .collect();
         let Some(range) = self.cidr.first_free(&used) else {
             return Err(ReconcileError::Invalid(format!(
-                "no pod range left for node {}: all {} /24 ranges of the cluster CIDR are taken",
+                "no pod range left for node {}: all {} /{} ranges of the cluster CIDR are taken",
                 key.name,
-                self.cidr.ranges()
+                self.cidr.ranges(),
+                self.cidr.node_prefix
             )));
         };
         self.objects
@@ -142,6 +164,10 @@ mod tests {
         assert_eq!(c.first_free(&used).as_deref(), Some("10.42.1.0/24"));
         let small = ClusterCidr::parse("10.42.0.0/24").expect("cidr");
         assert_eq!(small.first_free(&["10.42.0.0/24".to_string()]), None);
+        let wide = ClusterCidr::with_node_mask("10.42.0.0/16", 22).expect("cidr");
+        assert_eq!(wide.ranges(), 64);
+        assert_eq!(wide.range(1), "10.42.4.0/22");
+        assert!(ClusterCidr::with_node_mask("10.42.0.0/16", 30).is_err());
     }
 
     #[test]

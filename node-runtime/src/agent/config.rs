@@ -23,6 +23,9 @@ pub const DEFAULT_MAX_PODS: u32 = 110;
 
 /// The node's pod network when the cluster assigns none in time (k3s's first node CIDR).
 pub const DEFAULT_POD_CIDR: &str = "10.42.0.0/24";
+/// The whole cluster's pod network (k3s's default): traffic from outside it to a Service is
+/// masqueraded, and pods' connections to it leave from their own addresses.
+pub const DEFAULT_CLUSTER_CIDR: &str = "10.42.0.0/16";
 /// How long a starting agent waits for the cluster to give its Node a pod range.
 pub const DEFAULT_POD_CIDR_WAIT: Duration = Duration::from_secs(15);
 
@@ -49,6 +52,11 @@ pub struct AgentConfig {
     /// The IPv4 range container pods get their addresses from (CNI host-local); `None`: the
     /// range the cluster gives the Node (`spec.podCIDR`).
     pub pod_cidr: Option<String>,
+    /// Give pods addresses on the node's bridge, program Services and serve cluster DNS
+    /// (needs CAP_NET_ADMIN; without it the node runs Wasm pods on hostPorts only).
+    pub pod_network: bool,
+    /// The whole cluster's pod network (`skiff server --cluster-cidr`).
+    pub cluster_cidr: String,
 }
 
 impl AgentConfig {
@@ -74,6 +82,8 @@ impl AgentConfig {
             max_pods: DEFAULT_MAX_PODS,
             containerd: None,
             pod_cidr: None,
+            pod_network: true,
+            cluster_cidr: DEFAULT_CLUSTER_CIDR.to_string(),
         }
     }
 }

@@ -286,11 +286,9 @@ impl Worker {
                 return;
             }
         };
-        if kind.needs_sandbox() {
-            if let Err(msg) = self.ensure_sandbox().await {
-                self.retry_later(i, "ContainerCreating", msg);
-                return;
-            }
+        if let Err(msg) = self.ensure_pod_network(kind).await {
+            self.retry_later(i, "ContainerCreating", msg);
+            return;
         }
         let Some(image) = self.ensure_image(i, runtime).await else {
             return;
@@ -309,7 +307,13 @@ impl Worker {
             Ok::<_, volumes::ConfigError>((env, mounts))
         };
         let (env, mounts) = match config.await {
-            Ok(em) => em,
+            Ok((env, mounts)) => {
+                // Service links first; the container's own variables win.
+                let mut all = self.ctx.view.service_env(&pod).await;
+                all.retain(|(k, _)| !env.iter().any(|(ek, _)| ek == k));
+                all.extend(env);
+                (all, mounts)
+            }
             Err(e) => {
                 self.ctx
                     .recorder
@@ -327,6 +331,7 @@ impl Worker {
             mounts,
             pod_dir: &self.pod_dir,
             sandbox: self.sandbox.as_ref(),
+            pod_ip: self.pod_ip_addr(),
             run_deadline: self.run_deadline(),
         };
         match runtime.start(&image, spec).await {

@@ -7,12 +7,14 @@ pub mod config;
 mod containers;
 pub mod events;
 mod init;
+mod network;
 pub mod node;
 pub mod pods;
 pub mod probes;
 pub mod pullsecrets;
 mod sandbox;
 pub mod server;
+pub mod services;
 pub mod status;
 pub mod stream;
 mod volume_sources;
@@ -29,6 +31,7 @@ pub use config::AgentConfig;
 
 use crate::containerd::{Containerd, ContainerdMode, Layout, ManagedSettings};
 use crate::images::{ImagePuller, RegistryTarget};
+use crate::network::PodNetwork;
 use crate::oci::{pause, OciRuntime};
 pub(crate) use crate::runtime::RuntimeKind;
 use crate::runtime::{Runtime, Runtimes, WasmNode};
@@ -57,6 +60,10 @@ pub struct AgentCtx {
     pub runtimes: Runtimes,
     pub puller: Arc<ImagePuller>,
     pub recorder: events::Recorder,
+    /// The node's pod network, unless the agent runs without one.
+    pub network: Option<Arc<PodNetwork>>,
+    /// Services, EndpointSlices and Nodes as this agent sees them.
+    pub view: services::ClusterView,
 }
 
 pub struct RunningAgent {
@@ -66,6 +73,7 @@ pub struct RunningAgent {
     tasks: Vec<JoinHandle<()>>,
     endpoint_handle: axum_server::Handle<std::net::SocketAddr>,
     containerd: Option<Containerd>,
+    network: Option<Arc<PodNetwork>>,
 }
 
 /// Sets up containerd for container pods: the sandbox image in the cluster store, then a
@@ -174,28 +182,9 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
         oci_version.as_deref(),
     )
     .await?;
-    if matches!(cfg.containerd, Some(ContainerdMode::Managed { .. })) && containerd.is_some() {
-        let cidr = match &cfg.pod_cidr {
-            Some(c) => c.clone(),
-            None => node::wait_pod_cidr(&client, &cfg.node_name, config::DEFAULT_POD_CIDR_WAIT)
-                .await
-                .unwrap_or_else(|| {
-                    tracing::warn!(
-                        default = config::DEFAULT_POD_CIDR,
-                        "the cluster gave this node no pod range in time; using the default"
-                    );
-                    config::DEFAULT_POD_CIDR.to_string()
-                }),
-        };
-        let gateway = config::pod_gateway(&cidr).map_err(AgentError::Config)?;
-        crate::containerd::write_cni_config(
-            &Layout::new(&cfg.data_dir),
-            &cidr,
-            &gateway.to_string(),
-        )
-        .map_err(|e| AgentError::Config(e.to_string()))?;
-        tracing::info!(%cidr, "container pod network configured");
-    }
+    let range = network::pod_range(&client, &cfg).await;
+    let net = network::setup(&cfg, &range, containerd.is_some()).await;
+    let (view, mut view_tasks) = services::ClusterView::start(&client, &shutdown_rx);
     let ctx = Arc::new(AgentCtx {
         recorder: events::Recorder::new(client.clone(), &cfg.node_name),
         client: client.clone(),
@@ -205,20 +194,36 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
                 engine: wasm,
                 puller: puller.clone(),
                 node_ip: cfg.node_ip,
+                cluster_cidr: cfg.cluster_cidr.parse().ok(),
+                resolver: None,
             }),
             oci: oci.map(Runtime::Oci),
         },
         puller,
+        network: net.network.clone(),
+        view: view.clone(),
     });
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(node::heartbeat(
             client,
             cfg.clone(),
             shutdown_rx.clone(),
             ctx.runtimes.cri().map(|o| o.cri.clone()),
+            net.off.clone(),
         )),
-        tokio::spawn(pods::run(ctx, shutdown_rx)),
+        tokio::spawn(pods::run(ctx, shutdown_rx.clone())),
     ];
+    tasks.append(&mut view_tasks);
+    if let Some(network) = &net.network {
+        tasks.push(tokio::spawn(services::sync_loop(
+            view,
+            services::Programs {
+                node_name: cfg.node_name.clone(),
+                network: network.clone(),
+            },
+            shutdown_rx,
+        )));
+    }
     tracing::info!(node = %cfg.node_name, endpoint = %endpoint.addr, "skiff agent running");
     Ok(RunningAgent {
         node_name: cfg.node_name,
@@ -227,6 +232,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
         tasks,
         endpoint_handle: endpoint.handle,
         containerd,
+        network: net.network,
     })
 }
 
@@ -243,6 +249,9 @@ impl RunningAgent {
         // After the pods' workers removed their sandboxes.
         if let Some(c) = self.containerd.as_mut() {
             c.shutdown().await;
+        }
+        if let Some(n) = &self.network {
+            n.shutdown().await;
         }
         tracing::info!(node = %self.node_name, "skiff agent stopped");
     }

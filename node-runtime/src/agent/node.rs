@@ -66,8 +66,10 @@ pub fn now() -> String {
 }
 
 /// The node's conditions; `runtime_down` (why the container runtime does not answer) makes
-/// Ready False, as the kubelet reports a dead container runtime.
-fn ready_conditions(runtime_down: Option<&str>) -> Value {
+/// Ready False, as the kubelet reports a dead container runtime; `network_off` (why the node
+/// has no pod network) makes NetworkUnavailable True — the node still runs Wasm pods on
+/// hostPorts, so it stays Ready.
+fn ready_conditions(runtime_down: Option<&str>, network_off: Option<&str>) -> Value {
     let now = now();
     let cond = |t: &str, status: &str, reason: &str, message: &str| {
         json!({"type": t, "status": status, "reason": reason, "message": message,
@@ -92,6 +94,15 @@ fn ready_conditions(runtime_down: Option<&str>) -> Value {
             "KubeletHasSufficientPID",
             "agent has sufficient PID available"
         ),
+        match network_off {
+            None => cond(
+                "NetworkUnavailable",
+                "False",
+                "RouteCreated",
+                "skiff agent set up the pod network"
+            ),
+            Some(why) => cond("NetworkUnavailable", "True", "NoPodNetwork", why),
+        },
         match runtime_down {
             None => cond(
                 "Ready",
@@ -121,7 +132,7 @@ fn node_status(cfg: &AgentConfig, endpoint_port: u16, oci: Option<&str>) -> Valu
     json!({
         "capacity": resources,
         "allocatable": resources,
-        "conditions": ready_conditions(None),
+        "conditions": ready_conditions(None, None),
         "addresses": [
             {"type": "InternalIP", "address": cfg.node_ip.to_string()},
             {"type": "Hostname", "address": cfg.node_name},
@@ -300,9 +311,26 @@ pub async fn heartbeat(
     cfg: AgentConfig,
     mut shutdown: watch::Receiver<bool>,
     runtime: Option<crate::cri::CriClient>,
+    network_off: Option<String>,
 ) {
     let mut runtime_down: Option<String> = None;
     let nodes: Api<Node> = Api::all(client.clone());
+    if let Some(why) = &network_off {
+        let patch = json!({"status": {"conditions": ready_conditions(None, Some(why))}});
+        let r = tokio::time::timeout(
+            Duration::from_secs(10),
+            nodes.patch_status(
+                &cfg.node_name,
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            ),
+        )
+        .await;
+        if !matches!(r, Ok(Ok(_))) {
+            tracing::warn!("cannot report that pod networking is off in the node's conditions");
+        }
+        node_event(&client, &cfg, true, "NetworkUnavailable", why).await;
+    }
     let mut lease_tick = tokio::time::interval(cfg.lease_renew);
     let mut status_tick = tokio::time::interval(DEFAULT_STATUS_REFRESH);
     status_tick.tick().await;
@@ -330,7 +358,7 @@ pub async fn heartbeat(
                             (false, "NodeReady", format!("Node {} status is now: NodeReady", cfg.node_name))
                         }
                     };
-                    let patch = json!({"status": {"conditions": ready_conditions(problem.as_deref())}});
+                    let patch = json!({"status": {"conditions": ready_conditions(problem.as_deref(), network_off.as_deref())}});
                     let r = tokio::time::timeout(
                         Duration::from_secs(10),
                         nodes.patch_status(&cfg.node_name, &PatchParams::default(), &Patch::Merge(patch)),
@@ -342,7 +370,7 @@ pub async fn heartbeat(
                 }
             }
             _ = status_tick.tick() => {
-                let patch = json!({"status": {"conditions": ready_conditions(runtime_down.as_deref())}});
+                let patch = json!({"status": {"conditions": ready_conditions(runtime_down.as_deref(), network_off.as_deref())}});
                 let r = tokio::time::timeout(
                     Duration::from_secs(10),
                     nodes.patch_status(&cfg.node_name, &PatchParams::default(), &Patch::Merge(patch)),

@@ -56,6 +56,15 @@ pub async fn run(ctx: Arc<AgentCtx>, mut shutdown: watch::Receiver<bool>) {
                             finishing.push(w.task);
                         }
                     }
+                    if let Some(net) = ctx.network.clone() {
+                        // Addresses of Wasm pods deleted while the agent was away.
+                        let keep = listed.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = net.release_unknown(&keep).await {
+                                tracing::warn!(error = %e, "cannot release the addresses of pods that are gone");
+                            }
+                        });
+                    }
                     if let Some(oci) = ctx.runtimes.cri().cloned() {
                         // Sandboxes of pods that are no longer bound here (deleted while the
                         // agent was away); the listed pods' workers adopt theirs.

@@ -54,12 +54,79 @@ impl Worker {
             .map_err(|e| e.to_string())
     }
 
-    /// The pod's IP when it has a sandbox.
+    /// The pod's IP: its sandbox's, or a pure-Wasm pod's address on the node bridge.
     pub(super) fn pod_ip_addr(&self) -> Option<IpAddr> {
         self.sandbox
             .as_ref()
             .and_then(|s| s.ip.as_deref())
             .and_then(|ip| ip.parse().ok())
+            .or(self.wasm_ip.map(IpAddr::V4))
+    }
+
+    /// Whether the pod needs a CRI sandbox: it has (or will have) a Linux container. A Wasm
+    /// container of such a pod runs in the sandbox's network namespace.
+    async fn needs_sandbox(&mut self) -> bool {
+        if self.sandbox.is_some() {
+            return true;
+        }
+        for j in 0..self.slots.len() {
+            if self.slots[j].kind.is_none() {
+                // Unknown until its image is: its own start reports why.
+                if let Ok(k) = self.runtime_kind(j).await {
+                    self.slots[j].kind = Some(k);
+                }
+            }
+            if self.slots[j].kind == Some(RuntimeKind::Oci) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The pod's network before a container of `kind` starts: the CRI sandbox when the pod
+    /// has Linux containers, else (pure Wasm) an address on the node bridge when the node has
+    /// a pod network. Err is a message for the container's waiting state.
+    pub(super) async fn ensure_pod_network(&mut self, kind: RuntimeKind) -> Result<(), String> {
+        if kind.needs_sandbox() || self.needs_sandbox().await {
+            return self.ensure_sandbox().await;
+        }
+        let Some(net) = self.ctx.network.clone() else {
+            return Ok(());
+        };
+        if self.wasm_ip.is_some() {
+            return Ok(());
+        }
+        let uid = self.pod.metadata.uid.clone().unwrap_or_default();
+        match net.attach_wasm_pod(&uid).await {
+            Ok(ip) => {
+                tracing::debug!(%ip, "pod address on the node bridge");
+                self.wasm_ip = Some(ip);
+                Ok(())
+            }
+            Err(e) => {
+                let msg =
+                    format!("Failed to create pod sandbox: cannot give the pod an address: {e}");
+                let pod = self.pod.clone();
+                self.ctx
+                    .recorder
+                    .record(&pod, true, "FailedCreatePodSandBox", &msg)
+                    .await;
+                Err(msg)
+            }
+        }
+    }
+
+    /// The pod will run nothing again: its sandbox goes and its address is given back.
+    pub(super) async fn release_pod_network(&mut self) {
+        self.teardown_sandbox().await;
+        if self.wasm_ip.take().is_some() {
+            if let Some(net) = self.ctx.network.clone() {
+                let uid = self.pod.metadata.uid.clone().unwrap_or_default();
+                if let Err(e) = net.release_wasm_pod(&uid).await {
+                    tracing::warn!(error = %e, "cannot release the pod's address");
+                }
+            }
+        }
     }
 
     /// Runs the pod's sandbox if it has none yet. Err is a message for the container's

@@ -57,6 +57,8 @@ pub(super) struct Worker {
     deferred_events: Vec<(bool, &'static str, String)>,
     /// The pod's CRI sandbox, once a Linux container needed one.
     pub sandbox: Option<crate::oci::Sandbox>,
+    /// A pure-Wasm pod's address on the node bridge, once its first container started.
+    pub wasm_ip: Option<std::net::Ipv4Addr>,
 }
 
 fn terminal(pod: &Pod) -> bool {
@@ -98,6 +100,7 @@ impl Worker {
             deadline,
             deferred_events: Vec::new(),
             sandbox: None,
+            wasm_ip: None,
         }
     }
 
@@ -152,15 +155,15 @@ impl Worker {
         loop {
             if self.terminating() {
                 self.stop_all(self.grace()).await;
-                self.teardown_sandbox().await;
+                self.release_pod_network().await;
                 self.finish_deletion().await;
                 return;
             }
             self.push_status().await;
             self.flush_events().await;
-            if self.sandbox.is_some() && self.finished() {
-                // Nothing will run in it again: release the pod's IP and pause process.
-                self.teardown_sandbox().await;
+            if (self.sandbox.is_some() || self.wasm_ip.is_some()) && self.finished() {
+                // Nothing will run in it again: release the pod's IP (and pause process).
+                self.release_pod_network().await;
             }
             let wake = self.next_wake();
             tokio::select! {
@@ -168,7 +171,7 @@ impl Worker {
                     if r.is_err() {
                         // The pod is gone from the API (force-deleted): stop at once.
                         self.stop_all(Duration::ZERO).await;
-                        self.teardown_sandbox().await;
+                        self.release_pod_network().await;
                         self.cleanup();
                         return;
                     }

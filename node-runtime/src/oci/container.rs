@@ -327,6 +327,7 @@ mod tests {
         Sandbox {
             id: "sb".into(),
             ip: Some("10.42.0.5".into()),
+            netns: None,
             config: api::PodSandboxConfig::default(),
         }
     }

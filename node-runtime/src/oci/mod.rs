@@ -187,7 +187,7 @@ impl OciRuntime {
         let Some(sb) = found else {
             return Ok(None);
         };
-        let ip = sandbox::sandbox_ip(&self.cri, &sb.id).await?;
+        let (ip, netns) = sandbox::sandbox_network(&self.cri, &sb.id).await?;
         let containers = self
             .cri
             .list_containers(api::ListContainersRequest {
@@ -203,6 +203,7 @@ impl OciRuntime {
             Sandbox {
                 id: sb.id,
                 ip,
+                netns,
                 config,
             },
             containers,

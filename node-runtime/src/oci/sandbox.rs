@@ -20,6 +20,8 @@ pub struct Sandbox {
     pub id: String,
     /// The pod's IP, from CNI.
     pub ip: Option<String>,
+    /// The sandbox's network namespace (the Wasm containers of a mixed pod listen in it).
+    pub netns: Option<std::path::PathBuf>,
     pub config: api::PodSandboxConfig,
 }
 
@@ -160,28 +162,51 @@ impl OciRuntime {
                 runtime_handler: String::new(),
             })
             .await?;
-        let ip = sandbox_ip(&self.cri, &resp.pod_sandbox_id).await?;
+        let (ip, netns) = sandbox_network(&self.cri, &resp.pod_sandbox_id).await?;
         Ok(Sandbox {
             id: resp.pod_sandbox_id,
             ip,
+            netns,
             config: cfg,
         })
     }
 }
 
 /// The IP CNI gave a sandbox, if it has one.
-pub async fn sandbox_ip(cri: &CriClient, id: &str) -> Result<Option<String>, OciError> {
+pub async fn sandbox_network(
+    cri: &CriClient,
+    id: &str,
+) -> Result<(Option<String>, Option<std::path::PathBuf>), OciError> {
     let status = cri
         .pod_sandbox_status(api::PodSandboxStatusRequest {
             pod_sandbox_id: id.to_string(),
-            verbose: false,
+            verbose: true,
         })
         .await?;
-    Ok(status
+    let ip = status
         .status
         .and_then(|s| s.network)
         .map(|n| n.ip)
-        .filter(|ip| !ip.is_empty()))
+        .filter(|ip| !ip.is_empty());
+    let netns = status
+        .info
+        .get("info")
+        .and_then(|i| serde_json::from_str::<serde_json::Value>(i).ok())
+        .and_then(|info| netns_path(&info));
+    Ok((ip, netns))
+}
+
+/// The network namespace path in containerd's verbose sandbox info
+/// (`runtimeSpec.linux.namespaces[type=network].path`).
+fn netns_path(info: &serde_json::Value) -> Option<std::path::PathBuf> {
+    info.pointer("/runtimeSpec/linux/namespaces")?
+        .as_array()?
+        .iter()
+        .find(|n| n.get("type").and_then(|t| t.as_str()) == Some("network"))?
+        .get("path")?
+        .as_str()
+        .filter(|p| !p.is_empty())
+        .map(std::path::PathBuf::from)
 }
 
 /// Where a container's ports are reached: each containerPort on the sandbox's IP.

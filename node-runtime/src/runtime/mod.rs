@@ -21,7 +21,7 @@ use crate::images::{PullPolicy, PulledImage};
 use crate::oci::{OciImage, OciRuntime, Sandbox};
 use crate::wasm::{CommandHandle, ExitReason, HttpServer};
 
-pub use wasm::{WasmNode, REQUEST_TIMEOUT_ANNOTATION};
+pub use wasm::{WasmNode, DEFAULT_HTTP_PORT, REQUEST_TIMEOUT_ANNOTATION};
 
 /// Which runtime runs a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,8 +100,11 @@ pub struct StartSpec<'a> {
     pub mounts: Vec<Mount>,
     /// The pod's directory on the node (logs, volumes).
     pub pod_dir: &'a Path,
-    /// The pod's CRI sandbox, for kinds that need one.
+    /// The pod's CRI sandbox: for Linux containers, and for the Wasm containers of a pod that
+    /// has Linux ones too (they listen in its network namespace).
     pub sandbox: Option<&'a Sandbox>,
+    /// The pod's own address, when the node has a pod network.
+    pub pod_ip: Option<std::net::IpAddr>,
     /// What is left of the pod's `activeDeadlineSeconds`.
     pub run_deadline: Option<Duration>,
 }

@@ -1,7 +1,8 @@
 //! The Wasm arm of the runtime seam: images from the node's image store (Wasm OCI artifacts),
 //! components started on wasmtime — `wasi:cli` commands run to completion, `wasi:http`
-//! components served on each containerPort (the hostPort on the node address, else an
-//! ephemeral loopback port) — with the container's env, preopened volumes, workingDir,
+//! components served on each containerPort (8080 when none is declared) on the pod's address,
+//! in the pod's sandbox namespace when it has Linux containers too, and on the node address
+//! for a hostPort — with the container's env, preopened volumes, workingDir,
 //! memory and CPU limits, deadlines and log.
 
 use std::net::{IpAddr, SocketAddr};
@@ -14,7 +15,11 @@ use crate::agent::workdir;
 use crate::images::pullsecrets::Credentials;
 use crate::images::{ImageKind, ImagePuller, PullError, PullPolicy, PulledImage};
 use crate::logs::{ContainerLog, DEFAULT_MAX_LOG_BYTES};
-use crate::wasm::{ComponentWorld, InstanceConfig, Preopen, WasmRuntime};
+use crate::wasm::{ClusterResolver, ComponentWorld, Egress, InstanceConfig, Preopen, WasmRuntime};
+
+/// The port an HTTP component that declares no containerPort serves on (and gets as `PORT`),
+/// as Knative and Cloud Run do, so `kubectl run --image=<component>` just works.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
 
 /// Pod annotation overriding the per-request deadline of HTTP components (seconds).
 pub const REQUEST_TIMEOUT_ANNOTATION: &str = "skiff.dev/request-timeout";
@@ -25,6 +30,10 @@ pub struct WasmNode {
     pub puller: Arc<ImagePuller>,
     /// hostPorts bind on this address.
     pub node_ip: IpAddr,
+    /// The cluster's pod network (pods' connections into it leave from their own address).
+    pub cluster_cidr: Option<ipnet::Ipv4Net>,
+    /// Cluster names for the guests' outgoing requests (the node's DNS zone).
+    pub resolver: Option<Arc<dyn ClusterResolver>>,
 }
 
 impl WasmNode {
@@ -44,35 +53,92 @@ impl WasmNode {
             })
     }
 
-    /// Binds each containerPort: on the node address at its hostPort, else on an ephemeral
-    /// loopback port.
+    /// The ports an HTTP component serves: its TCP containerPorts (with their hostPorts), or
+    /// [`DEFAULT_HTTP_PORT`] when it declares none.
+    fn http_ports(spec: &StartSpec<'_>) -> Vec<(u16, Option<u16>)> {
+        let mut ports: Vec<(u16, Option<u16>)> = spec
+            .container
+            .ports
+            .iter()
+            .flatten()
+            .filter(|p| p.protocol.as_deref().unwrap_or("TCP") == "TCP")
+            .filter_map(|p| {
+                let cport = u16::try_from(p.container_port).ok()?;
+                let host = p
+                    .host_port
+                    .filter(|h| *h > 0)
+                    .and_then(|h| u16::try_from(h).ok());
+                Some((cport, host))
+            })
+            .collect();
+        if ports.is_empty() {
+            ports.push((DEFAULT_HTTP_PORT, None));
+        }
+        ports
+    }
+
+    /// Binds each port the component serves: in the pod's sandbox namespace when the pod has
+    /// Linux containers too (all its addresses, `localhost` included; hostPorts are the
+    /// sandbox's port mappings), else on the pod's address on the node bridge, else (no pod
+    /// network) on an ephemeral loopback port; a hostPort also on the node address.
     fn listeners(
         &self,
         spec: &StartSpec<'_>,
     ) -> Result<Vec<(u16, std::net::TcpListener)>, StartError> {
-        let mut listeners = Vec::new();
-        for p in spec.container.ports.iter().flatten() {
-            let Ok(cport) = u16::try_from(p.container_port) else {
-                continue;
-            };
-            let addr = match p
-                .host_port
-                .filter(|h| *h > 0)
-                .and_then(|h| u16::try_from(h).ok())
-            {
-                Some(h) => SocketAddr::new(self.node_ip, h),
-                None => SocketAddr::from(([127, 0, 0, 1], 0)),
-            };
-            let l = std::net::TcpListener::bind(addr)
+        let ports = Self::http_ports(spec);
+        if let Some(netns) = spec.sandbox.and_then(|s| s.netns.as_deref()) {
+            let addrs: Vec<SocketAddr> = ports
+                .iter()
+                .map(|(p, _)| SocketAddr::from(([0, 0, 0, 0], *p)))
+                .collect();
+            let bound = crate::network::netns::bind_tcp(netns, addrs).map_err(|e| {
+                let list: Vec<String> = ports.iter().map(|(p, _)| p.to_string()).collect();
+                StartError::create(format!(
+                    "cannot bind ports {} in the pod's network namespace: {e}",
+                    list.join(", ")
+                ))
+            })?;
+            return Ok(ports.iter().map(|(p, _)| *p).zip(bound).collect());
+        }
+        let bind = |addr: SocketAddr, cport: u16| {
+            std::net::TcpListener::bind(addr)
                 .and_then(|l| l.set_nonblocking(true).map(|_| l))
                 .map_err(|e| {
                     StartError::create(format!(
                         "cannot bind port {addr} for containerPort {cport}: {e}"
                     ))
-                })?;
-            listeners.push((cport, l));
+                })
+        };
+        let mut listeners = Vec::new();
+        for (cport, host) in ports {
+            match spec.pod_ip {
+                Some(ip) => listeners.push((cport, bind(SocketAddr::new(ip, cport), cport)?)),
+                None if host.is_none() => {
+                    listeners.push((cport, bind(SocketAddr::from(([127, 0, 0, 1], 0)), cport)?))
+                }
+                None => {}
+            }
+            if let Some(h) = host {
+                listeners.push((cport, bind(SocketAddr::new(self.node_ip, h), cport)?));
+            }
         }
         Ok(listeners)
+    }
+
+    /// The pod's outgoing side: from its sandbox namespace, else from its own address, with
+    /// cluster names resolved by the node's zone. `None` on a node without a pod network.
+    fn egress(&self, spec: &StartSpec<'_>) -> Option<Arc<Egress>> {
+        let netns = spec.sandbox.and_then(|s| s.netns.clone());
+        if netns.is_none() && spec.pod_ip.is_none() {
+            return None;
+        }
+        Some(Arc::new(Egress {
+            source: if netns.is_some() { None } else { spec.pod_ip },
+            netns,
+            namespace: spec.pod.metadata.namespace.clone().unwrap_or_default(),
+            cluster_cidr: self.cluster_cidr,
+            resolver: self.resolver.clone(),
+        }))
     }
 
     pub(super) async fn start(
@@ -100,6 +166,19 @@ impl WasmNode {
             ComponentWorld::HttpProxy => self.listeners(&spec)?,
             ComponentWorld::Command => Vec::new(),
         };
+        let mut env = spec.env.clone();
+        if !env.iter().any(|(k, _)| k == "HOSTNAME") {
+            // What a Linux container's hostname is: the pod's.
+            env.push((
+                "HOSTNAME".to_string(),
+                crate::oci::sandbox::hostname(spec.pod),
+            ));
+        }
+        if comp.world == ComponentWorld::HttpProxy && !env.iter().any(|(k, _)| k == "PORT") {
+            // As Knative and Cloud Run do: the port the component is reached on.
+            let port = Self::http_ports(&spec)[0].0;
+            env.push(("PORT".to_string(), port.to_string()));
+        }
         let log_path = spec.pod_dir.join("logs").join(spec.log_relative());
         let log = ContainerLog::open(log_path, DEFAULT_MAX_LOG_BYTES)
             .map_err(|e| StartError::create(format!("cannot open the container log: {e}")))?;
@@ -116,7 +195,7 @@ impl WasmNode {
         args.extend(c.command.iter().flatten().skip(1).cloned());
         args.extend(c.args.iter().flatten().cloned());
         let cfg = InstanceConfig {
-            env: spec.env.clone(),
+            env,
             args,
             preopens: mounts
                 .into_iter()
@@ -134,6 +213,7 @@ impl WasmNode {
                 ComponentWorld::HttpProxy => Some(request_timeout),
             },
             log,
+            egress: self.egress(&spec),
         };
         let started = match comp.world {
             ComponentWorld::Command => self
@@ -142,11 +222,6 @@ impl WasmNode {
                 .await
                 .map(Running::WasmCommand),
             ComponentWorld::HttpProxy => {
-                if listeners.is_empty() {
-                    return Err(StartError::create(
-                        "an HTTP component needs at least one containerPort to serve on",
-                    ));
-                }
                 let ports: Vec<u16> = listeners.iter().map(|(p, _)| *p).collect();
                 let sockets = listeners.into_iter().map(|(_, l)| l).collect();
                 self.engine

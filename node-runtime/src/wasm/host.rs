@@ -38,6 +38,7 @@ pub(crate) struct Host {
     http: WasiHttpCtx,
     limiter: MemoryLimiter,
     guard: EpochGuard,
+    hooks: super::egress::EgressHooks,
 }
 
 impl WasiView for Host {
@@ -54,7 +55,7 @@ impl WasiHttpView for Host {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: wasmtime_wasi_http::default_hooks(),
+            hooks: &mut self.hooks,
         }
     }
 }
@@ -103,6 +104,7 @@ impl Host {
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
             limiter: MemoryLimiter { limit, hit: false },
+            hooks: super::egress::EgressHooks(cfg.egress.clone()),
             guard: EpochGuard {
                 killed,
                 deadline,

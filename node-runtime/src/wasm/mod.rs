@@ -20,6 +20,7 @@
 
 mod cache;
 mod command;
+mod egress;
 mod engine;
 mod host;
 mod http;
@@ -31,6 +32,7 @@ use std::time::Duration;
 
 pub use cache::{LoadSource, LoadedComponent};
 pub use command::CommandHandle;
+pub use egress::{ClusterResolver, Egress, DEFAULT_CONNECT_TIMEOUT};
 pub use engine::{
     WasmConfig, DEFAULT_CPU_PERIOD, DEFAULT_EPOCH_TICK, DEFAULT_POOLING,
     DEFAULT_POOL_MAX_MEMORY_BYTES, DEFAULT_POOL_TOTAL_INSTANCES,
@@ -146,6 +148,9 @@ pub struct InstanceConfig {
     pub deadline: Option<Duration>,
     /// Where the guest's stdout and stderr go.
     pub log: ContainerLog,
+    /// Where outgoing HTTP requests leave from and how their names resolve (`None`: as the
+    /// node sends them).
+    pub egress: Option<std::sync::Arc<Egress>>,
 }
 
 /// A request an HTTP component failed to answer (trapped, ran out of memory, ran past its

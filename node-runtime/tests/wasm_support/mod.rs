@@ -93,6 +93,7 @@ pub fn instance(dir: &Path, args: &[&str]) -> InstanceConfig {
         cpu_limit_millis: None,
         deadline: None,
         log: ContainerLog::open(dir.join("0.log"), DEFAULT_MAX_LOG_BYTES).expect("open log"),
+        egress: None,
     }
 }
 

@@ -11,6 +11,8 @@ use crate::api::status::Cause;
 
 /// k3s' default service network: familiar to users coming from it.
 pub const DEFAULT_SERVICE_CIDR: &str = "10.43.0.0/16";
+/// Where in the service range the cluster DNS Service sits (kubeadm and k3s: the tenth address).
+pub const DNS_SERVICE_OFFSET: u32 = 10;
 /// Kubernetes' default NodePort range.
 pub const DEFAULT_NODE_PORT_RANGE: &str = "30000-32767";
 
@@ -75,6 +77,12 @@ impl ServiceAllocator {
     /// The first usable address: the `kubernetes` Service's.
     pub fn first_ip(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.base + 1)
+    }
+
+    /// The tenth address: the cluster DNS Service's (`kube-system/kube-dns`), as in
+    /// Kubernetes and k3s.
+    pub fn dns_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.base + DNS_SERVICE_OFFSET)
     }
 
     fn contains(&self, ip: Ipv4Addr) -> bool {

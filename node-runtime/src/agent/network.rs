@@ -1,0 +1,88 @@
+//! The agent's side of the pod network at start: the node's pod range (`--pod-cidr`, else the
+//! range the cluster gives the Node), the CNI config for container pods, and the node bridge
+//! with the Wasm pods' address store. Without CAP_NET_ADMIN the agent runs on without a pod
+//! network and says why (log, NetworkUnavailable condition, Event).
+
+use std::sync::Arc;
+
+use ipnet::Ipv4Net;
+
+use super::config::{self, AgentConfig};
+use crate::containerd::{ContainerdMode, Layout};
+use crate::network::PodNetwork;
+
+/// The node's pod range: `--pod-cidr`, else the Node's `spec.podCIDR` (waited for), else the
+/// default.
+pub(super) async fn pod_range(client: &kube::Client, cfg: &AgentConfig) -> String {
+    match &cfg.pod_cidr {
+        Some(c) => c.clone(),
+        None => super::node::wait_pod_cidr(client, &cfg.node_name, config::DEFAULT_POD_CIDR_WAIT)
+            .await
+            .unwrap_or_else(|| {
+                tracing::warn!(
+                    default = config::DEFAULT_POD_CIDR,
+                    "the cluster gave this node no pod range in time; using the default"
+                );
+                config::DEFAULT_POD_CIDR.to_string()
+            }),
+    }
+}
+
+/// What the pod network came to: the network, or why there is none.
+pub(super) struct NetworkSetup {
+    pub network: Option<Arc<PodNetwork>>,
+    pub off: Option<String>,
+}
+
+/// Sets up the pod network for `range` (and the CNI config when this agent manages
+/// containerd).
+pub(super) async fn setup(cfg: &AgentConfig, range: &str, containerd_up: bool) -> NetworkSetup {
+    let layout = Layout::new(&cfg.data_dir);
+    let parsed: Result<Ipv4Net, String> = config::pod_gateway(range).and_then(|_| {
+        range
+            .parse::<Ipv4Net>()
+            .map_err(|e| format!("pod CIDR {range:?}: {e}"))
+    });
+    let range_net = match parsed {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "pod networking is off");
+            return NetworkSetup {
+                network: None,
+                off: Some(format!("pod networking is off: {e}")),
+            };
+        }
+    };
+    if matches!(cfg.containerd, Some(ContainerdMode::Managed { .. })) && containerd_up {
+        let gateway = crate::network::gateway_of(range_net);
+        match crate::containerd::write_cni_config(&layout, range, &gateway.to_string()) {
+            Ok(()) => tracing::info!(cidr = %range, "container pod network configured"),
+            Err(e) => tracing::error!(error = %e, "cannot write the CNI config for container pods"),
+        }
+    }
+    if !cfg.pod_network {
+        tracing::info!("pod networking is off (--no-pod-network): Wasm pods serve on hostPorts");
+        return NetworkSetup {
+            network: None,
+            off: Some("pod networking is off (--no-pod-network): pods get no addresses of their own, Services are not programmed and no cluster DNS is served on this node; Wasm pods serve on hostPorts".into()),
+        };
+    }
+    match PodNetwork::setup(&layout.cni_ipam_dir, range_net).await {
+        Ok(n) => NetworkSetup {
+            network: Some(Arc::new(n)),
+            off: None,
+        },
+        Err(e) => {
+            let why = if e.not_permitted() {
+                format!("pod networking is off: the agent lacks CAP_NET_ADMIN ({e}); run it as root for pod IPs, Services and cluster DNS — Wasm pods still serve on hostPorts")
+            } else {
+                format!("pod networking is off: {e}")
+            };
+            tracing::error!("{why}");
+            NetworkSetup {
+                network: None,
+                off: Some(why),
+            }
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! The agent's view of the cluster's Services, EndpointSlices and Nodes (reflectors: one list,
+//! then watch), and what this node makes of it: the Service data path (nftables), the cluster
+//! DNS zone, routes to other nodes' pod ranges (host-gw), and the Service environment
+//! variables of new containers. Every change wakes one sync loop, which waits a short moment
+//! for more changes to batch them, then brings everything to the new state.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::Api;
+use tokio::sync::{watch, Notify};
+
+use crate::network::PodNetwork;
+
+/// How long the sync loop waits after a change for more to batch (kube-proxy batches too):
+/// short enough that a pod failing readiness stops getting traffic well within a probe period.
+pub const DEFAULT_SYNC_BATCH: Duration = Duration::from_millis(100);
+/// How long a container start waits for the first Service list (its environment variables)
+/// right after the agent started; later starts never wait.
+pub const DEFAULT_FIRST_LIST_WAIT: Duration = Duration::from_secs(5);
+/// After a failed sync, the next try (the state is re-read then).
+pub const DEFAULT_SYNC_RETRY: Duration = Duration::from_secs(2);
+
+/// The Services, EndpointSlices and Nodes as this agent last saw them.
+#[derive(Clone)]
+pub struct ClusterView {
+    pub services: Store<Service>,
+    pub slices: Store<EndpointSlice>,
+    pub nodes: Store<Node>,
+    changed: Arc<Notify>,
+}
+
+fn reflect<K>(
+    api: Api<K>,
+    changed: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) -> (Store<K>, tokio::task::JoinHandle<()>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer);
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            tokio::select! {
+                ev = stream.next() => match ev {
+                    Some(Ok(_)) => changed.notify_one(),
+                    Some(Err(e)) => tracing::debug!(error = %e, "watch error; retrying"),
+                    None => return,
+                },
+                _ = shutdown.changed() => return,
+            }
+        }
+    });
+    (reader, task)
+}
+
+impl ClusterView {
+    /// Starts the reflectors; they stop at `shutdown`.
+    pub fn start(
+        client: &kube::Client,
+        shutdown: &watch::Receiver<bool>,
+    ) -> (ClusterView, Vec<tokio::task::JoinHandle<()>>) {
+        let changed = Arc::new(Notify::new());
+        let (services, t1) = reflect(Api::all(client.clone()), changed.clone(), shutdown.clone());
+        let (slices, t2) = reflect(Api::all(client.clone()), changed.clone(), shutdown.clone());
+        let (nodes, t3) = reflect(Api::all(client.clone()), changed.clone(), shutdown.clone());
+        (
+            ClusterView {
+                services,
+                slices,
+                nodes,
+                changed,
+            },
+            vec![t1, t2, t3],
+        )
+    }
+
+    /// The Services environment variables of a container of `pod` (Kubernetes' service
+    /// links): for each Service with a cluster IP in the pod's namespace (only the
+    /// `kubernetes` Service of `default` when `enableServiceLinks: false`).
+    pub async fn service_env(&self, pod: &Pod) -> Vec<(String, String)> {
+        let _ =
+            tokio::time::timeout(DEFAULT_FIRST_LIST_WAIT, self.services.wait_until_ready()).await;
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let links = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.enable_service_links)
+            .unwrap_or(true);
+        let mut services: Vec<Arc<Service>> = self
+            .services
+            .state()
+            .into_iter()
+            .filter(|s| {
+                let s_ns = s.metadata.namespace.as_deref().unwrap_or_default();
+                let name = s.metadata.name.as_deref().unwrap_or_default();
+                (links && s_ns == ns) || (s_ns == "default" && name == "kubernetes")
+            })
+            .collect();
+        services.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let mut env = Vec::new();
+        for s in services {
+            env.extend(service_link_env(&s));
+        }
+        env
+    }
+}
+
+/// The variables one Service gives a container (`NAME_SERVICE_HOST`, `NAME_SERVICE_PORT`,
+/// `NAME_SERVICE_PORT_<PORTNAME>`, and the Docker-link style `NAME_PORT…`).
+pub fn service_link_env(svc: &Service) -> Vec<(String, String)> {
+    let Some(spec) = &svc.spec else {
+        return Vec::new();
+    };
+    let ip = match spec.cluster_ip.as_deref() {
+        Some(ip) if !ip.is_empty() && ip != "None" => ip,
+        _ => return Vec::new(),
+    };
+    let prefix = svc
+        .metadata
+        .name
+        .as_deref()
+        .unwrap_or_default()
+        .to_uppercase()
+        .replace('-', "_");
+    let ports = spec.ports.as_deref().unwrap_or_default();
+    let mut env = vec![(format!("{prefix}_SERVICE_HOST"), ip.to_string())];
+    let Some(first) = ports.first() else {
+        return env;
+    };
+    env.push((format!("{prefix}_SERVICE_PORT"), first.port.to_string()));
+    for p in ports {
+        if let Some(name) = p.name.as_deref().filter(|n| !n.is_empty()) {
+            env.push((
+                format!(
+                    "{prefix}_SERVICE_PORT_{}",
+                    name.to_uppercase().replace('-', "_")
+                ),
+                p.port.to_string(),
+            ));
+        }
+    }
+    let proto = |p: &k8s_openapi::api::core::v1::ServicePort| {
+        p.protocol.clone().unwrap_or_else(|| "TCP".into())
+    };
+    env.push((
+        format!("{prefix}_PORT"),
+        format!("{}://{ip}:{}", proto(first).to_lowercase(), first.port),
+    ));
+    for p in ports {
+        let pr = proto(p);
+        let base = format!("{prefix}_PORT_{}_{}", p.port, pr.to_uppercase());
+        env.push((
+            base.clone(),
+            format!("{}://{ip}:{}", pr.to_lowercase(), p.port),
+        ));
+        env.push((format!("{base}_PROTO"), pr.to_lowercase()));
+        env.push((format!("{base}_PORT"), p.port.to_string()));
+        env.push((format!("{base}_ADDR"), ip.to_string()));
+    }
+    env
+}
+
+/// Other nodes' pod ranges and the addresses they are reached at.
+pub fn node_routes(nodes: &[Arc<Node>], me: &str) -> BTreeMap<Ipv4Net, Ipv4Addr> {
+    let mut out = BTreeMap::new();
+    for n in nodes {
+        if n.metadata.name.as_deref() == Some(me) {
+            continue;
+        }
+        let Some(cidr) = n
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_cidr.as_deref())
+            .and_then(|c| c.parse::<Ipv4Net>().ok())
+        else {
+            continue;
+        };
+        let ip = n
+            .status
+            .as_ref()
+            .and_then(|s| s.addresses.as_ref())
+            .and_then(|a| {
+                a.iter()
+                    .filter(|a| a.type_ == "InternalIP")
+                    .find_map(|a| a.address.parse::<Ipv4Addr>().ok())
+            });
+        if let Some(ip) = ip {
+            out.insert(cidr, ip);
+        }
+    }
+    out
+}
+
+/// What the sync loop keeps in step with the view.
+pub struct Programs {
+    pub node_name: String,
+    pub network: Arc<PodNetwork>,
+}
+
+/// Brings routes (and the Service data path and DNS zone) to the view's state after each
+/// batch of changes, until `shutdown`.
+pub async fn sync_loop(view: ClusterView, programs: Programs, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = view.changed.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+        // Batch what arrives right after.
+        tokio::select! {
+            _ = tokio::time::sleep(DEFAULT_SYNC_BATCH) => {}
+            _ = shutdown.changed() => return,
+        }
+        let span = tracing::debug_span!("sync_services");
+        let _enter = span.enter();
+        let routes = node_routes(&view.nodes.state(), &programs.node_name);
+        if let Err(e) = programs.network.sync_routes(&routes).await {
+            tracing::warn!(error = %e, "cannot program the routes to other nodes; retrying");
+            view.changed.notify_one();
+            tokio::select! {
+                _ = tokio::time::sleep(DEFAULT_SYNC_RETRY) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn service_links_follow_kubernetes_names() {
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": {"name": "redis-primary", "namespace": "default"},
+            "spec": {"clusterIP": "10.43.0.11", "ports": [
+                {"name": "redis", "port": 6379, "protocol": "TCP"},
+                {"name": "metrics-http", "port": 9121}
+            ]}
+        }))
+        .unwrap();
+        let env: BTreeMap<String, String> = service_link_env(&svc).into_iter().collect();
+        assert_eq!(env["REDIS_PRIMARY_SERVICE_HOST"], "10.43.0.11");
+        assert_eq!(env["REDIS_PRIMARY_SERVICE_PORT"], "6379");
+        assert_eq!(env["REDIS_PRIMARY_SERVICE_PORT_METRICS_HTTP"], "9121");
+        assert_eq!(env["REDIS_PRIMARY_PORT"], "tcp://10.43.0.11:6379");
+        assert_eq!(env["REDIS_PRIMARY_PORT_6379_TCP_ADDR"], "10.43.0.11");
+        assert_eq!(env["REDIS_PRIMARY_PORT_9121_TCP_PROTO"], "tcp");
+        let headless: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web"}, "spec": {"clusterIP": "None", "ports": [{"port": 80}]}
+        }))
+        .unwrap();
+        assert!(service_link_env(&headless).is_empty());
+    }
+
+    #[test]
+    fn routes_go_to_other_nodes_internal_addresses() {
+        let node = |name: &str, cidr: Option<&str>, ip: &str| -> Arc<Node> {
+            Arc::new(
+                serde_json::from_value(json!({
+                    "metadata": {"name": name},
+                    "spec": {"podCIDR": cidr},
+                    "status": {"addresses": [{"type": "Hostname", "address": name}, {"type": "InternalIP", "address": ip}]}
+                }))
+                .unwrap(),
+            )
+        };
+        let nodes = vec![
+            node("a", Some("10.42.0.0/24"), "192.168.50.1"),
+            node("b", Some("10.42.1.0/24"), "192.168.50.2"),
+            node("c", None, "192.168.50.3"),
+        ];
+        let r = node_routes(&nodes, "a");
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            r[&"10.42.1.0/24".parse().unwrap()],
+            "192.168.50.2".parse::<Ipv4Addr>().unwrap()
+        );
+    }
+}

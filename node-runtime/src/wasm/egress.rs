@@ -1,0 +1,210 @@
+//! Where a Wasm pod's outgoing HTTP requests leave from, and how their names resolve. A pod
+//! with an address of its own sends from it (or, in a pod that also has Linux containers,
+//! from inside the pod's sandbox namespace, so `localhost` is the pod's); cluster names
+//! (`orders`, `orders.shop`, `orders.shop.svc.cluster.local`) resolve through the node's
+//! cluster DNS zone with the pod's search list, everything else through the node's resolver.
+//! `https` requests go out as wasmtime-wasi-http sends them by default (TLS to the name).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use hyper_util::rt::TokioIo;
+use ipnet::Ipv4Net;
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// How long connecting may take when the guest sets no connect timeout. Cluster services
+/// answer in milliseconds; a guest that needs longer sets its own.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Looks names up in the cluster DNS zone.
+pub trait ClusterResolver: Send + Sync {
+    /// The addresses of `host` as a pod of `namespace` resolves it (search list, ndots:5);
+    /// `None`: not a cluster name, `Some(empty)`: a cluster name that does not exist.
+    fn resolve(&self, host: &str, namespace: &str) -> Option<Vec<IpAddr>>;
+}
+
+/// A pod's outgoing side.
+#[derive(Clone)]
+pub struct Egress {
+    /// The pod's address: connections into the cluster leave from it.
+    pub source: Option<IpAddr>,
+    /// The pod's sandbox namespace (a pod that also has Linux containers).
+    pub netns: Option<PathBuf>,
+    pub namespace: String,
+    /// The cluster's pod network: destinations in it see the pod's own address.
+    pub cluster_cidr: Option<Ipv4Net>,
+    pub resolver: Option<Arc<dyn ClusterResolver>>,
+}
+
+impl std::fmt::Debug for Egress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Egress")
+            .field("source", &self.source)
+            .field("netns", &self.netns)
+            .field("namespace", &self.namespace)
+            .field("cluster_cidr", &self.cluster_cidr)
+            .field("resolver", &self.resolver.is_some())
+            .finish()
+    }
+}
+
+/// The wasi:http hooks of an instance.
+pub(crate) struct EgressHooks(pub Option<Arc<Egress>>);
+
+type SendResult = Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn std::future::Future<Output = Result<(), Error>> + Send>,
+    ),
+    Error,
+>;
+
+impl WasiHttpHooks for EgressHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn std::future::Future<Output = Result<(), Error>> + Send>,
+    ) -> Box<dyn std::future::Future<Output = SendResult> + Send> {
+        _ = fut;
+        let egress = self.0.clone();
+        Box::new(async move {
+            let plain = request.uri().scheme() != Some(&http::uri::Scheme::HTTPS);
+            match egress {
+                Some(e) if plain => send_plain(&e, request, options).await,
+                _ => {
+                    let (res, io) =
+                        wasmtime_wasi_http::default_send_request(request, options).await?;
+                    Ok((
+                        res.map(BodyExt::boxed_unsync),
+                        Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
+                    ))
+                }
+            }
+        })
+    }
+}
+
+/// Where `host` is: an IP literal, a cluster name, or what the node's resolver says. The
+/// bool tells whether the address is inside the cluster.
+async fn resolve(e: &Egress, host: &str, port: u16) -> Result<(SocketAddr, bool), Error> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let in_cluster = |ip: IpAddr| match (ip, e.cluster_cidr) {
+        (IpAddr::V4(v4), Some(net)) => net.contains(&v4),
+        _ => false,
+    };
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok((SocketAddr::new(ip, port), in_cluster(ip)));
+    }
+    if let Some(r) = &e.resolver {
+        if let Some(ips) = r.resolve(host, &e.namespace) {
+            return ips
+                .first()
+                .map(|ip| (SocketAddr::new(*ip, port), true))
+                .ok_or(Error::DnsError {
+                    rcode: Some("NXDOMAIN".into()),
+                    info_code: None,
+                });
+        }
+    }
+    let mut found = tokio::time::timeout(
+        DEFAULT_CONNECT_TIMEOUT,
+        tokio::net::lookup_host((host, port)),
+    )
+    .await
+    .map_err(|_| Error::DnsTimeout)?
+    .map_err(|_| Error::DnsError {
+        rcode: Some("NXDOMAIN".into()),
+        info_code: None,
+    })?;
+    let addr = found.next().ok_or(Error::DestinationNotFound)?;
+    Ok((addr, in_cluster(addr.ip())))
+}
+
+async fn connect(
+    e: &Egress,
+    addr: SocketAddr,
+    in_cluster: bool,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = if let Some(netns) = &e.netns {
+        let ns = netns.clone();
+        let ipv6 = addr.is_ipv6();
+        let std = tokio::task::spawn_blocking(move || crate::network::netns::tcp_socket(&ns, ipv6))
+            .await
+            .map_err(std::io::Error::other)??;
+        tokio::net::TcpSocket::from_std_stream(std)
+    } else {
+        let s = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        match e.source {
+            Some(src) if in_cluster && src.is_ipv4() == addr.is_ipv4() => {
+                s.bind(SocketAddr::new(src, 0))?
+            }
+            _ => {}
+        }
+        s
+    };
+    socket.connect(addr).await
+}
+
+fn connect_error(e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => Error::ConnectionRefused,
+        _ => Error::Connect(e),
+    }
+}
+
+async fn send_plain(
+    e: &Egress,
+    mut req: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> SendResult {
+    let uri = req.uri().clone();
+    let host = uri.host().ok_or(Error::HttpRequestUriInvalid)?;
+    let port = uri.port_u16().unwrap_or(80);
+    let connect_timeout = options
+        .and_then(|o| o.connect_timeout)
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let first_byte_timeout = options.and_then(|o| o.first_byte_timeout);
+    let (addr, in_cluster) = resolve(e, host, port).await?;
+    let stream = tokio::time::timeout(connect_timeout, connect(e, addr, in_cluster))
+        .await
+        .map_err(|_| Error::ConnectionTimeout)?
+        .map_err(connect_error)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(Error::from)?;
+    // The connection is driven on its own task; it ends when the exchange is over.
+    let driver = tokio::spawn(conn);
+    // Origin form on the wire: the authority travels in the Host header.
+    *req.uri_mut() = http::Uri::builder()
+        .path_and_query(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        .build()
+        .map_err(|_| Error::HttpRequestUriInvalid)?;
+    let sending = sender.send_request(req);
+    let res = match first_byte_timeout {
+        Some(t) => tokio::time::timeout(t, sending)
+            .await
+            .map_err(|_| Error::ConnectionReadTimeout)?,
+        None => sending.await,
+    }
+    .map_err(Error::from)?;
+    let io = async move {
+        match driver.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) if err.is_timeout() => Err(Error::HttpResponseTimeout),
+            Ok(Err(err)) => Err(Error::from(err)),
+            Err(_) => Err(Error::ConnectionTerminated),
+        }
+    };
+    Ok((
+        res.map(|b| b.map_err(Error::from).boxed_unsync()),
+        Box::new(io) as Box<dyn std::future::Future<Output = _> + Send>,
+    ))
+}
