@@ -624,7 +624,7 @@ async fn run_cri(dir: &Path, cluster_host: &str) -> Result<[Vec<Duration>; 3]> {
             let log_dir = dir.join("cri-logs").join(i.to_string());
             std::fs::create_dir_all(log_dir.join("httpd"))?;
             let t = Instant::now();
-            let sb = oci.run_sandbox(&p, &log_dir).await?;
+            let sb = oci.run_sandbox(&p, &log_dir, None).await?;
             let t_sb = t.elapsed();
             let spec = ContainerSpec {
                 name: "httpd".into(),

@@ -10,3 +10,5 @@ python3 control-plane/tools/gen_k8s_proto_schema.py --check >/dev/null
 # The Wasm samples and test guests (wasm32-wasip2; adds the target through rustup if missing).
 scripts/build-guests.sh >/dev/null
 cargo test --workspace "$@"
+# The SDK's own tests, on the host (its bindings compile for any target).
+cargo test --manifest-path sdk/Cargo.toml --target-dir "${CARGO_TARGET_DIR:-target}/sdk-host" --quiet

@@ -61,6 +61,12 @@ fn a_wasm_pod_gets_an_address_on_the_node_bridge_and_serves_8080_there() -> Resu
     let ip2 = pod_ip(&s, "web2")?;
     assert_ne!(ip, ip2);
     assert!(fetch(&s, &format!("http://{ip2}:8080/"))?.contains("Hello"));
+    // A Wasm pod's outgoing request reaches another pod by its address.
+    let via = fetch(
+        &s,
+        &format!("http://{ip2}:8080/fetch?url=http://{ip}:8080/env/HOSTNAME"),
+    )?;
+    assert_eq!(via, "web");
 
     // Deleting the pod takes its address off the bridge and gives it back.
     s.ok(&["delete", "pod", "web", "--wait=true"])?;
@@ -68,5 +74,85 @@ fn a_wasm_pod_gets_an_address_on_the_node_bridge_and_serves_8080_there() -> Resu
         let addrs = s.in_netns("ip", &["-4", "addr", "show", "dev", "skiff0"])?;
         Ok((!addrs.contains(&format!("{ip}/32")) && !store.exists()).then_some(()))
     })?;
+    Ok(())
+}
+
+/// A cluster whose node runs container pods too, with busybox and hello-wasm imported.
+fn mixed_cluster() -> Result<Option<Skiff>> {
+    if !common::containerd_available() {
+        return Ok(None);
+    }
+    let s = Skiff::start_with_containerd()?;
+    let tar = common::busybox::layout_tarball(s.data_dir())?;
+    s.import(&tar, "busybox:1.35")?;
+    s.import(&guest("hello_wasm")?, "hello-wasm:v1")?;
+    Ok(Some(s))
+}
+
+#[test]
+fn a_mixed_pod_shares_its_address_localhost_and_volumes_between_wasm_and_a_container() -> Result<()>
+{
+    let Some(s) = mixed_cluster()? else {
+        return Ok(());
+    };
+    s.apply(
+        "mixed.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: mixed}
+spec:
+  volumes: [{name: shared, emptyDir: {}}]
+  containers:
+  - name: app
+    image: hello-wasm:v1
+    imagePullPolicy: IfNotPresent
+    ports: [{containerPort: 8080}]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+  - name: sidecar
+    image: busybox:1.35
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo from-the-sidecar > /shared/greeting; sleep 3600"]
+    volumeMounts: [{name: shared, mountPath: /shared}]
+"#,
+    )?;
+    let ip = pod_ip(&s, "mixed").map_err(|e| anyhow::anyhow!("{e}; log:\n{}", s.log()))?;
+    // The Linux sidecar reaches the Wasm app on localhost.
+    let out = s.ok(&[
+        "exec",
+        "mixed",
+        "-c",
+        "sidecar",
+        "--",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://localhost:8080/env/HOSTNAME",
+    ])?;
+    assert_eq!(out, "mixed");
+    // From the node, the pod's (sandbox) address serves the Wasm app.
+    assert!(fetch(&s, &format!("http://{ip}:8080/"))?.contains("Hello from Skiff!"));
+    // The Wasm app reads what the sidecar wrote into the shared emptyDir.
+    let greeting = wait_for("the sidecar's file", || {
+        Ok(fetch(&s, &format!("http://{ip}:8080/file?path=/shared/greeting")).ok())
+    })?;
+    assert_eq!(greeting.trim(), "from-the-sidecar");
+    // The Wasm app reaches the sidecar's side of localhost too: a server the sidecar starts.
+    s.ok(&[
+        "exec",
+        "mixed",
+        "-c",
+        "sidecar",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p /www && echo sidecar-page > /www/index.html && httpd -p 9090 -h /www",
+    ])?;
+    let page = fetch(
+        &s,
+        &format!("http://{ip}:8080/fetch?url=http://localhost:9090/index.html"),
+    )?;
+    assert_eq!(page.trim(), "sidecar-page");
     Ok(())
 }

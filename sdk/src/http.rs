@@ -22,6 +22,8 @@
 
 use std::io::{Read as _, Write as _};
 
+pub use crate::client::{get, send};
+
 use wasi::http::types::{
     Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };

@@ -41,6 +41,7 @@
 //! `std::fs` sees the directories the pod mounts (e.g. a ConfigMap volume at `/config`), and
 //! environment variables come from the container's `env`.
 
+mod client;
 pub mod http;
 
 /// The value of the environment variable `name`, as set in the pod's container spec.

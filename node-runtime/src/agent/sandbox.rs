@@ -142,7 +142,11 @@ impl Worker {
         if let Err(e) = std::fs::create_dir_all(&log_dir) {
             return Err(format!("cannot create {}: {e}", log_dir.display()));
         }
-        match oci.run_sandbox(&self.pod, &log_dir).await {
+        let cluster_dns = match self.ctx.network {
+            Some(_) => self.ctx.view.cluster_dns_ip().await,
+            None => None,
+        };
+        match oci.run_sandbox(&self.pod, &log_dir, cluster_dns).await {
             Ok(sb) => {
                 tracing::info!(sandbox = %sb.id, ip = ?sb.ip, "pod sandbox running");
                 self.sandbox = Some(sb);

@@ -29,6 +29,10 @@ pub const DEFAULT_FIRST_LIST_WAIT: Duration = Duration::from_secs(5);
 /// After a failed sync, the next try (the state is re-read then).
 pub const DEFAULT_SYNC_RETRY: Duration = Duration::from_secs(2);
 
+/// The cluster DNS Service (created by the control plane at the tenth service address).
+pub const DNS_NAMESPACE: &str = "kube-system";
+pub const DNS_SERVICE: &str = "kube-dns";
+
 /// The Services, EndpointSlices and Nodes as this agent last saw them.
 #[derive(Clone)]
 pub struct ClusterView {
@@ -91,6 +95,22 @@ impl ClusterView {
             },
             vec![t1, t2, t3],
         )
+    }
+
+    /// The cluster DNS Service's address (`kube-system/kube-dns`), where pods send their
+    /// queries (each node's agent answers them).
+    pub async fn cluster_dns_ip(&self) -> Option<std::net::IpAddr> {
+        let _ =
+            tokio::time::timeout(DEFAULT_FIRST_LIST_WAIT, self.services.wait_until_ready()).await;
+        let key = reflector::ObjectRef::new(DNS_SERVICE).within(DNS_NAMESPACE);
+        self.services
+            .get(&key)?
+            .spec
+            .as_ref()?
+            .cluster_ip
+            .as_deref()?
+            .parse()
+            .ok()
     }
 
     /// The Services environment variables of a container of `pod` (Kubernetes' service

@@ -8,6 +8,7 @@
 //! - [`pause`]: the sandbox image, built from this repo and served by the cluster store.
 
 pub mod container;
+pub mod dns;
 pub mod hooks;
 pub mod pause;
 pub mod sandbox;

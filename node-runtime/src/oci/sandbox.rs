@@ -153,8 +153,16 @@ pub fn namespace_options(share_pid: bool) -> api::NamespaceOption {
 
 impl OciRuntime {
     /// Runs the pod's sandbox and reads its IP.
-    pub async fn run_sandbox(&self, pod: &Pod, log_dir: &Path) -> Result<Sandbox, OciError> {
-        let cfg = config(pod, self.node_name(), log_dir)?;
+    /// Runs the pod's sandbox; `cluster_dns` is the cluster DNS Service's address when this
+    /// node serves cluster DNS (see [`super::dns::dns_config`]).
+    pub async fn run_sandbox(
+        &self,
+        pod: &Pod,
+        log_dir: &Path,
+        cluster_dns: Option<std::net::IpAddr>,
+    ) -> Result<Sandbox, OciError> {
+        let mut cfg = config(pod, self.node_name(), log_dir)?;
+        cfg.dns_config = super::dns::dns_config(pod, cluster_dns);
         let resp = self
             .cri
             .run_pod_sandbox(api::RunPodSandboxRequest {

@@ -10,6 +10,7 @@
 //! | `/file?path=/config/x` | 200 with the file's content (WASI filesystem), 404 if missing |
 //! | `/spin` | never answers: loops forever (per-request deadlines) |
 //! | `/alloc?mb=N` | allocates and touches N MiB, then 200 (memory limits); 500 if the allocation is refused |
+//! | `/fetch?url=U` | GETs `U` (e.g. `http://orders.shop/`, a cluster name) and answers with its status and body; 502 with the error if the request fails |
 
 use std::io::ErrorKind;
 
@@ -30,6 +31,7 @@ fn handle(req: Request) -> Response {
         "/file" => file(&req),
         "/spin" => spin(),
         "/alloc" => alloc(&req),
+        "/fetch" => fetch(&req),
         _ => {
             let version = skiff_sdk::env("VERSION").unwrap_or_else(|| "v1".to_string());
             Response::text(
@@ -37,6 +39,18 @@ fn handle(req: Request) -> Response {
                 format!("Hello from Skiff! version={version} path={}\n", req.path),
             )
         }
+    }
+}
+
+fn fetch(req: &Request) -> Response {
+    let Some(url) = req.query_param("url") else {
+        return Response::text(400, "missing query parameter: url\n");
+    };
+    match skiff_sdk::http::get(&url) {
+        Ok(resp) => Response::new(resp.status)
+            .with_header("content-type", "text/plain")
+            .with_body(resp.body),
+        Err(err) => Response::text(502, format!("{err}\n")),
     }
 }
 
