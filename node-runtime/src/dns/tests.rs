@@ -282,3 +282,17 @@ fn resolv_conf_nameservers() {
     );
     assert!(upstreams_from_resolv_conf(&dir.path().join("absent")).is_empty());
 }
+
+#[test]
+fn server_can_be_shared_across_tasks() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let start = DnsServer::start(DnsConfig::new(vec![]));
+    send(&start);
+    let zone = ClusterZone::build("cluster.local", &[], &[]);
+    send_sync(&zone);
+    fn server_is_send_sync(server: &DnsServer) {
+        send_sync(server);
+    }
+    let _ = server_is_send_sync;
+}

@@ -324,7 +324,7 @@ impl ClusterZone {
     }
 }
 
-/// The records of one Service (and of its endpoints, when headless).
+/// The records of one Service and of its endpoints.
 fn add_service(
     nodes: &mut HashMap<Name, Node>,
     svc: &Service,
@@ -336,30 +336,20 @@ fn add_service(
         return;
     };
     if spec.type_.as_deref() == Some("ExternalName") {
-        let Some(target) = spec.external_name.as_deref().and_then(absolute_name) else {
-            return;
-        };
-        for port in spec.ports.iter().flatten() {
-            let port_name = port.name.as_deref().unwrap_or_default();
-            if let (Some(owner), Ok(p)) = (
-                srv_owner(fqdn, port_name, port.protocol.as_deref()),
-                u16::try_from(port.port),
-            ) {
-                nodes
-                    .entry(owner)
-                    .or_default()
-                    .srv
-                    .insert((p, target.clone()));
-            }
+        // Only the alias itself: like CoreDNS, no port names or endpoints under it, and an IP
+        // address is no name to alias.
+        let target = spec.external_name.as_deref().unwrap_or_default();
+        if target.parse::<std::net::IpAddr>().is_err() {
+            nodes.entry(fqdn.clone()).or_default().cname = absolute_name(target);
         }
-        nodes.entry(fqdn.clone()).or_default().cname = Some(target);
         return;
     }
-    if spec.cluster_ip.as_deref() == Some("None") {
-        let all = spec.publish_not_ready_addresses.unwrap_or(false);
-        for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
-            add_headless_slice(nodes, fqdn, slice, all);
-        }
+    let headless = spec.cluster_ip.as_deref() == Some("None");
+    let all = spec.publish_not_ready_addresses.unwrap_or(false);
+    for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
+        add_slice(nodes, fqdn, slice, headless, all);
+    }
+    if headless {
         return;
     }
     // ClusterIPs: IPv4 only, this cluster has no IPv6 service network.
@@ -400,19 +390,22 @@ fn add_service(
     }
 }
 
-/// A headless Service's endpoints of one slice: A records for the Service and for each endpoint's
-/// host name (its `hostname`, else its address with dashes, as CoreDNS names it), SRV records per
-/// port to those host names, and PTRs back to them.
-fn add_headless_slice(
+/// The endpoints of one slice: each endpoint's host name (its `hostname`, else its address with
+/// dashes, as CoreDNS names it) gets an A record and the PTR back to it, whatever the Service's
+/// kind (as CoreDNS answers them). For a headless Service the endpoints are also its own A
+/// records, and the SRV targets of its ports.
+fn add_slice(
     nodes: &mut HashMap<Name, Node>,
     fqdn: &Name,
     slice: &EndpointSlice,
+    headless: bool,
     all: bool,
 ) {
     let ports: Vec<(u16, Option<Name>)> = slice
         .ports
         .iter()
         .flatten()
+        .filter(|_| headless)
         .filter_map(|p| {
             let port = u16::try_from(p.port?).ok()?;
             let name = p.name.as_deref().unwrap_or_default();
@@ -441,25 +434,25 @@ fn add_headless_slice(
             let Ok(host) = fqdn.prepend_label(label.as_str()) else {
                 continue;
             };
-            nodes.entry(fqdn.clone()).or_default().a.insert(ip);
             nodes.entry(host.clone()).or_default().a.insert(ip);
             nodes
                 .entry(reverse_name(ip))
                 .or_default()
                 .ptr
                 .insert(host.clone());
+            if !headless {
+                continue;
+            }
+            nodes.entry(fqdn.clone()).or_default().a.insert(ip);
             for (port, owner) in &ports {
+                let srv = (*port, host.clone());
                 nodes
                     .entry(fqdn.clone())
                     .or_default()
                     .srv
-                    .insert((*port, host.clone()));
+                    .insert(srv.clone());
                 if let Some(owner) = owner {
-                    nodes
-                        .entry(owner.clone())
-                        .or_default()
-                        .srv
-                        .insert((*port, host.clone()));
+                    nodes.entry(owner.clone()).or_default().srv.insert(srv);
                 }
             }
         }

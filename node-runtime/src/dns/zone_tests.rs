@@ -50,7 +50,8 @@ pub(crate) fn sample_zone() -> ClusterZone {
         service(
             "default",
             "ext",
-            json!({"type": "ExternalName", "externalName": "db.example.test"}),
+            json!({"type": "ExternalName", "externalName": "db.example.test",
+                   "ports": [{"name": "http", "port": 80}]}),
         ),
         service(
             "default",
@@ -58,8 +59,19 @@ pub(crate) fn sample_zone() -> ClusterZone {
             json!({"type": "ExternalName", "externalName": "web.default.svc.cluster.local."}),
         ),
         service("default", "empty", json!({"clusterIP": "None"})),
+        service(
+            "default",
+            "byip",
+            json!({"type": "ExternalName", "externalName": "192.0.2.1"}),
+        ),
     ];
     let slices = vec![
+        slice(
+            "default",
+            "web",
+            json!([{"name": "http", "port": 8080}]),
+            json!([{"addresses": ["10.1.1.1"]}]),
+        ),
         slice(
             "default",
             "db",
@@ -228,6 +240,18 @@ fn external_name_is_a_cname() {
             other => panic!("{qtype}: {other:?}"),
         }
     }
+    // No port names under an alias, and an IP address is no alias target.
+    let port = answer(
+        &zone,
+        "_http._tcp.ext.default.svc.cluster.local.",
+        RecordType::SRV,
+    );
+    assert_eq!(port.rcode, ResponseCode::NXDomain);
+    assert_nodata(&answer(
+        &zone,
+        "byip.default.svc.cluster.local.",
+        RecordType::A,
+    ));
     // An alias to a cluster name is followed within the zone.
     let alias = answer(&zone, "alias.default.svc.cluster.local.", RecordType::A);
     assert_eq!(alias.answers.len(), 2);
