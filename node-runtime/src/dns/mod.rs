@@ -45,8 +45,9 @@ const DEFAULT_SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
 /// may already be taken for TCP).
 const DEFAULT_BIND_ATTEMPTS: usize = 8;
 
-/// The default upstreams' source.
-pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+/// Where the default upstreams come from: the host's own resolvers, as with CoreDNS's
+/// `forward . /etc/resolv.conf`.
+pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// What the DNS server listens on, serves and forwards to.
 #[derive(Debug, Clone)]
@@ -69,7 +70,7 @@ impl DnsConfig {
         DnsConfig {
             listen,
             domain: DEFAULT_DOMAIN.to_string(),
-            upstreams: upstreams_from_resolv_conf(Path::new(RESOLV_CONF)),
+            upstreams: upstreams_from_resolv_conf(Path::new(DEFAULT_RESOLV_CONF)),
             forward_timeout: DEFAULT_FORWARD_TIMEOUT,
         }
     }
