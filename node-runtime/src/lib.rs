@@ -6,6 +6,8 @@
 //! - [`runtime`]: the runtimes a node can run a container with.
 //! - [`containerd`]: the managed (or external) containerd for container pods.
 //! - [`cri`]: the CRI v1 gRPC client.
+//! - [`dns`]: cluster DNS: the Kubernetes records of Services and endpoints, other names
+//!   forwarded to the node's resolvers (hickory).
 //! - [`network`]: the pod network: the node bridge, Wasm pods' addresses, routes to other nodes.
 //! - [`oci`]: container pods through CRI: sandboxes, containers, the pause image.
 //! - [`wasm`]: the wasmtime engine, component cache, commands and `wasi:http` serving.
@@ -15,6 +17,7 @@
 pub mod agent;
 pub mod containerd;
 pub mod cri;
+pub mod dns;
 pub mod images;
 pub mod logs;
 pub mod network;
