@@ -74,6 +74,7 @@ pub struct RunningAgent {
     endpoint_handle: axum_server::Handle<std::net::SocketAddr>,
     containerd: Option<Containerd>,
     network: Option<Arc<PodNetwork>>,
+    dns: Option<crate::dns::DnsServer>,
 }
 
 /// Sets up containerd for container pods: the sandbox image in the cluster store, then a
@@ -195,7 +196,10 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
                 puller: puller.clone(),
                 node_ip: cfg.node_ip,
                 cluster_cidr: cfg.cluster_cidr.parse().ok(),
-                resolver: None,
+                resolver: net.dns.as_ref().map(|d| {
+                    Arc::new(services::ZoneResolver(d.handle()))
+                        as Arc<dyn crate::wasm::ClusterResolver>
+                }),
             }),
             oci: oci.map(Runtime::Oci),
         },
@@ -220,6 +224,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
             services::Programs {
                 node_name: cfg.node_name.clone(),
                 network: network.clone(),
+                zone: net.dns.as_ref().map(|d| d.handle()),
             },
             shutdown_rx,
         )));
@@ -233,6 +238,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
         endpoint_handle: endpoint.handle,
         containerd,
         network: net.network,
+        dns: net.dns,
     })
 }
 
@@ -249,6 +255,9 @@ impl RunningAgent {
         // After the pods' workers removed their sandboxes.
         if let Some(c) = self.containerd.as_mut() {
             c.shutdown().await;
+        }
+        if let Some(d) = self.dns.take() {
+            d.shutdown().await;
         }
         if let Some(n) = &self.network {
             n.shutdown().await;

@@ -9,7 +9,11 @@ use ipnet::Ipv4Net;
 
 use super::config::{self, AgentConfig};
 use crate::containerd::{ContainerdMode, Layout};
+use crate::dns::{DnsConfig, DnsServer};
 use crate::network::PodNetwork;
+
+/// The port the node's cluster DNS listens on, on the bridge address.
+pub const DNS_PORT: u16 = 53;
 
 /// The node's pod range: `--pod-cidr`, else the Node's `spec.podCIDR` (waited for), else the
 /// default.
@@ -28,10 +32,27 @@ pub(super) async fn pod_range(client: &kube::Client, cfg: &AgentConfig) -> Strin
     }
 }
 
-/// What the pod network came to: the network, or why there is none.
+/// What the pod network came to: the network and the node's cluster DNS server, or why
+/// there is none.
 pub(super) struct NetworkSetup {
     pub network: Option<Arc<PodNetwork>>,
+    pub dns: Option<DnsServer>,
     pub off: Option<String>,
+}
+
+/// Cluster DNS on the bridge address, port 53 (pods reach it through the kube-dns Service).
+async fn start_dns(network: &PodNetwork) -> Option<DnsServer> {
+    let listen = std::net::SocketAddr::new(network.gateway().into(), DNS_PORT);
+    match DnsServer::start(DnsConfig::new(vec![listen])).await {
+        Ok(d) => {
+            tracing::info!(%listen, "cluster DNS serving");
+            Some(d)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cluster DNS cannot start: pods cannot resolve Service names on this node");
+            None
+        }
+    }
 }
 
 /// Sets up the pod network for `range` (and the CNI config when this agent manages
@@ -49,6 +70,7 @@ pub(super) async fn setup(cfg: &AgentConfig, range: &str, containerd_up: bool) -
             tracing::error!(error = %e, "pod networking is off");
             return NetworkSetup {
                 network: None,
+                dns: None,
                 off: Some(format!("pod networking is off: {e}")),
             };
         }
@@ -64,11 +86,13 @@ pub(super) async fn setup(cfg: &AgentConfig, range: &str, containerd_up: bool) -
         tracing::info!("pod networking is off (--no-pod-network): Wasm pods serve on hostPorts");
         return NetworkSetup {
             network: None,
+            dns: None,
             off: Some("pod networking is off (--no-pod-network): pods get no addresses of their own, Services are not programmed and no cluster DNS is served on this node; Wasm pods serve on hostPorts".into()),
         };
     }
     match PodNetwork::setup(&layout.cni_ipam_dir, range_net).await {
         Ok(n) => NetworkSetup {
+            dns: start_dns(&n).await,
             network: Some(Arc::new(n)),
             off: None,
         },
@@ -81,6 +105,7 @@ pub(super) async fn setup(cfg: &AgentConfig, range: &str, containerd_up: bool) -
             tracing::error!("{why}");
             NetworkSetup {
                 network: None,
+                dns: None,
                 off: Some(why),
             }
         }

@@ -18,7 +18,9 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use tokio::sync::{watch, Notify};
 
+use crate::dns::{ClusterZone, ZoneAnswer, ZoneHandle, DEFAULT_DOMAIN};
 use crate::network::PodNetwork;
+use crate::wasm::{ClusterName, ClusterResolver};
 
 /// How long the sync loop waits after a change for more to batch (kube-proxy batches too):
 /// short enough that a pod failing readiness stops getting traffic well within a probe period.
@@ -234,6 +236,36 @@ pub fn node_routes(nodes: &[Arc<Node>], me: &str) -> BTreeMap<Ipv4Net, Ipv4Addr>
 pub struct Programs {
     pub node_name: String,
     pub network: Arc<PodNetwork>,
+    /// The zone the node's cluster DNS serves.
+    pub zone: Option<ZoneHandle>,
+}
+
+/// How many ExternalName hops a Wasm guest's lookup follows inside the cluster zone.
+const MAX_ALIAS_HOPS: usize = 8;
+
+/// Wasm guests' cluster name lookups, answered from the zone the node's DNS serves.
+pub struct ZoneResolver(pub ZoneHandle);
+
+impl ClusterResolver for ZoneResolver {
+    fn resolve(&self, host: &str, namespace: &str) -> Option<ClusterName> {
+        let zone = self.0.get();
+        let mut name = host.to_string();
+        for hop in 0..MAX_ALIAS_HOPS {
+            match zone.lookup(&name, namespace) {
+                None if hop == 0 => return None,
+                // An ExternalName pointing outside the cluster.
+                None => return Some(ClusterName::Alias(name)),
+                Some(ZoneAnswer::Addrs { addrs, .. }) => {
+                    return Some(ClusterName::Addrs(
+                        addrs.into_iter().map(std::net::IpAddr::V4).collect(),
+                    ))
+                }
+                Some(ZoneAnswer::NotFound) => return Some(ClusterName::Addrs(Vec::new())),
+                Some(ZoneAnswer::Alias { target, .. }) => name = target,
+            }
+        }
+        Some(ClusterName::Addrs(Vec::new()))
+    }
 }
 
 /// Brings routes (and the Service data path and DNS zone) to the view's state after each
@@ -251,6 +283,17 @@ pub async fn sync_loop(view: ClusterView, programs: Programs, mut shutdown: watc
         }
         let span = tracing::debug_span!("sync_services");
         let _enter = span.enter();
+        if let Some(zone) = &programs.zone {
+            let services: Vec<Service> = view
+                .services
+                .state()
+                .iter()
+                .map(|s| (**s).clone())
+                .collect();
+            let slices: Vec<EndpointSlice> =
+                view.slices.state().iter().map(|s| (**s).clone()).collect();
+            zone.set(ClusterZone::build(DEFAULT_DOMAIN, &services, &slices));
+        }
         let routes = node_routes(&view.nodes.state(), &programs.node_name);
         if let Err(e) = programs.network.sync_routes(&routes).await {
             tracing::warn!(error = %e, "cannot program the routes to other nodes; retrying");

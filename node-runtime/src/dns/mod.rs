@@ -179,6 +179,12 @@ impl DnsServer {
         current(&self.zone)
     }
 
+    /// A handle on the served zone for other tasks (the agent's sync loop, Wasm guests'
+    /// lookups), while the server itself stays with its owner for shutdown.
+    pub fn handle(&self) -> ZoneHandle {
+        ZoneHandle(self.zone.clone())
+    }
+
     /// Stops listening and waits (bounded) for the requests in flight.
     pub async fn shutdown(mut self) {
         match tokio::time::timeout(DEFAULT_SHUTDOWN_WAIT, self.server.shutdown_gracefully()).await {
@@ -186,6 +192,20 @@ impl DnsServer {
             Ok(Err(e)) => tracing::debug!(error = %e, "cluster DNS stopped"),
             Err(_) => tracing::debug!("cluster DNS stop timed out; dropping its tasks"),
         }
+    }
+}
+
+/// The zone a [`DnsServer`] serves, shared: read it, or swap in a new one.
+#[derive(Clone)]
+pub struct ZoneHandle(Arc<RwLock<Arc<ClusterZone>>>);
+
+impl ZoneHandle {
+    pub fn get(&self) -> Arc<ClusterZone> {
+        current(&self.0)
+    }
+
+    pub fn set(&self, zone: ClusterZone) {
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(zone);
     }
 }
 

@@ -19,11 +19,19 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 /// answer in milliseconds; a guest that needs longer sets its own.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What the cluster zone says about a name.
+pub enum ClusterName {
+    /// Its addresses (none: a cluster name that does not exist).
+    Addrs(Vec<IpAddr>),
+    /// An ExternalName Service: resolve this name instead.
+    Alias(String),
+}
+
 /// Looks names up in the cluster DNS zone.
 pub trait ClusterResolver: Send + Sync {
-    /// The addresses of `host` as a pod of `namespace` resolves it (search list, ndots:5);
-    /// `None`: not a cluster name, `Some(empty)`: a cluster name that does not exist.
-    fn resolve(&self, host: &str, namespace: &str) -> Option<Vec<IpAddr>>;
+    /// `host` as a pod of `namespace` resolves it (search list, ndots:5); `None`: not a
+    /// cluster name.
+    fn resolve(&self, host: &str, namespace: &str) -> Option<ClusterName>;
 }
 
 /// A pod's outgoing side.
@@ -99,20 +107,25 @@ async fn resolve(e: &Egress, host: &str, port: u16) -> Result<(SocketAddr, bool)
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok((SocketAddr::new(ip, port), in_cluster(ip)));
     }
+    let mut host = host.to_string();
     if let Some(r) = &e.resolver {
-        if let Some(ips) = r.resolve(host, &e.namespace) {
-            return ips
-                .first()
-                .map(|ip| (SocketAddr::new(*ip, port), true))
-                .ok_or(Error::DnsError {
-                    rcode: Some("NXDOMAIN".into()),
-                    info_code: None,
-                });
+        match r.resolve(&host, &e.namespace) {
+            Some(ClusterName::Addrs(ips)) => {
+                return ips
+                    .first()
+                    .map(|ip| (SocketAddr::new(*ip, port), true))
+                    .ok_or(Error::DnsError {
+                        rcode: Some("NXDOMAIN".into()),
+                        info_code: None,
+                    })
+            }
+            Some(ClusterName::Alias(target)) => host = target,
+            None => {}
         }
     }
     let mut found = tokio::time::timeout(
         DEFAULT_CONNECT_TIMEOUT,
-        tokio::net::lookup_host((host, port)),
+        tokio::net::lookup_host((host.as_str(), port)),
     )
     .await
     .map_err(|_| Error::DnsTimeout)?

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 pub use cache::{LoadSource, LoadedComponent};
 pub use command::CommandHandle;
-pub use egress::{ClusterResolver, Egress, DEFAULT_CONNECT_TIMEOUT};
+pub use egress::{ClusterName, ClusterResolver, Egress, DEFAULT_CONNECT_TIMEOUT};
 pub use engine::{
     WasmConfig, DEFAULT_CPU_PERIOD, DEFAULT_EPOCH_TICK, DEFAULT_POOLING,
     DEFAULT_POOL_MAX_MEMORY_BYTES, DEFAULT_POOL_TOTAL_INSTANCES,
