@@ -9,6 +9,7 @@ pub mod events;
 mod init;
 pub mod node;
 pub mod pods;
+pub mod portforward;
 pub mod probes;
 pub mod pullsecrets;
 mod sandbox;
@@ -17,6 +18,7 @@ pub mod status;
 pub mod stream;
 mod volume_sources;
 pub mod volumes;
+pub mod wasm_ports;
 pub mod workdir;
 mod worker;
 
@@ -57,6 +59,8 @@ pub struct AgentCtx {
     pub runtimes: Runtimes,
     pub puller: Arc<ImagePuller>,
     pub recorder: events::Recorder,
+    /// Where this node's Wasm HTTP components listen, for `kubectl port-forward`.
+    pub wasm_ports: wasm_ports::WasmPorts,
 }
 
 pub struct RunningAgent {
@@ -156,6 +160,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
             }
         },
     };
+    let wasm_ports = wasm_ports::WasmPorts::default();
     let endpoint = server::start(
         cfg.listen,
         &cfg.node_name,
@@ -163,6 +168,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
         &cfg.token,
         shutdown_rx.clone(),
         oci.clone(),
+        wasm_ports.clone(),
     )
     .await?;
     let oci_version = containerd.as_ref().map(|c| c.version.clone());
@@ -209,6 +215,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
             oci: oci.map(Runtime::Oci),
         },
         puller,
+        wasm_ports,
     });
     let tasks = vec![
         tokio::spawn(node::heartbeat(
