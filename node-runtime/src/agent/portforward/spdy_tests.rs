@@ -237,3 +237,63 @@ fn rejects_what_it_cannot_read() {
         Some(Frame::Unknown { frame_type: 10 })
     );
 }
+
+/// What kubectl 1.32 (client-go over moby/spdystream, Go's zlib) sent for two forwarded
+/// connections, captured at the agent: the first connection's error stream (closed at once),
+/// its data stream with a request and FIN, then the second connection's two streams.
+#[test]
+fn decodes_what_kubectl_sends() {
+    let vector = hex(concat!(
+        "800300010000003e0000000100000000000078f9e3c6a7c202253a060606ce2248fc6482d22da301",
+        "38e59514a526e6420b17d65450d0430aea22709eb030b03000000000ffff00000001010000008003",
+        "00010000001800000003000000000000225233a8644a44d70b000000ffff00000003000000504745",
+        "54202f6120485454502f312e310d0a486f73743a203132372e302e302e313a31383138350d0a5573",
+        "65722d4167656e743a206375726c2f372e38382e310d0a4163636570743a202a2f2a0d0a0d0a0000",
+        "00030100000080030001000000180000000500000000000082ea25d21a542b0c01000000ffff0000",
+        "000501000000800300010000001600000007000000000000c26ab121711603000000ffff",
+    ));
+    let mut buf = BytesMut::from(&vector[..]);
+    let mut dec = Decoder::default();
+    let mut frames = Vec::new();
+    while let Some(f) = dec.decode(&mut buf).unwrap() {
+        frames.push(f);
+    }
+    assert!(buf.is_empty());
+    let syn = |f: &Frame| match f {
+        Frame::SynStream {
+            stream_id, headers, ..
+        } => (
+            *stream_id,
+            header(headers, "streamtype").unwrap_or("").to_string(),
+            header(headers, "port").unwrap_or("").to_string(),
+            header(headers, "requestid").unwrap_or("").to_string(),
+        ),
+        other => panic!("not a SYN_STREAM: {other:?}"),
+    };
+    let s = |id, t: &str, r: &str| (id, t.to_string(), "8080".to_string(), r.to_string());
+    assert_eq!(frames.len(), 8, "{frames:?}");
+    assert_eq!(syn(&frames[0]), s(1, "error", "0"));
+    assert_eq!(frames[1], fin_frame(1));
+    assert_eq!(syn(&frames[2]), s(3, "data", "0"));
+    let Frame::Data {
+        stream_id: 3,
+        flags: 0,
+        data,
+    } = &frames[3]
+    else {
+        panic!("{:?}", frames[3])
+    };
+    assert!(data.starts_with(b"GET /a HTTP/1.1\r\n"));
+    assert_eq!(frames[4], fin_frame(3));
+    assert_eq!(syn(&frames[5]), s(5, "error", "1"));
+    assert_eq!(frames[6], fin_frame(5));
+    assert_eq!(syn(&frames[7]), s(7, "data", "1"));
+}
+
+fn fin_frame(stream_id: u32) -> Frame {
+    Frame::Data {
+        stream_id,
+        flags: FLAG_FIN,
+        data: Bytes::new(),
+    }
+}
