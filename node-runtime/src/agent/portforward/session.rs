@@ -201,7 +201,7 @@ impl Session {
                 }
                 Ok(())
             }
-            Frame::Ping { id } if id % 2 == 1 => self.send(Frame::Ping { id }).await,
+            Frame::Ping { id } if !id.is_multiple_of(2) => self.send(Frame::Ping { id }).await,
             Frame::GoAway { .. } => {
                 // kubectl is closing: no new streams; the connection's end follows.
                 self.gone_away = true;
@@ -232,7 +232,7 @@ impl Session {
         headers: &spdy::Headers,
     ) -> Result<(), String> {
         // Client streams are odd and increasing (SPDY/3.1 section 2.3.2).
-        if stream_id % 2 == 0 || stream_id <= self.last_stream_id {
+        if stream_id.is_multiple_of(2) || stream_id <= self.last_stream_id {
             return self
                 .refuse(stream_id, status::PROTOCOL_ERROR, "bad stream id")
                 .await;
