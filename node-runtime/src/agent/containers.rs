@@ -438,8 +438,15 @@ impl Worker {
                 });
             }
             Running::WasmHttp(mut server, addrs) => {
+                // Unregistered when the server task ends (dropped with it).
+                let ports = self.ctx.wasm_ports.register(
+                    self.pod.metadata.namespace.as_deref().unwrap_or(""),
+                    self.pod.metadata.name.as_deref().unwrap_or(""),
+                    addrs.clone(),
+                );
                 s.addrs = addrs;
                 tokio::spawn(async move {
+                    let _ports = ports;
                     let mut stop_rx = stop_rx;
                     let grace = loop {
                         tokio::select! {

@@ -10,6 +10,7 @@ mod init;
 mod network;
 pub mod node;
 pub mod pods;
+pub mod portforward;
 pub mod probes;
 pub mod pullsecrets;
 mod sandbox;
@@ -19,6 +20,7 @@ pub mod status;
 pub mod stream;
 mod volume_sources;
 pub mod volumes;
+pub mod wasm_ports;
 pub mod workdir;
 mod worker;
 
@@ -64,6 +66,8 @@ pub struct AgentCtx {
     pub network: Option<Arc<PodNetwork>>,
     /// Services, EndpointSlices and Nodes as this agent sees them.
     pub view: services::ClusterView,
+    /// Where this node's Wasm HTTP components listen, for `kubectl port-forward`.
+    pub wasm_ports: wasm_ports::WasmPorts,
 }
 
 pub struct RunningAgent {
@@ -165,6 +169,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
             }
         },
     };
+    let wasm_ports = wasm_ports::WasmPorts::default();
     let endpoint = server::start(
         cfg.listen,
         &cfg.node_name,
@@ -172,6 +177,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
         &cfg.token,
         shutdown_rx.clone(),
         oci.clone(),
+        wasm_ports.clone(),
     )
     .await?;
     let oci_version = containerd.as_ref().map(|c| c.version.clone());
@@ -206,6 +212,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
         puller,
         network: net.network.clone(),
         view: view.clone(),
+        wasm_ports,
     });
     let mut tasks = vec![
         tokio::spawn(node::heartbeat(

@@ -1,5 +1,5 @@
-//! The agent's HTTPS endpoint, called by the API server to serve `kubectl logs`, `exec` and
-//! `attach`. Its
+//! The agent's HTTPS endpoint, called by the API server to serve `kubectl logs`, `exec`,
+//! `attach` and `port-forward`. Its
 //! certificate is self-signed; the Node carries its SHA-256 fingerprint so the API server
 //! pins it. Callers must present the node token.
 
@@ -26,6 +26,7 @@ struct EndpointState {
     token: Arc<String>,
     shutdown: watch::Receiver<bool>,
     oci: Option<crate::oci::OciRuntime>,
+    wasm_ports: super::wasm_ports::WasmPorts,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,7 +118,7 @@ async fn port_forward(
     if !authorized(&st, req.headers()) {
         return error(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
-    super::stream::serve_port_forward(st.oci.as_ref(), &ns, &pod, req).await
+    super::portforward::serve(&st.wasm_ports, st.oci.as_ref(), &ns, &pod, req).await
 }
 
 async fn container_logs(
@@ -207,6 +208,7 @@ pub async fn start(
     token: &str,
     shutdown: watch::Receiver<bool>,
     oci: Option<crate::oci::OciRuntime>,
+    wasm_ports: super::wasm_ports::WasmPorts,
 ) -> Result<Endpoint, AgentError> {
     let sans = vec![
         listen.ip().to_string(),
@@ -241,6 +243,7 @@ pub async fn start(
         token: Arc::new(token.to_string()),
         shutdown,
         oci,
+        wasm_ports,
     };
     let app = Router::new()
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))

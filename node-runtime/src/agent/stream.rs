@@ -1,4 +1,5 @@
-//! `kubectl exec`, `kubectl attach` and `kubectl port-forward` on the agent: the API server proxies the client's
+//! `kubectl exec`, `kubectl attach` and `kubectl port-forward` (to container pods; Wasm pods
+//! are served by `portforward/`) on the agent: the API server proxies the client's
 //! upgrade request here; the agent finds the pod's running container in containerd, asks CRI
 //! for a streaming URL (Exec / Attach), and hands the request on to containerd's streaming
 //! server, which speaks kubectl's websocket and SPDY protocols. After the switch of protocols
@@ -174,7 +175,7 @@ async fn ready_sandbox(oci: &OciRuntime, ns: &str, pod: &str) -> Result<String, 
     list.items.into_iter().next().map(|s| s.id).ok_or_else(|| {
         error(
             StatusCode::BAD_REQUEST,
-            format!("cannot port-forward to pod \"{pod}\": it has no running container sandbox on this node (port-forward to Wasm pods comes with the cluster network)"),
+            format!("cannot port-forward to pod \"{pod}\": it has neither a running container sandbox nor a serving WebAssembly HTTP component on this node (is it running?)"),
         )
     })
 }
@@ -190,7 +191,7 @@ pub async fn serve_port_forward(
     let Some(oci) = oci else {
         return error(
             StatusCode::BAD_REQUEST,
-            format!("cannot port-forward to pod \"{pod}\": this node runs no container sandboxes (port-forward to Wasm pods comes with the cluster network)"),
+            format!("cannot port-forward to pod \"{pod}\": it has no serving WebAssembly HTTP component on this node (is it running, with a containerPort?), and this node runs no container sandboxes"),
         );
     };
     let (mut parts, _) = req.into_parts();
