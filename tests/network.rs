@@ -156,3 +156,107 @@ spec:
     assert_eq!(page.trim(), "sidecar-page");
     Ok(())
 }
+
+/// `dig +short` against the node's cluster DNS (on the bridge address).
+fn dig(s: &Skiff, args: &[&str]) -> Result<String> {
+    let mut all = vec!["@10.42.0.1", "+short", "+time=2", "+tries=1"];
+    all.extend_from_slice(args);
+    s.in_netns("dig", &all)
+}
+
+#[test]
+fn cluster_dns_names_statefulset_pods_srv_ports_and_external_names() -> Result<()> {
+    if !common::containerd_available() {
+        return Ok(());
+    }
+    let s = Skiff::start_networked()?;
+    s.import(&guest("hello_wasm")?, "hello-wasm:v1")?;
+    s.apply(
+        "web.yaml",
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext}
+spec:
+  type: ExternalName
+  externalName: web.default.svc.cluster.local
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  serviceName: web
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: app
+        image: hello-wasm:v1
+        imagePullPolicy: IfNotPresent
+        ports: [{name: http, containerPort: 8080}]
+"#,
+    )?;
+    let ip0 = pod_ip(&s, "web-0")?;
+    let ip1 = pod_ip(&s, "web-1")?;
+    // Each StatefulSet pod has a name under the headless Service.
+    let a = wait_for("web-0's DNS name", || {
+        let out = dig(&s, &["web-0.web.default.svc.cluster.local"])?;
+        Ok((!out.trim().is_empty()).then_some(out))
+    })?;
+    assert_eq!(a.trim(), ip0);
+    // The headless Service's name answers all ready pods.
+    let all = dig(&s, &["web.default.svc.cluster.local"])?;
+    assert!(all.contains(&ip0) && all.contains(&ip1), "{all}");
+    // SRV for the named port lists each pod by name, port 8080.
+    let srv = dig(&s, &["SRV", "_http._tcp.web.default.svc.cluster.local"])?;
+    assert!(
+        srv.contains("8080 web-0.web.default.svc.cluster.local."),
+        "{srv}"
+    );
+    assert!(
+        srv.contains("8080 web-1.web.default.svc.cluster.local."),
+        "{srv}"
+    );
+    // ExternalName: a CNAME.
+    let cname = dig(&s, &["CNAME", "ext.default.svc.cluster.local"])?;
+    assert_eq!(cname.trim(), "web.default.svc.cluster.local.");
+    // PTR of a pod address behind the headless Service.
+    let ptr = dig(&s, &["-x", &ip1])?;
+    assert!(
+        ptr.contains("web-1.web.default.svc.cluster.local."),
+        "{ptr}"
+    );
+    // Unknown cluster names: NXDOMAIN.
+    let nx = s.in_netns(
+        "dig",
+        &[
+            "@10.42.0.1",
+            "+time=2",
+            "+tries=1",
+            "nope.default.svc.cluster.local",
+        ],
+    )?;
+    assert!(nx.contains("NXDOMAIN"), "{nx}");
+    // A Wasm guest resolves short names through its namespace's search list.
+    let via = fetch(
+        &s,
+        &format!("http://{ip0}:8080/fetch?url=http://web-1.web:8080/env/HOSTNAME"),
+    )?;
+    assert_eq!(via, "web-1");
+    let via_alias = fetch(
+        &s,
+        &format!("http://{ip0}:8080/fetch?url=http://ext:8080/env/HOSTNAME"),
+    )?;
+    assert!(via_alias == "web-0" || via_alias == "web-1", "{via_alias}");
+    Ok(())
+}
