@@ -10,6 +10,8 @@
 //! - [`wasm`]: the wasmtime engine, component cache, commands and `wasi:http` serving.
 //! - [`images`]: pulling images by reference from the cluster registry or any OCI registry.
 //! - [`logs`]: per-container logs in CRI format, rotation, tail and follow.
+//! - [`proxy`]: the Service data path (ClusterIP, NodePort, LoadBalancer) in nftables, as
+//!   kube-proxy's nftables mode does it.
 
 pub mod agent;
 pub mod containerd;
@@ -17,6 +19,7 @@ pub mod cri;
 pub mod images;
 pub mod logs;
 pub mod oci;
+pub mod proxy;
 pub mod runtime;
 pub mod wasm;
 
