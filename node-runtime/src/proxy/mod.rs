@@ -86,7 +86,7 @@ pub struct SyncStats {
     pub full: bool,
     /// Service ports with rules.
     pub service_ports: usize,
-    /// Distinct endpoints rules lead to.
+    /// Distinct endpoints (address and port) rules lead to.
     pub endpoints: usize,
     pub chains_written: usize,
     pub chains_deleted: usize,

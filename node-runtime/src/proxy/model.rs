@@ -101,8 +101,8 @@ pub struct ServicePortPlan {
     pub affinity_timeout: Option<u32>,
     /// Endpoints for the `Cluster` policy (any node).
     pub cluster_endpoints: Vec<Endpoint>,
-    /// Endpoints for the `Local` policy (this node only), chosen on their own: ready local
-    /// ones, else serving-and-terminating local ones.
+    /// Endpoints for a `Local` policy (this node only), chosen on their own: ready local
+    /// ones, else serving-and-terminating local ones. Empty when no policy is `Local`.
     pub local_endpoints: Vec<Endpoint>,
     /// The ClusterIP is answered by the node's DNS server instead of the endpoints.
     pub local_dns: Option<SocketAddrV4>,
@@ -226,6 +226,15 @@ pub fn plan(
                     && port_number == DNS_PORT
                     && matches!(proto, Proto::Udp | Proto::Tcp)
             });
+            let external_local =
+                external && spec.external_traffic_policy.as_deref() == Some("Local");
+            let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
+            // Local endpoints matter only to a Local policy; otherwise no chain uses them.
+            let local_endpoints = if external_local || internal_local {
+                select(candidates.iter().filter(|c| c.endpoint.local))
+            } else {
+                Vec::new()
+            };
             plans.push(ServicePortPlan {
                 cluster_ip,
                 port: port_number,
@@ -235,12 +244,11 @@ pub fn plan(
                     .and_then(|n| u16::try_from(n).ok())
                     .filter(|n| *n != 0),
                 lb_ips: lb_ips.clone(),
-                external_local: external
-                    && spec.external_traffic_policy.as_deref() == Some("Local"),
-                internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
+                external_local,
+                internal_local,
                 affinity_timeout,
                 cluster_endpoints: select(candidates.iter()),
-                local_endpoints: select(candidates.iter().filter(|c| c.endpoint.local)),
+                local_endpoints,
                 local_dns,
                 name,
             });

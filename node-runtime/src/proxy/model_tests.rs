@@ -225,3 +225,35 @@ fn kube_dns_port_53_goes_to_the_local_dns_server() {
         ]
     );
 }
+
+#[test]
+fn local_endpoints_are_only_chosen_for_a_local_policy() {
+    let plans = plan(
+        &[web_service()],
+        &[web_slice(
+            json!([{"addresses": ["10.42.0.1"], "nodeName": "n1"}]),
+        )],
+        "n1",
+        None,
+    );
+    assert_eq!(addrs(&plans[1].cluster_endpoints), ["10.42.0.1:8080"]);
+    assert!(plans[1].local_endpoints.is_empty());
+
+    let mut internal_local = web_service();
+    internal_local
+        .spec
+        .as_mut()
+        .unwrap()
+        .internal_traffic_policy = Some("Local".into());
+    let plans = plan(
+        &[internal_local],
+        &[web_slice(json!([
+            {"addresses": ["10.42.0.1"], "nodeName": "n1"},
+            {"addresses": ["10.42.1.1"], "nodeName": "n2"},
+        ]))],
+        "n1",
+        None,
+    );
+    assert!(plans[1].internal_local);
+    assert_eq!(addrs(&plans[1].local_endpoints), ["10.42.0.1:8080"]);
+}
