@@ -20,6 +20,7 @@
 //! which costs those connections their client address. See [`BridgeMode`].
 
 pub mod model;
+mod nft;
 pub mod rules;
 pub mod tx;
 

@@ -22,17 +22,17 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv4Addr;
 
 use nftables::expr::{
-    BinaryOperation, Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression, NgMode,
-    Numgen, Payload, PayloadField, Prefix, SetItem, Verdict, CT,
+    BinaryOperation, Expression, MetaKey, NamedExpression, NgMode, Numgen, SetItem, Verdict,
 };
-use nftables::stmt::{
-    JumpTarget, Mangle, Match, NATFlag, Operator, Reject, RejectType, SetOp, Statement, VerdictMap,
-    NAT,
-};
+use nftables::stmt::{JumpTarget, NATFlag, Operator, Reject, RejectType, SetOp, Statement, NAT};
 use nftables::types::{NfChainType, NfHook, RejectCode};
-use sha2::{Digest, Sha256};
 
-use super::model::{Endpoint, Proto, ServicePortName, ServicePortPlan};
+use super::model::{Proto, ServicePortPlan};
+pub use super::nft::{affinity_set_name, chain_name, endpoint_chain_name, is_service_chain};
+use super::nft::{
+    cidr, concat, ct, dnat, fib_saddr_type, goto, jump, matches, meta, payload, set_mark, set_ref,
+    text, vmap,
+};
 
 /// The packet-mark bit that asks `nat-postrouting` to masquerade. kube-proxy's default bit
 /// (14), so tools that know kube-proxy read Skiff's marks the same way; it is cleared again
@@ -46,8 +46,6 @@ const DSTNAT_PRIORITY: i32 = -100;
 const FILTER_PRIORITY: i32 = DSTNAT_PRIORITY - 10;
 /// Priority of the masquerade base chain: netfilter's `srcnat` (100).
 const SRCNAT_PRIORITY: i32 = 100;
-/// Longest chain or set name nft accepts (NFT_NAME_MAXLEN - 1).
-const NAME_MAX: usize = 255;
 
 pub const SERVICES_CHAIN: &str = "services";
 pub const ENDPOINTS_CHECK_CHAIN: &str = "endpoints-check";
@@ -553,141 +551,6 @@ fn no_endpoint_verdict(has_endpoints: bool) -> ElemVerdict {
     } else {
         ElemVerdict::Goto(REJECT_CHAIN.into())
     }
-}
-
-/// `PREFIX-HASH-ns/name/proto/port`: the hash keeps names distinct and recognisable; `/`
-/// marks service chains (no fixed chain has one).
-pub fn chain_name(prefix: &str, name: &ServicePortName, suffix: Option<&str>) -> String {
-    let base = match suffix {
-        Some(suffix) => format!("{name}__{suffix}"),
-        None => name.to_string(),
-    };
-    let hash = Sha256::digest(base.as_bytes());
-    let mut out = format!(
-        "{prefix}-{:02X}{:02X}{:02X}{:02X}-{base}",
-        hash[0], hash[1], hash[2], hash[3]
-    );
-    if out.len() > NAME_MAX {
-        // Names are ASCII (Kubernetes names, digits, dots), so any cut is on a boundary.
-        out.truncate(NAME_MAX);
-    }
-    out
-}
-
-pub fn endpoint_chain_name(name: &ServicePortName, endpoint: &Endpoint) -> String {
-    chain_name(
-        "endpoint",
-        name,
-        Some(&format!("{}/{}", endpoint.addr.ip(), endpoint.addr.port())),
-    )
-}
-
-/// The timeout is part of the name: a changed timeout is a new set, and the old one goes as
-/// a stale one (a set's timeout cannot be changed in place).
-pub fn affinity_set_name(name: &ServicePortName, endpoint: &Endpoint, timeout: u32) -> String {
-    chain_name(
-        "affinity",
-        name,
-        Some(&format!(
-            "{}/{}/{timeout}s",
-            endpoint.addr.ip(),
-            endpoint.addr.port()
-        )),
-    )
-}
-
-/// A service chain (as opposed to a fixed one) by its name.
-pub fn is_service_chain(name: &str) -> bool {
-    name.contains('/')
-}
-
-// Expression and statement helpers over the nftables crate's types.
-
-fn text(value: &str) -> Expression<'static> {
-    Expression::String(Cow::Owned(value.to_owned()))
-}
-
-fn set_ref(name: &str) -> Expression<'static> {
-    text(&format!("@{name}"))
-}
-
-fn payload(protocol: &str, field: &str) -> Expression<'static> {
-    Expression::Named(NamedExpression::Payload(Payload::PayloadField(
-        PayloadField {
-            protocol: Cow::Owned(protocol.to_owned()),
-            field: Cow::Owned(field.to_owned()),
-        },
-    )))
-}
-
-fn meta(key: MetaKey) -> Expression<'static> {
-    Expression::Named(NamedExpression::Meta(Meta { key }))
-}
-
-fn ct(key: &str) -> Expression<'static> {
-    Expression::Named(NamedExpression::CT(CT {
-        key: Cow::Owned(key.to_owned()),
-        family: None,
-        dir: None,
-    }))
-}
-
-fn fib_saddr_type() -> Expression<'static> {
-    Expression::Named(NamedExpression::Fib(Fib {
-        result: FibResult::Type,
-        flags: HashSet::from([FibFlag::Saddr]),
-    }))
-}
-
-fn concat(parts: Vec<Expression<'static>>) -> Expression<'static> {
-    Expression::Named(NamedExpression::Concat(parts))
-}
-
-fn cidr((addr, len): (Ipv4Addr, u8)) -> Expression<'static> {
-    Expression::Named(NamedExpression::Prefix(Prefix {
-        addr: Box::new(text(&addr.to_string())),
-        len: len.into(),
-    }))
-}
-
-fn matches(
-    left: Expression<'static>,
-    op: Operator,
-    right: Expression<'static>,
-) -> Statement<'static> {
-    Statement::Match(Match { left, right, op })
-}
-
-fn jump(target: &str) -> Statement<'static> {
-    Statement::Jump(JumpTarget {
-        target: Cow::Owned(target.to_owned()),
-    })
-}
-
-fn goto(target: &str) -> Statement<'static> {
-    Statement::Goto(JumpTarget {
-        target: Cow::Owned(target.to_owned()),
-    })
-}
-
-fn vmap(key: Expression<'static>, data: Expression<'static>) -> Statement<'static> {
-    Statement::VerdictMap(VerdictMap { key, data })
-}
-
-fn set_mark(value: Expression<'static>) -> Statement<'static> {
-    Statement::Mangle(Mangle {
-        key: meta(MetaKey::Mark),
-        value,
-    })
-}
-
-fn dnat(addr: Ipv4Addr, port: u16) -> Statement<'static> {
-    Statement::DNAT(Some(NAT {
-        addr: Some(text(&addr.to_string())),
-        family: None,
-        port: Some(Expression::Number(port.into())),
-        flags: None,
-    }))
 }
 
 #[cfg(test)]

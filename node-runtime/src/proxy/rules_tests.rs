@@ -1,6 +1,8 @@
 use super::*;
 use crate::proxy::model::plan;
 use crate::proxy::model::tests::{service, web_service, web_slice};
+use crate::proxy::model::ServicePortName;
+use crate::proxy::nft::NAME_MAX;
 use serde_json::json;
 
 fn ctx() -> RuleContext {
