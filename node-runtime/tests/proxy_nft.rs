@@ -287,3 +287,169 @@ async fn scenario() {
     proxy.shutdown().await.expect("shutdown");
     assert!(nft_list().is_none(), "the table is left after shutdown");
 }
+
+/// A thread in a network namespace of its own (a "pod"): runs `setup` commands there, then
+/// `body` on a runtime of its own. Its thread id names the namespace to `ip link … netns`.
+struct Pod {
+    tid: i32,
+    go: std::sync::mpsc::Sender<()>,
+    done: std::thread::JoinHandle<String>,
+}
+
+fn pod<F, Fut>(setup: Vec<Vec<String>>, body: F) -> Option<Pod>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = String>,
+{
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let (go, go_rx) = std::sync::mpsc::channel::<()>();
+    let done = std::thread::spawn(move || {
+        // SAFETY: unshare(2) with CLONE_NEWNET only changes this thread's namespace.
+        let ok = unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0;
+        // SAFETY: gettid(2) has no preconditions.
+        let _ = tid_tx.send(ok.then(|| unsafe { libc::gettid() }));
+        if !ok || go_rx.recv_timeout(WAIT * 10).is_err() {
+            return String::new();
+        }
+        for cmd in &setup {
+            let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+            sh("ip", &args);
+        }
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(body())
+    });
+    let tid = tid_rx.recv().ok().flatten()?;
+    Some(Pod { tid, go, done })
+}
+
+fn args(line: &str) -> Vec<String> {
+    line.split_whitespace().map(str::to_owned).collect()
+}
+
+/// Pod → ClusterIP → pod on the same bridge: the reply is bridged, and must still be
+/// un-DNATed (br_netfilter), or the proxy must have masqueraded the connection.
+#[test]
+fn a_pod_reaches_a_pod_on_the_same_bridge_through_a_cluster_ip() {
+    if Command::new("nft").arg("--version").output().is_err() {
+        unavailable("nft is not installed");
+        return;
+    }
+    let joined = std::thread::spawn(|| {
+        // SAFETY: as above, this thread's namespace only: the "node".
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+            let err = std::io::Error::last_os_error();
+            unavailable(&format!("cannot create a network namespace: {err}"));
+            return;
+        }
+        let server = pod(
+            vec![
+                args("link set lo up"),
+                args("addr add 10.42.0.11/24 dev b1"),
+                args("link set b1 up"),
+                args("route add default via 10.42.0.1"),
+            ],
+            || async {
+                let listener = TcpListener::bind("10.42.0.11:8080").await.expect("bind");
+                let accepted = tokio::time::timeout(WAIT * 3, listener.accept()).await;
+                let Ok(Ok((mut conn, peer))) = accepted else {
+                    return "no connection".into();
+                };
+                let _ = conn.write_all(peer.ip().to_string().as_bytes()).await;
+                let _ = conn.shutdown().await;
+                peer.ip().to_string()
+            },
+        );
+        let client = pod(
+            vec![
+                args("link set lo up"),
+                args("addr add 10.42.0.10/24 dev a1"),
+                args("link set a1 up"),
+                args("route add default via 10.42.0.1"),
+            ],
+            || async {
+                let connect = TcpStream::connect("10.96.0.20:80");
+                let mut conn = match tokio::time::timeout(WAIT, connect).await {
+                    Ok(Ok(conn)) => conn,
+                    other => return format!("connect failed: {other:?}"),
+                };
+                let mut seen = String::new();
+                let read = conn.read_to_string(&mut seen);
+                match tokio::time::timeout(WAIT, read).await {
+                    Ok(Ok(_)) => seen,
+                    other => format!("read failed: {other:?}"),
+                }
+            },
+        );
+        let (Some(server), Some(client)) = (server, client) else {
+            unavailable("cannot create the pods' network namespaces");
+            return;
+        };
+        // The node: a bridge with the pods' veths, forwarding on.
+        sh("ip", &["link", "set", "lo", "up"]);
+        sh("ip", &["link", "add", "br0", "type", "bridge"]);
+        sh("ip", &["addr", "add", "10.42.0.1/24", "dev", "br0"]);
+        sh("ip", &["link", "set", "br0", "up"]);
+        for (node_end, pod_end, tid) in [("a0", "a1", client.tid), ("b0", "b1", server.tid)] {
+            sh(
+                "ip",
+                &[
+                    "link", "add", node_end, "type", "veth", "peer", "name", pod_end,
+                ],
+            );
+            sh("ip", &["link", "set", pod_end, "netns", &tid.to_string()]);
+            sh("ip", &["link", "set", node_end, "master", "br0"]);
+            sh("ip", &["link", "set", node_end, "up"]);
+        }
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").expect("ip_forward");
+
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut proxy = runtime
+            .block_on(ServiceProxy::new(ProxyConfig {
+                node_name: "n1".into(),
+                node_ips: vec![],
+                cluster_cidr: "10.42.0.0/16".into(),
+                table: TABLE.into(),
+                local_dns: None,
+            }))
+            .expect("proxy");
+        let svc: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.20", "ports": [{"name": "http", "port": 80}]}
+        }))
+        .expect("service");
+        let slices = [slice(
+            json!([{"addresses": ["10.42.0.11"], "nodeName": "n1"}]),
+        )];
+        runtime.block_on(proxy.sync(&[svc], &slices)).expect("sync");
+
+        server.go.send(()).expect("start server");
+        // Let the server bind before the client connects.
+        std::thread::sleep(Duration::from_millis(300));
+        client.go.send(()).expect("start client");
+        let client_saw = client.done.join().expect("client");
+        let server_saw = server.done.join().expect("server");
+        // With br_netfilter the endpoint sees the client pod; without, the node (masquerade).
+        let expected = match proxy.bridge_mode() {
+            skiff_node_runtime::proxy::BridgeMode::BrNetfilter => "10.42.0.10",
+            skiff_node_runtime::proxy::BridgeMode::Masquerade => "10.42.0.1",
+        };
+        assert_eq!(
+            client_saw,
+            expected,
+            "bridge mode {:?}",
+            proxy.bridge_mode()
+        );
+        assert_eq!(server_saw, expected);
+        runtime.block_on(proxy.shutdown()).expect("shutdown");
+    })
+    .join();
+    if let Err(panic) = joined {
+        std::panic::resume_unwind(panic);
+    }
+}
