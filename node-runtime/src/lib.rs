@@ -13,6 +13,8 @@
 //! - [`wasm`]: the wasmtime engine, component cache, commands and `wasi:http` serving.
 //! - [`images`]: pulling images by reference from the cluster registry or any OCI registry.
 //! - [`logs`]: per-container logs in CRI format, rotation, tail and follow.
+//! - [`proxy`]: the Service data path (ClusterIP, NodePort, LoadBalancer) in nftables, as
+//!   kube-proxy's nftables mode does it.
 
 pub mod agent;
 pub mod containerd;
@@ -22,6 +24,7 @@ pub mod images;
 pub mod logs;
 pub mod network;
 pub mod oci;
+pub mod proxy;
 pub mod runtime;
 pub mod wasm;
 
