@@ -260,3 +260,180 @@ spec:
     assert!(via_alias == "web-0" || via_alias == "web-1", "{via_alias}");
     Ok(())
 }
+
+fn cluster_ip(s: &Skiff, svc: &str) -> Result<String> {
+    let v = s.json(&["get", "svc", svc, "-o", "json"])?;
+    Ok(v["spec"]["clusterIP"].as_str().unwrap_or("").to_string())
+}
+
+#[test]
+fn wasm_and_container_services_reach_each_other_by_name() -> Result<()> {
+    let Some(s) = mixed_cluster()? else {
+        return Ok(());
+    };
+    s.apply(
+        "apps.yaml",
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: wasm}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: wasm}}
+  template:
+    metadata: {labels: {app: wasm}}
+    spec:
+      containers:
+      - name: app
+        image: hello-wasm:v1
+        imagePullPolicy: IfNotPresent
+        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: wasm-svc}
+spec:
+  selector: {app: wasm}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: httpd}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: httpd}}
+  template:
+    metadata: {labels: {app: httpd}}
+    spec:
+      containers:
+      - name: httpd
+        image: busybox:1.35
+        imagePullPolicy: IfNotPresent
+        command: ["sh", "-c", "mkdir -p /www && echo container-page > /www/index.html && exec httpd -f -p 80 -h /www"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: httpd-svc}
+spec:
+  selector: {app: httpd}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  containers:
+  - name: c
+    image: busybox:1.35
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+"#,
+    )?;
+    let log = || s.log();
+    wait_for("3 ready Wasm replicas and the httpd", || {
+        let d = s.json(&["get", "deploy", "wasm", "-o", "json"])?;
+        let h = s.json(&["get", "deploy", "httpd", "-o", "json"])?;
+        Ok((d["status"]["readyReplicas"] == 3 && h["status"]["readyReplicas"] == 1).then_some(()))
+    })
+    .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", log()))?;
+    pod_ip(&s, "client")?;
+    // From a container pod: the Wasm Service by its full name, spread over all replicas.
+    let out = s.ok(&[
+        "exec", "client", "--", "sh", "-c",
+        "for i in $(seq 40); do wget -q -O - http://wasm-svc.default.svc.cluster.local/env/HOSTNAME; echo; done",
+    ])?;
+    let mut seen: Vec<&str> = out.lines().filter(|l| l.starts_with("wasm-")).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen.len(),
+        3,
+        "all three replicas answer through the ClusterIP: {out}"
+    );
+    // From a Wasm pod: the container Service by its short name.
+    let wasm_ip = s.json(&["get", "pods", "-l", "app=wasm", "-o", "json"])?["items"][0]["status"]
+        ["podIP"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let page = fetch(
+        &s,
+        &format!("http://{wasm_ip}:8080/fetch?url=http://httpd-svc/"),
+    )?;
+    assert_eq!(page.trim(), "container-page");
+    // From the node: both ClusterIPs.
+    let wasm_vip = cluster_ip(&s, "wasm-svc")?;
+    assert!(fetch(&s, &format!("http://{wasm_vip}/"))?.contains("Hello from Skiff!"));
+    let httpd_vip = cluster_ip(&s, "httpd-svc")?;
+    assert_eq!(
+        fetch(&s, &format!("http://{httpd_vip}/"))?.trim(),
+        "container-page"
+    );
+    // Service environment variables in both runtimes.
+    let env = s.ok(&[
+        "exec",
+        "client",
+        "--",
+        "sh",
+        "-c",
+        "echo $WASM_SVC_SERVICE_HOST:$WASM_SVC_SERVICE_PORT",
+    ])?;
+    // The client started before or after the Service: only check when it was there first.
+    if !env.trim().starts_with(':') {
+        assert_eq!(env.trim(), format!("{wasm_vip}:80"));
+    }
+    Ok(())
+}
+
+#[test]
+fn kubectl_run_and_expose_serve_a_component() -> Result<()> {
+    if !common::containerd_available() {
+        return Ok(());
+    }
+    let s = Skiff::start_networked()?;
+    s.import(&guest("hello_wasm")?, "hello-wasm:v1")?;
+    s.ok(&[
+        "run",
+        "web",
+        "--image=hello-wasm:v1",
+        "--image-pull-policy=IfNotPresent",
+    ])?;
+    pod_ip(&s, "web")?;
+    s.ok(&["expose", "pod", "web", "--port=80", "--target-port=8080"])?;
+    let vip = cluster_ip(&s, "web")?;
+    let body = wait_for("the Service to answer", || {
+        Ok(fetch(&s, &format!("http://{vip}/")).ok())
+    })?;
+    assert!(body.contains("Hello from Skiff!"), "{body}");
+    // A Service with no ready endpoint refuses at once.
+    s.ok(&["create", "service", "clusterip", "empty", "--tcp=80:8080"])?;
+    let empty = cluster_ip(&s, "empty")?;
+    wait_for("the empty Service to be programmed", || {
+        let rules = s.in_netns("nft", &["list", "table", "ip", "skiff"])?;
+        Ok(rules.contains(&empty).then_some(()))
+    })?;
+    let started = std::time::Instant::now();
+    let out = s
+        .command("curl")
+        .args(["-sS", "--max-time", "5", &format!("http://{empty}/")])
+        .output()?;
+    // curl's exit 7: the connection was refused (a silently dropped one would be 28, timeout).
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{err}"
+    );
+    // Deleting the Services and the pod leaves no rule and no address behind.
+    s.ok(&["delete", "svc", "web", "empty"])?;
+    s.ok(&["delete", "pod", "web", "--wait=true"])?;
+    wait_for("rules and address gone", || {
+        let rules = s.in_netns("nft", &["list", "table", "ip", "skiff"])?;
+        let addrs = s.in_netns("ip", &["-4", "addr", "show", "dev", "skiff0"])?;
+        Ok(
+            (!rules.contains(&vip) && !rules.contains(&empty) && !addrs.contains("/32"))
+                .then_some(()),
+        )
+    })?;
+    Ok(())
+}

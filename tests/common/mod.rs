@@ -38,6 +38,17 @@ impl NetNs {
         run_ok(Command::new("ip").args(["netns", "add", &name]))?;
         let ns = NetNs { name };
         run_ok(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]))?;
+        // An uplink with an address and a default route, as every real node has (Service
+        // addresses are reached through it before the Service rules rewrite them). Its peer
+        // stays in the namespace and the gateway does not exist, so nothing ever leaves.
+        let ip = |args: &[&str]| run_ok(Command::new("ip").args(["-n", &ns.name]).args(args));
+        ip(&[
+            "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1",
+        ])?;
+        ip(&["addr", "add", UPLINK_ADDR, "dev", "uplink0"])?;
+        ip(&["link", "set", "uplink0", "up"])?;
+        ip(&["link", "set", "uplink1", "up"])?;
+        ip(&["route", "add", "default", "via", UPLINK_GATEWAY])?;
         Ok(ns)
     }
 
@@ -60,6 +71,11 @@ impl Drop for NetNs {
             .output();
     }
 }
+
+/// The address of a test namespace's uplink (its "node address") and the gateway it routes
+/// through (which does not exist).
+pub const UPLINK_ADDR: &str = "192.168.99.1/24";
+pub const UPLINK_GATEWAY: &str = "192.168.99.254";
 
 static NETNS_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 

@@ -190,7 +190,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
     )
     .await?;
     let range = network::pod_range(&client, &cfg).await;
-    let net = network::setup(&cfg, &range, containerd.is_some()).await;
+    let mut net = network::setup(&cfg, &range, containerd.is_some()).await;
     let (view, mut view_tasks) = services::ClusterView::start(&client, &shutdown_rx);
     let ctx = Arc::new(AgentCtx {
         recorder: events::Recorder::new(client.clone(), &cfg.node_name),
@@ -232,6 +232,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
                 node_name: cfg.node_name.clone(),
                 network: network.clone(),
                 zone: net.dns.as_ref().map(|d| d.handle()),
+                proxy: net.proxy.take(),
             },
             shutdown_rx,
         )));

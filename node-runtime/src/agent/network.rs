@@ -11,6 +11,7 @@ use super::config::{self, AgentConfig};
 use crate::containerd::{ContainerdMode, Layout};
 use crate::dns::{DnsConfig, DnsServer};
 use crate::network::PodNetwork;
+use crate::proxy::{ProxyConfig, ServiceProxy, DEFAULT_TABLE};
 
 /// The port the node's cluster DNS listens on, on the bridge address.
 pub const DNS_PORT: u16 = 53;
@@ -37,7 +38,38 @@ pub(super) async fn pod_range(client: &kube::Client, cfg: &AgentConfig) -> Strin
 pub(super) struct NetworkSetup {
     pub network: Option<Arc<PodNetwork>>,
     pub dns: Option<DnsServer>,
+    /// The Service data path (nftables), when the node could set it up.
+    pub proxy: Option<ServiceProxy>,
     pub off: Option<String>,
+}
+
+/// The Service data path for this node: NodePorts on the node's address, the kube-dns
+/// Service sent to this node's own DNS server.
+async fn start_proxy(cfg: &AgentConfig, network: &PodNetwork) -> Option<ServiceProxy> {
+    let node_ips = match cfg.node_ip {
+        std::net::IpAddr::V4(ip) => vec![ip],
+        std::net::IpAddr::V6(_) => Vec::new(),
+    };
+    let proxy_cfg = ProxyConfig {
+        node_name: cfg.node_name.clone(),
+        node_ips,
+        cluster_cidr: cfg.cluster_cidr.clone(),
+        table: DEFAULT_TABLE.to_string(),
+        local_dns: Some(std::net::SocketAddr::new(
+            network.gateway().into(),
+            DNS_PORT,
+        )),
+    };
+    match ServiceProxy::new(proxy_cfg).await {
+        Ok(p) => {
+            tracing::info!(bridge = ?p.bridge_mode(), table = DEFAULT_TABLE, "Service data path ready");
+            Some(p)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "Services are not programmed on this node (install nftables)");
+            None
+        }
+    }
 }
 
 /// Cluster DNS on the bridge address, port 53 (pods reach it through the kube-dns Service).
@@ -71,6 +103,7 @@ pub(super) async fn setup(cfg: &AgentConfig, range: &str, containerd_up: bool) -
             return NetworkSetup {
                 network: None,
                 dns: None,
+                proxy: None,
                 off: Some(format!("pod networking is off: {e}")),
             };
         }
@@ -87,12 +120,14 @@ pub(super) async fn setup(cfg: &AgentConfig, range: &str, containerd_up: bool) -
         return NetworkSetup {
             network: None,
             dns: None,
+                proxy: None,
             off: Some("pod networking is off (--no-pod-network): pods get no addresses of their own, Services are not programmed and no cluster DNS is served on this node; Wasm pods serve on hostPorts".into()),
         };
     }
     match PodNetwork::setup(&layout.cni_ipam_dir, range_net).await {
         Ok(n) => NetworkSetup {
             dns: start_dns(&n).await,
+            proxy: start_proxy(cfg, &n).await,
             network: Some(Arc::new(n)),
             off: None,
         },
@@ -106,6 +141,7 @@ pub(super) async fn setup(cfg: &AgentConfig, range: &str, containerd_up: bool) -
             NetworkSetup {
                 network: None,
                 dns: None,
+                proxy: None,
                 off: Some(why),
             }
         }

@@ -20,7 +20,9 @@ use tokio::sync::{watch, Notify};
 
 use crate::dns::{ClusterZone, ZoneAnswer, ZoneHandle, DEFAULT_DOMAIN};
 use crate::network::PodNetwork;
+use crate::proxy::ServiceProxy;
 use crate::wasm::{ClusterName, ClusterResolver};
+use tracing::Instrument;
 
 /// How long the sync loop waits after a change for more to batch (kube-proxy batches too):
 /// short enough that a pod failing readiness stops getting traffic well within a probe period.
@@ -238,6 +240,8 @@ pub struct Programs {
     pub network: Arc<PodNetwork>,
     /// The zone the node's cluster DNS serves.
     pub zone: Option<ZoneHandle>,
+    /// The Service data path; its table is deleted when the loop stops.
+    pub proxy: Option<ServiceProxy>,
 }
 
 /// How many ExternalName hops a Wasm guest's lookup follows inside the cluster zone.
@@ -268,42 +272,69 @@ impl ClusterResolver for ZoneResolver {
     }
 }
 
-/// Brings routes (and the Service data path and DNS zone) to the view's state after each
-/// batch of changes, until `shutdown`.
-pub async fn sync_loop(view: ClusterView, programs: Programs, mut shutdown: watch::Receiver<bool>) {
+/// Brings the DNS zone, the Service data path and the routes to other nodes to the view's
+/// state after each batch of changes, until `shutdown`; then removes the Service rules.
+pub async fn sync_loop(
+    view: ClusterView,
+    mut programs: Programs,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = view.changed.notified() => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
         }
         // Batch what arrives right after.
         tokio::select! {
             _ = tokio::time::sleep(DEFAULT_SYNC_BATCH) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
         }
-        let span = tracing::debug_span!("sync_services");
-        let _enter = span.enter();
-        if let Some(zone) = &programs.zone {
-            let services: Vec<Service> = view
-                .services
-                .state()
-                .iter()
-                .map(|s| (**s).clone())
-                .collect();
-            let slices: Vec<EndpointSlice> =
-                view.slices.state().iter().map(|s| (**s).clone()).collect();
-            zone.set(ClusterZone::build(DEFAULT_DOMAIN, &services, &slices));
-        }
-        let routes = node_routes(&view.nodes.state(), &programs.node_name);
-        if let Err(e) = programs.network.sync_routes(&routes).await {
-            tracing::warn!(error = %e, "cannot program the routes to other nodes; retrying");
+        if !sync_once(&view, &mut programs)
+            .instrument(tracing::debug_span!("sync_services"))
+            .await
+        {
             view.changed.notify_one();
             tokio::select! {
                 _ = tokio::time::sleep(DEFAULT_SYNC_RETRY) => {}
-                _ = shutdown.changed() => return,
+                _ = shutdown.changed() => break,
             }
         }
     }
+    if let Some(proxy) = programs.proxy.take() {
+        if let Err(e) = proxy.shutdown().await {
+            tracing::warn!(error = %e, "cannot remove the Service rules");
+        }
+    }
+}
+
+/// One pass; false when something failed and should be tried again.
+async fn sync_once(view: &ClusterView, programs: &mut Programs) -> bool {
+    let services: Vec<Service> = view
+        .services
+        .state()
+        .iter()
+        .map(|s| (**s).clone())
+        .collect();
+    let slices: Vec<EndpointSlice> = view.slices.state().iter().map(|s| (**s).clone()).collect();
+    let mut ok = true;
+    if let Some(zone) = &programs.zone {
+        zone.set(ClusterZone::build(DEFAULT_DOMAIN, &services, &slices));
+    }
+    if let Some(proxy) = programs.proxy.as_mut() {
+        match proxy.sync(&services, &slices).await {
+            Ok(stats) => tracing::debug!(?stats, "Service rules in step"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot program the Service rules; retrying");
+                ok = false;
+            }
+        }
+    }
+    let routes = node_routes(&view.nodes.state(), &programs.node_name);
+    if let Err(e) = programs.network.sync_routes(&routes).await {
+        tracing::warn!(error = %e, "cannot program the routes to other nodes; retrying");
+        ok = false;
+    }
+    ok
 }
 
 #[cfg(test)]
