@@ -179,15 +179,13 @@ fn service_ports(spec: &Value, ty: &str, errs: &mut Errs) {
 fn session_affinity(spec: &Value, errs: &mut Errs) {
     const CFG: &str = "spec.sessionAffinityConfig";
     match s(spec, "sessionAffinity") {
-        None => {}
-        Some("None") => {
-            if present(spec, "sessionAffinityConfig").is_some() {
-                errs.push(FieldError::forbidden(
-                    CFG,
-                    "must not be set when session affinity is None",
-                ));
-            }
+        Some("None") if present(spec, "sessionAffinityConfig").is_some() => {
+            errs.push(FieldError::forbidden(
+                CFG,
+                "must not be set when session affinity is None",
+            ));
         }
+        None | Some("None") => {}
         Some("ClientIP") => {
             let why = "when session affinity type is ClientIP";
             let Some(cfg) = present(spec, "sessionAffinityConfig") else {
