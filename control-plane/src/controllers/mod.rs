@@ -20,6 +20,7 @@ pub mod replicaset;
 pub mod revisions;
 pub mod runner;
 pub mod scheduler;
+pub mod servicelb;
 pub mod statefulset;
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -98,6 +99,14 @@ pub fn spawn_all(st: &ApiState, shutdown: watch::Receiver<bool>) -> Vec<JoinHand
         std::sync::Arc::new(endpoints),
         st.store.clone(),
         endpoints::DEFAULT_WORKERS,
+        shutdown.clone(),
+    ));
+    let servicelb =
+        servicelb::ServiceLbController::new(crate::api::handlers::Objects::new(st.clone()));
+    tasks.extend(runner::spawn(
+        std::sync::Arc::new(servicelb),
+        st.store.clone(),
+        servicelb::DEFAULT_WORKERS,
         shutdown.clone(),
     ));
     let pdbs =

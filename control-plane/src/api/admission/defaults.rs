@@ -276,6 +276,21 @@ fn cron_job(obj: &mut Value) {
 }
 
 fn service(obj: &mut Value) {
+    // `ipMode` of a load-balancer ingress with an IP defaults to VIP (LoadBalancerIPMode).
+    if let Some(ingress) = obj
+        .pointer_mut("/status/loadBalancer/ingress")
+        .and_then(Value::as_array_mut)
+    {
+        for ing in ingress.iter_mut().filter_map(Value::as_object_mut) {
+            let has_ip = ing
+                .get("ip")
+                .and_then(Value::as_str)
+                .is_some_and(|ip| !ip.is_empty());
+            if has_ip {
+                set_default_str(ing, "ipMode", "VIP");
+            }
+        }
+    }
     let Some(spec) = obj_mut(obj, "spec") else {
         return;
     };

@@ -419,6 +419,7 @@ pub async fn prepare_update(
     }
     fold_string_data(def, &mut obj);
     if def.kind == "Service" && sub == Subresource::Main {
+        services::drop_type_dependent_fields(&mut obj, current);
         defaults::service_carry_over_allocations(&mut obj, current);
     }
     defaults::apply_defaults(def.kind, &mut obj);

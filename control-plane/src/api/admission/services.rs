@@ -102,6 +102,10 @@ impl ServiceAllocator {
             .and_then(Value::as_str)
             .unwrap_or("ClusterIP")
             .to_string();
+        let family_causes = ipv4_only(spec);
+        if !family_causes.is_empty() {
+            return family_causes;
+        }
         let used_ips: HashSet<String> = others
             .iter()
             .filter_map(|s| s.pointer("/spec/clusterIP").and_then(Value::as_str))
@@ -188,6 +192,10 @@ impl ServiceAllocator {
                 spec.insert("clusterIPs".into(), json!([ip]));
             }
         }
+        // `allocateLoadBalancerNodePorts: false`: only the node ports asked for (or kept).
+        let allocate = svc_type == "NodePort"
+            || (svc_type == "LoadBalancer"
+                && spec.get("allocateLoadBalancerNodePorts") != Some(&json!(false)));
         if svc_type == "NodePort" || svc_type == "LoadBalancer" {
             let mut used: HashSet<u64> = others
                 .iter()
@@ -234,6 +242,9 @@ impl ServiceAllocator {
                                         && o.get("protocol") == p.get("protocol")
                                 })
                                 .and_then(|o| o.get("nodePort").and_then(Value::as_u64));
+                            if kept.is_none() && !allocate {
+                                continue;
+                            }
                             let n = kept.or_else(|| {
                                 (self.ports.0 as u64..=self.ports.1 as u64)
                                     .find(|n| !used.contains(n))
@@ -258,6 +269,135 @@ impl ServiceAllocator {
         }
         causes
     }
+}
+
+/// What the Service registry drops on update when the type changes
+/// (`dropTypeDependentFields`): fields the new type cannot have, when the user left them as
+/// they were (a changed value is the user's and fails validation instead). So
+/// `kubectl patch -p '{"spec":{"type":"ClusterIP"}}'` on a LoadBalancer Service works, and
+/// its node ports go back to the pool. A Service that is no longer a LoadBalancer loses its
+/// `status.loadBalancer` at once.
+pub fn drop_type_dependent_fields(new: &mut Value, old: &Value) {
+    let null = Value::Null;
+    let old_spec = old.get("spec").unwrap_or(&null);
+    let old_ty = old_spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let new_ty = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
+    let same = |spec: &serde_json::Map<String, Value>, k: &str| {
+        spec.get(k).filter(|v| !v.is_null()) == old_spec.get(k).filter(|v| !v.is_null())
+    };
+    let needs_ip = |t: &str| t != "ExternalName";
+    if needs_ip(old_ty) && !needs_ip(&new_ty) {
+        if same(spec, "clusterIP") && same(spec, "clusterIPs") {
+            spec.remove("clusterIP");
+            spec.remove("clusterIPs");
+        }
+        for k in ["ipFamilies", "ipFamilyPolicy"] {
+            if same(spec, k) {
+                spec.remove(k);
+            }
+        }
+    }
+    let needs_node_ports = |t: &str| t == "NodePort" || t == "LoadBalancer";
+    if needs_node_ports(old_ty) && !needs_node_ports(&new_ty) {
+        let node_ports = |ports: Option<&Value>| -> HashSet<u64> {
+            ports
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
+                .filter(|n| *n != 0)
+                .collect()
+        };
+        let old_ports = node_ports(old_spec.get("ports"));
+        if node_ports(spec.get("ports")).is_subset(&old_ports) {
+            let ports = spec.get_mut("ports").and_then(Value::as_array_mut);
+            for p in ports.into_iter().flatten().filter_map(Value::as_object_mut) {
+                p.remove("nodePort");
+            }
+        }
+    }
+    let etp_local = |s: &serde_json::Map<String, Value>, t: &str| {
+        t == "LoadBalancer" && s.get("externalTrafficPolicy") == Some(&json!("Local"))
+    };
+    let old_map = old_spec.as_object().cloned().unwrap_or_default();
+    if etp_local(&old_map, old_ty) && !etp_local(spec, &new_ty) && same(spec, "healthCheckNodePort")
+    {
+        spec.remove("healthCheckNodePort");
+    }
+    if old_ty == "LoadBalancer" && new_ty != "LoadBalancer" {
+        for k in ["allocateLoadBalancerNodePorts", "loadBalancerClass"] {
+            if same(spec, k) {
+                spec.remove(k);
+            }
+        }
+    }
+    let external = |s: &serde_json::Map<String, Value>, t: &str| {
+        t == "LoadBalancer"
+            || t == "NodePort"
+            || (t == "ClusterIP"
+                && s.get("externalIPs")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty()))
+    };
+    if external(&old_map, old_ty) && !external(spec, &new_ty) && same(spec, "externalTrafficPolicy")
+    {
+        spec.remove("externalTrafficPolicy");
+    }
+    if new_ty != "LoadBalancer" {
+        if let Some(status) = new.get_mut("status").and_then(Value::as_object_mut) {
+            status.insert("loadBalancer".into(), json!({}));
+        }
+    }
+}
+
+fn cause(field: &str, message: String) -> Cause {
+    Cause {
+        reason: "FieldValueInvalid".into(),
+        message,
+        field: field.into(),
+    }
+}
+
+/// The cluster serves IPv4 Services only (one IPv4 service CIDR): another family, or
+/// demanding dual-stack, is refused as Kubernetes refuses a family it is not configured
+/// for. Headless Services without a selector have no cluster IP and may name any family.
+fn ipv4_only(spec: &serde_json::Map<String, Value>) -> Vec<Cause> {
+    let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
+    let selectorless = spec
+        .get("selector")
+        .and_then(Value::as_object)
+        .is_none_or(serde_json::Map::is_empty);
+    if headless && selectorless {
+        return Vec::new();
+    }
+    let mut causes = Vec::new();
+    if spec.get("ipFamilyPolicy").and_then(Value::as_str) == Some("RequireDualStack") {
+        causes.push(cause(
+            "spec.ipFamilyPolicy",
+            "Invalid value: \"RequireDualStack\": this cluster is not configured for dual-stack services (it serves IPv4 only)".into(),
+        ));
+    }
+    let families = spec.get("ipFamilies").and_then(Value::as_array);
+    for (i, f) in families.into_iter().flatten().enumerate() {
+        let f = f.as_str().unwrap_or("");
+        if f != "IPv4" {
+            causes.push(cause(
+                &format!("spec.ipFamilies[{i}]"),
+                format!("Invalid value: \"{f}\": not configured on this cluster (this cluster is IPv4-only)"),
+            ));
+        }
+    }
+    causes
 }
 
 #[cfg(test)]
@@ -289,6 +429,98 @@ mod tests {
         assert!(a.assign(&mut again, Some(&s1), &[]).is_empty());
         assert_eq!(again["spec"]["clusterIP"], "10.43.0.2");
         assert_eq!(again["spec"]["ports"][0]["nodePort"], 30000);
+    }
+
+    #[test]
+    fn allocate_load_balancer_node_ports_false_is_honoured() {
+        let a = ServiceAllocator::new("10.43.0.0/16", "30000-32767").unwrap();
+        let mut s = json!({"spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false,
+            "ports": [{"port": 80, "protocol": "TCP"}, {"port": 81, "protocol": "TCP", "nodePort": 30081}]}});
+        assert!(a.assign(&mut s, None, &[]).is_empty());
+        assert_eq!(s["spec"]["ports"][0].get("nodePort"), None);
+        assert_eq!(s["spec"]["ports"][1]["nodePort"], 30081);
+        let mut s = svc("LoadBalancer");
+        assert!(a.assign(&mut s, None, &[]).is_empty());
+        assert_eq!(s["spec"]["ports"][0]["nodePort"], 30000);
+    }
+
+    #[test]
+    fn taken_ip_and_port_name_the_field() {
+        let a = ServiceAllocator::new("10.43.0.0/16", "30000-32767").unwrap();
+        let taken =
+            json!({"spec": {"clusterIP": "10.43.0.5", "ports": [{"port": 80, "nodePort": 30080}]}});
+        let mut s = json!({"spec": {"type": "NodePort", "clusterIP": "10.43.0.5", "ports": [{"port": 80, "nodePort": 30080}]}});
+        let causes = a.assign(&mut s, None, std::slice::from_ref(&taken));
+        let got: Vec<(String, String)> = causes.into_iter().map(|c| (c.field, c.message)).collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "spec.clusterIP".to_string(),
+                    r#"Invalid value: "10.43.0.5": provided IP is already allocated"#.to_string()
+                ),
+                (
+                    "spec.ports[0].nodePort".to_string(),
+                    "Invalid value: 30080: provided port is already allocated".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_cluster_is_ipv4_only() {
+        let a = ServiceAllocator::new("10.43.0.0/16", "30000-32767").unwrap();
+        let mut s = json!({"spec": {"type": "ClusterIP", "selector": {"app": "a"}, "ipFamilies": ["IPv6"], "ports": [{"port": 80}]}});
+        let causes = a.assign(&mut s, None, &[]);
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "spec.ipFamilies[0]");
+        assert!(
+            causes[0].message.contains("IPv4-only"),
+            "{}",
+            causes[0].message
+        );
+        let mut s = json!({"spec": {"type": "ClusterIP", "selector": {"app": "a"}, "ipFamilyPolicy": "RequireDualStack", "ports": [{"port": 80}]}});
+        let causes = a.assign(&mut s, None, &[]);
+        assert_eq!(causes[0].field, "spec.ipFamilyPolicy");
+        assert!(causes[0]
+            .message
+            .contains("not configured for dual-stack services"));
+        // Headless without a selector may name any family.
+        let mut s = json!({"spec": {"clusterIP": "None", "ipFamilyPolicy": "RequireDualStack", "ipFamilies": ["IPv4", "IPv6"]}});
+        assert!(a.assign(&mut s, None, &[]).is_empty());
+    }
+
+    #[test]
+    fn leaving_load_balancer_drops_its_fields_and_status() {
+        let old = json!({"spec": {"type": "LoadBalancer", "clusterIP": "10.43.0.9", "clusterIPs": ["10.43.0.9"],
+            "allocateLoadBalancerNodePorts": true, "externalTrafficPolicy": "Cluster",
+            "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1", "ipMode": "VIP"}]}}});
+        let mut new = old.clone();
+        new["spec"]["type"] = json!("ClusterIP");
+        drop_type_dependent_fields(&mut new, &old);
+        assert_eq!(
+            new,
+            json!({"spec": {"type": "ClusterIP", "clusterIP": "10.43.0.9", "clusterIPs": ["10.43.0.9"],
+                "ports": [{"port": 80, "protocol": "TCP"}]}, "status": {"loadBalancer": {}}})
+        );
+        // A node port the user changed stays, so validation reports it.
+        let mut new = old.clone();
+        new["spec"]["type"] = json!("ClusterIP");
+        new["spec"]["ports"][0]["nodePort"] = json!(30099);
+        drop_type_dependent_fields(&mut new, &old);
+        assert_eq!(new["spec"]["ports"][0]["nodePort"], 30099);
+        // To ExternalName: the cluster IP goes too.
+        let mut new = old.clone();
+        new["spec"]["type"] = json!("ExternalName");
+        drop_type_dependent_fields(&mut new, &old);
+        assert_eq!(new["spec"].get("clusterIP"), None);
+        // LoadBalancer to NodePort keeps node ports.
+        let mut new = old.clone();
+        new["spec"]["type"] = json!("NodePort");
+        drop_type_dependent_fields(&mut new, &old);
+        assert_eq!(new["spec"]["ports"][0]["nodePort"], 30080);
+        assert_eq!(new["spec"]["externalTrafficPolicy"], "Cluster");
     }
 
     #[test]

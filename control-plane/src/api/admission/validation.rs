@@ -8,12 +8,14 @@ mod cluster;
 mod common;
 mod config;
 mod cron;
+mod endpoints;
 mod meta;
 mod pod;
 mod probes;
 mod pvc;
 mod resources;
 mod service;
+mod service_ips;
 mod volumes;
 mod workloads;
 
@@ -51,8 +53,8 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "ControllerRevision" => workloads::controller_revision(obj, old, &mut errs),
         "PersistentVolumeClaim" => pvc::persistent_volume_claim(obj, old, &mut errs),
         "Service" => service::service(obj, old, &mut errs),
-        "Endpoints" => service::endpoints(obj, &mut errs),
-        "EndpointSlice" => service::endpoint_slice(obj, old, &mut errs),
+        "Endpoints" => endpoints::endpoints(obj, &mut errs),
+        "EndpointSlice" => endpoints::endpoint_slice(obj, old, &mut errs),
         "ConfigMap" => config::config_map(obj, old, &mut errs),
         "Secret" => config::secret(obj, old, &mut errs),
         "ServiceAccount" => config::service_account(obj, &mut errs),
