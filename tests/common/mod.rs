@@ -18,14 +18,18 @@ pub struct Skiff {
     child: Option<Child>,
     cache: tempfile::TempDir,
     extra: Vec<String>,
+    /// `--listen` of `skiff server`: 127.0.0.1:0, or 0.0.0.0:0 for a server other hosts reach.
+    listen: String,
     /// The network namespace the server (and every command the test runs against it) lives
     /// in, for tests whose pods get real network interfaces.
     pub netns: Option<NetNs>,
 }
 
-/// A network namespace the test owns (`ip netns add`), with loopback up; deleted on drop.
+/// A network namespace the test owns (`ip netns add`), with loopback up; deleted on drop
+/// (unless it is a [`NetNs::shared`] handle on one owned elsewhere).
 pub struct NetNs {
     pub name: String,
+    owned: bool,
 }
 
 impl NetNs {
@@ -36,7 +40,7 @@ impl NetNs {
             NETNS_SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
         );
         run_ok(Command::new("ip").args(["netns", "add", &name]))?;
-        let ns = NetNs { name };
+        let ns = NetNs { name, owned: true };
         run_ok(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]))?;
         // An uplink with an address and a default route, as every real node has (Service
         // addresses are reached through it before the Service rules rewrite them). Its peer
@@ -62,10 +66,26 @@ impl NetNs {
             .arg(program);
         c
     }
+
+    /// Runs `program args…` inside the namespace; returns its stdout.
+    pub fn run(&self, program: &str, args: &[&str]) -> Result<String> {
+        run_ok(self.command(program).args(args))
+    }
+
+    /// Another handle on the same namespace that does not delete it on drop (its owner does).
+    pub fn shared(&self) -> NetNs {
+        NetNs {
+            name: self.name.clone(),
+            owned: false,
+        }
+    }
 }
 
 impl Drop for NetNs {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let _ = Command::new("ip")
             .args(["netns", "delete", &self.name])
             .output();
@@ -115,6 +135,113 @@ pub fn containerd_available() -> bool {
     ok
 }
 
+/// Whether this machine can run pod-network tests (root for network namespaces, `ip` and
+/// `nsenter` on PATH). With `SKIFF_REQUIRE_CONTAINERD=1` (CI) a missing capability fails the
+/// test instead of skipping it.
+pub fn network_available() -> bool {
+    let on_path = |tool: &str| {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    };
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let (ip, nsenter, curl) = (on_path("ip"), on_path("nsenter"), on_path("curl"));
+    let ok = root && ip && nsenter && curl;
+    if !ok {
+        let why = format!("network tests need root and ip, nsenter and curl on PATH (root: {root}, ip: {ip}, nsenter: {nsenter}, curl: {curl})");
+        if std::env::var("SKIFF_REQUIRE_CONTAINERD").as_deref() == Ok("1") {
+            panic!("{why}; SKIFF_REQUIRE_CONTAINERD=1 makes this a failure");
+        }
+        eprintln!("skipping: {why}");
+    }
+    ok
+}
+
+/// Private addresses of the test LAN's hosts: `LAN_PREFIX.1`, `.2`, … /24. They exist only in
+/// the namespaces a [`Lan`] creates.
+pub const LAN_PREFIX: &str = "192.168.77";
+
+/// One "machine" on a [`Lan`]: a network namespace whose `eth0` holds `ip`/24.
+pub struct Host {
+    /// Also the name of the node the test runs there.
+    pub name: String,
+    pub ip: String,
+    pub ns: NetNs,
+}
+
+impl Host {
+    /// A command for `program`, run on this host (in its network namespace).
+    pub fn command(&self, program: &str) -> Command {
+        self.ns.command(program)
+    }
+
+    /// Runs `program args…` on this host; returns its stdout.
+    pub fn run(&self, program: &str, args: &[&str]) -> Result<String> {
+        self.ns.run(program, args)
+    }
+}
+
+/// Several hosts on one machine: one network namespace per host, each joined by a veth pair
+/// to a bridge (`lan0`) in a namespace of the LAN's own. Nothing is created in the test
+/// process's namespace; everything goes when the `Lan` drops (drop it after the processes
+/// running on its hosts).
+pub struct Lan {
+    // Fields drop in order: the hosts (their veth ends go with them), then the LAN's namespace.
+    pub hosts: Vec<Host>,
+    lan: NetNs,
+}
+
+impl Lan {
+    /// `names.len()` hosts, the i-th named `names[i]` at `LAN_PREFIX.(i+1)`.
+    pub fn new(names: &[&str]) -> Result<Lan> {
+        let lan = NetNs::new()?;
+        run_ok(
+            Command::new("ip").args(["-n", &lan.name, "link", "add", "lan0", "type", "bridge"]),
+        )?;
+        run_ok(Command::new("ip").args(["-n", &lan.name, "link", "set", "lan0", "up"]))?;
+        let mut hosts = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let ns = NetNs::new()?;
+            let port = format!("h{i}");
+            let ip = format!("{LAN_PREFIX}.{}", i + 1);
+            run_ok(Command::new("ip").args([
+                "-n", &lan.name, "link", "add", &port, "type", "veth", "peer", "name", "eth0",
+                "netns", &ns.name,
+            ]))?;
+            run_ok(Command::new("ip").args([
+                "-n", &lan.name, "link", "set", &port, "master", "lan0", "up",
+            ]))?;
+            run_ok(Command::new("ip").args([
+                "-n",
+                &ns.name,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                "eth0",
+            ]))?;
+            run_ok(Command::new("ip").args(["-n", &ns.name, "link", "set", "eth0", "up"]))?;
+            hosts.push(Host {
+                name: name.to_string(),
+                ip,
+                ns,
+            });
+        }
+        Ok(Lan { hosts, lan })
+    }
+
+    /// The host named `name`.
+    pub fn host(&self, name: &str) -> &Host {
+        self.hosts
+            .iter()
+            .find(|h| h.name == name)
+            .unwrap_or_else(|| panic!("no host {name} on the LAN"))
+    }
+}
+
 impl Skiff {
     /// Starts a server in a new temp data dir and waits until it is ready.
     /// A whole cluster: control plane and the embedded node agent (fast restarts for tests).
@@ -160,6 +287,38 @@ impl Skiff {
         )
     }
 
+    /// A whole cluster whose server (control plane and embedded agent, node `host.name`)
+    /// runs on `host` of a [`Lan`]: it listens on every address of the host and advertises
+    /// `host.ip` (in kubeconfig.yaml, the certificate and its Node's InternalIP), so agents on
+    /// the LAN's other hosts join it ([`Skiff::spawn_agent_in`]). Its node has a pod network
+    /// and runs Wasm pods only; kubectl and [`Skiff::command`] run on `host`.
+    pub fn start_in_host(host: &Host) -> Result<Skiff> {
+        let dir = tempfile::tempdir()?;
+        let mut s = Skiff {
+            dir,
+            child: None,
+            cache: tempfile::tempdir()?,
+            extra: [
+                "--advertise-address",
+                &host.ip,
+                "--node-name",
+                &host.name,
+                "--no-containerd",
+                "--crash-backoff-seconds",
+                "1",
+                "--lease-renew-seconds",
+                "1",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            listen: "0.0.0.0:0".into(),
+            netns: Some(host.ns.shared()),
+        };
+        s.spawn()?;
+        Ok(s)
+    }
+
     /// Runs `program args…` in the server's network namespace; returns its stdout.
     pub fn in_netns(&self, program: &str, args: &[&str]) -> Result<String> {
         run_ok(self.command(program).args(args))
@@ -172,6 +331,7 @@ impl Skiff {
             child: None,
             cache: tempfile::tempdir()?,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            listen: "127.0.0.1:0".into(),
             netns,
         };
         s.spawn()?;
@@ -203,7 +363,7 @@ impl Skiff {
             .open(self.dir.path().join("server.log"))?;
         let child = self
             .command(env!("CARGO_BIN_EXE_skiff"))
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["server", "--listen", &self.listen, "--data-dir"])
             .arg(self.dir.path())
             .args(&self.extra)
             .env("SKIFF_LOG", "info")
@@ -363,6 +523,35 @@ impl Skiff {
 
     /// Starts `skiff agent` as a separate process joining this cluster as `node`.
     pub fn spawn_agent(&self, node: &str) -> Result<Agent> {
+        self.spawn_agent_cmd(
+            Command::new(env!("CARGO_BIN_EXE_skiff")),
+            node,
+            "127.0.0.1",
+            // Extra agents run Wasm pods only: containerd and the pod network are for the
+            // container and network tests, in network namespaces of their own.
+            &["--no-containerd", "--no-pod-network"],
+        )
+    }
+
+    /// Starts `skiff agent` on `host` of the [`Lan`] this cluster's server runs on (see
+    /// [`Skiff::start_in_host`]), joining as node `host.name` with `host.ip` as its address:
+    /// a pod network of its own (a range of the cluster's), Wasm pods only.
+    pub fn spawn_agent_in(&self, host: &Host) -> Result<Agent> {
+        self.spawn_agent_cmd(
+            host.command(env!("CARGO_BIN_EXE_skiff")),
+            &host.name,
+            &host.ip,
+            &["--no-containerd"],
+        )
+    }
+
+    fn spawn_agent_cmd(
+        &self,
+        mut cmd: Command,
+        node: &str,
+        node_ip: &str,
+        extra: &[&str],
+    ) -> Result<Agent> {
         let dir = tempfile::tempdir()?;
         let token = std::fs::read_to_string(self.dir.path().join("node-token"))?;
         let log = std::fs::File::create(dir.path().join("agent.log"))?;
@@ -372,7 +561,7 @@ impl Skiff {
             .find_map(|l| l.trim().strip_prefix("server: "))
             .context("no server in kubeconfig")?
             .to_string();
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+        let child = cmd
             .args([
                 "agent",
                 "--server",
@@ -380,19 +569,11 @@ impl Skiff {
                 "--node-name",
                 node,
                 "--node-ip",
-                "127.0.0.1",
+                node_ip,
             ])
-            .args([
-                "--lease-renew-seconds",
-                "1",
-                "--crash-backoff-seconds",
-                "1",
-                // Extra agents run Wasm pods only: containerd and the pod network are for the
-                // container and network tests, in network namespaces of their own.
-                "--no-containerd",
-                "--no-pod-network",
-                "--ca-file",
-            ])
+            .args(["--lease-renew-seconds", "1", "--crash-backoff-seconds", "1"])
+            .args(extra)
+            .arg("--ca-file")
             .arg(self.dir.path().join("pki/ca.crt"))
             .arg("--data-dir")
             .arg(dir.path())
@@ -461,6 +642,35 @@ impl Agent {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM and wait for a clean exit (the agent stops its pods and takes down its pod
+    /// network).
+    pub fn stop(&mut self) -> Result<()> {
+        let Some(mut c) = self.child.take() else {
+            return Ok(());
+        };
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()?;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = c.try_wait()? {
+                if !status.success() {
+                    bail!(
+                        "skiff agent exited with {status} on SIGTERM; log:\n{}",
+                        self.log()
+                    );
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                bail!("skiff agent did not stop within {WAIT:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

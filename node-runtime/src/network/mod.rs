@@ -170,26 +170,50 @@ impl PodNetwork {
     }
 
     /// Makes the routes to other nodes' pod ranges exactly `want` (range → node address).
+    /// Each route is tried on its own: one the kernel refuses (a node whose address is not on
+    /// a network this host reaches directly) does not hold up the others. The first failure
+    /// is returned once all were tried, for the caller to retry.
     pub async fn sync_routes(
         &self,
         want: &BTreeMap<Ipv4Net, Ipv4Addr>,
     ) -> Result<(), NetworkError> {
         let mut have = self.routes.lock().await;
-        for (net, gw) in have.iter() {
-            if want.get(net) != Some(gw) {
-                self.netlink.del_route(*net, *gw).await?;
-                tracing::info!(range = %net, via = %gw, "route to a node's pods removed");
+        let mut first_error = None;
+        let stale: Vec<(Ipv4Net, Ipv4Addr)> = have
+            .iter()
+            .filter(|(net, gw)| want.get(*net) != Some(*gw))
+            .map(|(net, gw)| (*net, *gw))
+            .collect();
+        for (net, gw) in stale {
+            match self.netlink.del_route(net, gw).await {
+                Ok(()) => {
+                    have.remove(&net);
+                    tracing::info!(range = %net, via = %gw, "route to a node's pods removed");
+                }
+                Err(e) => {
+                    tracing::warn!(range = %net, via = %gw, error = %e, "cannot remove the route to a node's pods");
+                    first_error.get_or_insert(e);
+                }
             }
         }
-        have.retain(|net, gw| want.get(net) == Some(gw));
         for (net, gw) in want {
             if have.get(net) != Some(gw) {
-                self.netlink.replace_route(*net, *gw).await?;
-                tracing::info!(range = %net, via = %gw, "route to a node's pods added");
-                have.insert(*net, *gw);
+                match self.netlink.replace_route(*net, *gw).await {
+                    Ok(()) => {
+                        tracing::info!(range = %net, via = %gw, "route to a node's pods added");
+                        have.insert(*net, *gw);
+                    }
+                    Err(e) => {
+                        tracing::warn!(range = %net, via = %gw, error = %e, "cannot add the route to a node's pods");
+                        first_error.get_or_insert(e);
+                    }
+                }
             }
         }
-        Ok(())
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// The agent stops: routes to other nodes and the bridge go (the pods' sandboxes are
