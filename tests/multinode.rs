@@ -411,7 +411,6 @@ fn a_node_that_cannot_be_routed_to_does_not_hold_up_routes_to_the_others() -> Re
 }
 
 #[test]
-#[ignore = "needs the Service data path (nftables ClusterIP rules in the agent), not on this branch yet: a ClusterIP does not answer"]
 fn a_pod_on_one_node_reaches_a_service_whose_pods_run_on_the_others() -> Result<()> {
     let Some(k) = Cluster::start()? else {
         return Ok(());
