@@ -369,19 +369,56 @@ spec:
         fetch(&s, &format!("http://{httpd_vip}/"))?.trim(),
         "container-page"
     );
-    // Service environment variables in both runtimes.
+    // kubectl port-forward to the container Service (kubectl picks one of its pods).
+    let mut pf = s
+        .kubectl_cmd(&["port-forward", "svc/httpd-svc", "18081:80"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let forwarded = wait_for("the forwarded port", || {
+        Ok(fetch(&s, "http://127.0.0.1:18081/").ok())
+    });
+    let _ = pf.kill();
+    let _ = pf.wait();
+    assert_eq!(forwarded?.trim(), "container-page");
+    // Service environment variables, for pods started once the node knows the Services
+    // (it does: their traffic flows), in both runtimes.
+    s.ok(&[
+        "run",
+        "envcheck",
+        "--image=hello-wasm:v1",
+        "--image-pull-policy=IfNotPresent",
+    ])?;
+    let env_ip = pod_ip(&s, "envcheck")?;
+    let host = fetch(
+        &s,
+        &format!("http://{env_ip}:8080/env/WASM_SVC_SERVICE_HOST"),
+    )?;
+    assert_eq!(host, wasm_vip);
+    let port = fetch(
+        &s,
+        &format!("http://{env_ip}:8080/env/HTTPD_SVC_SERVICE_PORT"),
+    )?;
+    assert_eq!(port, "80");
+    s.ok(&[
+        "run",
+        "envbox",
+        "--image=busybox:1.35",
+        "--image-pull-policy=IfNotPresent",
+        "--",
+        "sleep",
+        "3600",
+    ])?;
+    pod_ip(&s, "envbox")?;
     let env = s.ok(&[
         "exec",
-        "client",
+        "envbox",
         "--",
         "sh",
         "-c",
         "echo $WASM_SVC_SERVICE_HOST:$WASM_SVC_SERVICE_PORT",
     ])?;
-    // The client started before or after the Service: only check when it was there first.
-    if !env.trim().starts_with(':') {
-        assert_eq!(env.trim(), format!("{wasm_vip}:80"));
-    }
+    assert_eq!(env.trim(), format!("{wasm_vip}:80"));
     Ok(())
 }
 
@@ -435,5 +472,151 @@ fn kubectl_run_and_expose_serve_a_component() -> Result<()> {
                 .then_some(()),
         )
     })?;
+    Ok(())
+}
+
+/// GETs `url` `n` times from the node; the bodies of the requests that succeeded.
+fn fetch_n(s: &Skiff, url: &str, n: usize) -> Result<Vec<String>> {
+    let script = format!("for i in $(seq {n}); do curl -s --max-time 2 {url}; echo; done");
+    Ok(s.in_netns("sh", &["-c", &script])?
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+#[test]
+fn nodeports_follow_readiness_and_termination() -> Result<()> {
+    if !common::containerd_available() {
+        return Ok(());
+    }
+    let s = Skiff::start_networked()?;
+    s.import(&guest("hello_wasm")?, "hello-wasm:v1")?;
+    // Each pod is ready while its file exists on the node (hostPath), so the test can make
+    // one fail its readiness probe.
+    let ready_dir = s.data_dir().join("ready");
+    let mut yaml = String::from(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: r}\nspec:\n  type: NodePort\n  selector: {app: r}\n  ports: [{port: 80, targetPort: 8080}]\n",
+    );
+    for pod in ["a", "b"] {
+        std::fs::create_dir_all(ready_dir.join(pod))?;
+        std::fs::write(ready_dir.join(pod).join("ok"), "ok")?;
+        yaml.push_str(&format!(
+            r#"---
+apiVersion: v1
+kind: Pod
+metadata: {{name: {pod}, labels: {{app: r}}}}
+spec:
+  terminationGracePeriodSeconds: 30
+  volumes: [{{name: ready, hostPath: {{path: {dir}}}}}]
+  containers:
+  - name: app
+    image: hello-wasm:v1
+    imagePullPolicy: IfNotPresent
+    volumeMounts: [{{name: ready, mountPath: /ready}}]
+    readinessProbe: {{httpGet: {{path: "/file?path=/ready/ok", port: 8080}}, periodSeconds: 1, failureThreshold: 1}}
+"#,
+            dir = ready_dir.join(pod).display()
+        ));
+    }
+    s.apply("r.yaml", &yaml)?;
+    pod_ip(&s, "a")?;
+    pod_ip(&s, "b")?;
+    let svc = s.json(&["get", "svc", "r", "-o", "json"])?;
+    let node_port = svc["spec"]["ports"][0]["nodePort"]
+        .as_i64()
+        .context("nodePort")?;
+    let url = format!("http://{}:{node_port}/env/HOSTNAME", common::NODE_IP);
+    // Through the NodePort on the node's address, both pods answer.
+    let both = wait_for("both pods behind the NodePort", || {
+        let seen = fetch_n(&s, &url, 20)?;
+        Ok((seen.iter().any(|h| h == "a") && seen.iter().any(|h| h == "b")).then_some(seen))
+    })?;
+    assert!(both.iter().all(|h| h == "a" || h == "b"), "{both:?}");
+    // b fails its readiness probe: it stops getting traffic.
+    std::fs::remove_file(ready_dir.join("b").join("ok"))?;
+    let started = std::time::Instant::now();
+    wait_for("traffic to leave the unready pod", || {
+        let seen = fetch_n(&s, &url, 10)?;
+        Ok((seen.len() == 10 && seen.iter().all(|h| h == "a")).then_some(()))
+    })?;
+    eprintln!("unready pod out of rotation after {:?}", started.elapsed());
+    // Ready again, then a is deleted: while it terminates it gets no new connections.
+    std::fs::write(ready_dir.join("b").join("ok"), "ok")?;
+    wait_for("b back in rotation", || {
+        Ok(fetch_n(&s, &url, 20)?
+            .iter()
+            .any(|h| h == "b")
+            .then_some(()))
+    })?;
+    s.ok(&["delete", "pod", "a", "--wait=false"])?;
+    wait_for("new connections to go to b only", || {
+        let seen = fetch_n(&s, &url, 10)?;
+        Ok((seen.len() == 10 && seen.iter().all(|h| h == "b")).then_some(()))
+    })?;
+    let p = s.json(&["get", "pod", "a", "-o", "json"]);
+    if let Ok(p) = p {
+        assert!(
+            p["metadata"]["deletionTimestamp"].is_string(),
+            "a is terminating"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn without_net_admin_wasm_pods_serve_on_host_ports_and_the_node_says_why() -> Result<()> {
+    if !common::containerd_available() {
+        return Ok(());
+    }
+    let s = Skiff::start_without_net_admin()?;
+    s.import(&guest("hello_wasm")?, "hello-wasm:v1")?;
+    s.apply(
+        "hp.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hp}
+spec:
+  containers:
+  - name: app
+    image: hello-wasm:v1
+    imagePullPolicy: IfNotPresent
+    ports: [{containerPort: 8080, hostPort: 18080}]
+"#,
+    )?;
+    wait_for("hp Ready", || {
+        Ok(common::is_ready(&s.json(&["get", "pod", "hp", "-o", "json"])?).then_some(()))
+    })?;
+    let body = fetch(&s, &format!("http://{}:18080/", common::NODE_IP))?;
+    assert!(body.contains("Hello from Skiff!"), "{body}");
+    let node = &s.json(&["get", "nodes", "-o", "json"])?["items"][0];
+    let cond = node["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "NetworkUnavailable"))
+        .cloned()
+        .context("a NetworkUnavailable condition")?;
+    assert_eq!(cond["status"], "True");
+    assert!(
+        cond["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("CAP_NET_ADMIN"),
+        "{cond}"
+    );
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .context("Ready")?;
+    assert_eq!(ready["status"], "True", "the node still runs Wasm pods");
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=NetworkUnavailable",
+    ])?;
+    assert!(events.contains("CAP_NET_ADMIN"), "{events}");
+    assert!(s.log().contains("CAP_NET_ADMIN"));
     Ok(())
 }

@@ -20,6 +20,8 @@ pub struct Skiff {
     extra: Vec<String>,
     /// `--listen` of `skiff server`: 127.0.0.1:0, or 0.0.0.0:0 for a server other hosts reach.
     listen: String,
+    /// Start the server without CAP_NET_ADMIN (as a non-root user would run it).
+    drop_net_admin: bool,
     /// The network namespace the server (and every command the test runs against it) lives
     /// in, for tests whose pods get real network interfaces.
     pub netns: Option<NetNs>,
@@ -95,6 +97,8 @@ impl Drop for NetNs {
 /// The address of a test namespace's uplink (its "node address") and the gateway it routes
 /// through (which does not exist).
 pub const UPLINK_ADDR: &str = "192.168.99.1/24";
+/// The node address of a networked test cluster (its namespace's uplink address).
+pub const NODE_IP: &str = "192.168.99.1";
 pub const UPLINK_GATEWAY: &str = "192.168.99.254";
 
 static NETNS_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -273,18 +277,40 @@ impl Skiff {
     }
 
     /// A whole cluster with a pod network (pod IPs, Services, DNS) in a network namespace of
-    /// its own; its node runs Wasm pods only (no containerd).
+    /// its own; its node runs Wasm pods only (no containerd). The node's address is the
+    /// namespace's uplink address ([`NODE_IP`]), where NodePorts answer.
     pub fn start_networked() -> Result<Skiff> {
-        Self::start_in(
-            Some(NetNs::new()?),
-            &[
+        Self::start_networked_with(false)
+    }
+
+    /// As [`Skiff::start_networked`], but the server runs without CAP_NET_ADMIN.
+    pub fn start_without_net_admin() -> Result<Skiff> {
+        Self::start_networked_with(true)
+    }
+
+    fn start_networked_with(drop_net_admin: bool) -> Result<Skiff> {
+        let mut s = Skiff {
+            dir: tempfile::tempdir()?,
+            child: None,
+            cache: tempfile::tempdir()?,
+            extra: [
+                "--advertise-address",
+                NODE_IP,
                 "--no-containerd",
                 "--crash-backoff-seconds",
                 "1",
                 "--lease-renew-seconds",
                 "1",
-            ],
-        )
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            listen: "0.0.0.0:0".into(),
+            drop_net_admin,
+            netns: Some(NetNs::new()?),
+        };
+        s.spawn()?;
+        Ok(s)
     }
 
     /// A whole cluster whose server (control plane and embedded agent, node `host.name`)
@@ -313,6 +339,7 @@ impl Skiff {
             .map(|s| s.to_string())
             .collect(),
             listen: "0.0.0.0:0".into(),
+            drop_net_admin: false,
             netns: Some(host.ns.shared()),
         };
         s.spawn()?;
@@ -332,6 +359,7 @@ impl Skiff {
             cache: tempfile::tempdir()?,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             listen: "127.0.0.1:0".into(),
+            drop_net_admin: false,
             netns,
         };
         s.spawn()?;
@@ -361,8 +389,15 @@ impl Skiff {
             .create(true)
             .append(true)
             .open(self.dir.path().join("server.log"))?;
-        let child = self
-            .command(env!("CARGO_BIN_EXE_skiff"))
+        let mut cmd = if self.drop_net_admin {
+            let mut c = self.command("setpriv");
+            c.args(["--bounding-set=-net_admin", "--inh-caps=-net_admin", "--"])
+                .arg(env!("CARGO_BIN_EXE_skiff"));
+            c
+        } else {
+            self.command(env!("CARGO_BIN_EXE_skiff"))
+        };
+        let child = cmd
             .args(["server", "--listen", &self.listen, "--data-dir"])
             .arg(self.dir.path())
             .args(&self.extra)
