@@ -108,6 +108,7 @@ spec:
     image: hello-wasm:v1
     imagePullPolicy: IfNotPresent
     ports: [{containerPort: 8080}]
+    readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
     volumeMounts: [{name: shared, mountPath: /shared}]
   - name: sidecar
     image: busybox:1.35
@@ -154,6 +155,18 @@ spec:
         &format!("http://{ip}:8080/fetch?url=http://localhost:9090/index.html"),
     )?;
     assert_eq!(page.trim(), "sidecar-page");
+    // kubectl port-forward reaches the Wasm app inside the pod's sandbox.
+    let mut pf = s
+        .kubectl_cmd(&["port-forward", "pod/mixed", "18082:8080"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let forwarded = wait_for("the forwarded port", || {
+        Ok(fetch(&s, "http://127.0.0.1:18082/env/HOSTNAME").ok())
+    });
+    let _ = pf.kill();
+    let _ = pf.wait();
+    assert_eq!(forwarded?, "mixed");
     Ok(())
 }
 
@@ -472,6 +485,11 @@ fn kubectl_run_and_expose_serve_a_component() -> Result<()> {
                 .then_some(()),
         )
     })?;
+    let gone = s.in_netns(
+        "dig",
+        &["@10.42.0.1", "+time=2", "+tries=1", "web.default.svc.cluster.local"],
+    )?;
+    assert!(gone.contains("NXDOMAIN"), "no DNS record is left: {gone}");
     Ok(())
 }
 

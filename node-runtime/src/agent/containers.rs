@@ -438,12 +438,15 @@ impl Worker {
                 });
             }
             Running::WasmHttp(mut server, addrs) => {
-                // Unregistered when the server task ends (dropped with it).
-                let ports = self.ctx.wasm_ports.register(
-                    self.pod.metadata.namespace.as_deref().unwrap_or(""),
-                    self.pod.metadata.name.as_deref().unwrap_or(""),
-                    addrs.clone(),
-                );
+                // Unregistered when the server task ends (dropped with it). A mixed pod's
+                // components listen inside its sandbox: port-forward goes through CRI there.
+                let ports = self.sandbox.is_none().then(|| {
+                    self.ctx.wasm_ports.register(
+                        self.pod.metadata.namespace.as_deref().unwrap_or(""),
+                        self.pod.metadata.name.as_deref().unwrap_or(""),
+                        addrs.clone(),
+                    )
+                });
                 s.addrs = addrs;
                 tokio::spawn(async move {
                     let _ports = ports;

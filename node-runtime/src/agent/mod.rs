@@ -189,8 +189,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
         oci_version.as_deref(),
     )
     .await?;
-    let range = network::pod_range(&client, &cfg).await;
-    let mut net = network::setup(&cfg, &range, containerd.is_some()).await;
+    let mut net = network::setup(&client, &cfg, containerd.is_some()).await;
     let (view, mut view_tasks) = services::ClusterView::start(&client, &shutdown_rx);
     let ctx = Arc::new(AgentCtx {
         recorder: events::Recorder::new(client.clone(), &cfg.node_name),

@@ -18,7 +18,7 @@ pub const DNS_PORT: u16 = 53;
 
 /// The node's pod range: `--pod-cidr`, else the Node's `spec.podCIDR` (waited for), else the
 /// default.
-pub(super) async fn pod_range(client: &kube::Client, cfg: &AgentConfig) -> String {
+async fn pod_range(client: &kube::Client, cfg: &AgentConfig) -> String {
     match &cfg.pod_cidr {
         Some(c) => c.clone(),
         None => super::node::wait_pod_cidr(client, &cfg.node_name, config::DEFAULT_POD_CIDR_WAIT)
@@ -87,9 +87,30 @@ async fn start_dns(network: &PodNetwork) -> Option<DnsServer> {
     }
 }
 
-/// Sets up the pod network for `range` (and the CNI config when this agent manages
+fn off_by_flag() -> NetworkSetup {
+    tracing::info!("pod networking is off (--no-pod-network): Wasm pods serve on hostPorts");
+    NetworkSetup {
+        network: None,
+        dns: None,
+        proxy: None,
+        off: Some("pod networking is off (--no-pod-network): pods get no addresses of their own, Services are not programmed and no cluster DNS is served on this node; Wasm pods serve on hostPorts".into()),
+    }
+}
+
+/// Sets up the pod network for the node's range (and the CNI config when this agent manages
 /// containerd).
-pub(super) async fn setup(cfg: &AgentConfig, range: &str, containerd_up: bool) -> NetworkSetup {
+pub(super) async fn setup(
+    client: &kube::Client,
+    cfg: &AgentConfig,
+    containerd_up: bool,
+) -> NetworkSetup {
+    let managed = matches!(cfg.containerd, Some(ContainerdMode::Managed { .. })) && containerd_up;
+    if !cfg.pod_network && !managed {
+        // Nothing here needs the node's range: do not wait for it.
+        return off_by_flag();
+    }
+    let range = pod_range(client, cfg).await;
+    let range = range.as_str();
     let layout = Layout::new(&cfg.data_dir);
     let parsed: Result<Ipv4Net, String> = config::pod_gateway(range).and_then(|_| {
         range
@@ -108,7 +129,7 @@ pub(super) async fn setup(cfg: &AgentConfig, range: &str, containerd_up: bool) -
             };
         }
     };
-    if matches!(cfg.containerd, Some(ContainerdMode::Managed { .. })) && containerd_up {
+    if managed {
         let gateway = crate::network::gateway_of(range_net);
         match crate::containerd::write_cni_config(&layout, range, &gateway.to_string()) {
             Ok(()) => tracing::info!(cidr = %range, "container pod network configured"),
@@ -116,13 +137,7 @@ pub(super) async fn setup(cfg: &AgentConfig, range: &str, containerd_up: bool) -
         }
     }
     if !cfg.pod_network {
-        tracing::info!("pod networking is off (--no-pod-network): Wasm pods serve on hostPorts");
-        return NetworkSetup {
-            network: None,
-            dns: None,
-                proxy: None,
-            off: Some("pod networking is off (--no-pod-network): pods get no addresses of their own, Services are not programmed and no cluster DNS is served on this node; Wasm pods serve on hostPorts".into()),
-        };
+        return off_by_flag();
     }
     match PodNetwork::setup(&layout.cni_ipam_dir, range_net).await {
         Ok(n) => NetworkSetup {

@@ -224,11 +224,25 @@ impl WasmNode {
             ComponentWorld::HttpProxy => {
                 let ports: Vec<u16> = listeners.iter().map(|(p, _)| *p).collect();
                 let sockets = listeners.into_iter().map(|(_, l)| l).collect();
+                // Listeners inside a mixed pod's sandbox are reached (probes, Services) on the
+                // sandbox's address, not the wildcard they are bound to.
+                let sandbox_ip = spec
+                    .sandbox
+                    .filter(|s| s.netns.is_some())
+                    .and_then(|s| s.ip.as_deref())
+                    .and_then(|ip| ip.parse::<IpAddr>().ok());
                 self.engine
                     .serve_http(&comp, cfg, sockets)
                     .await
                     .map(|server| {
-                        let addrs = ports.into_iter().zip(server.local_addrs()).collect();
+                        let addrs = ports
+                            .into_iter()
+                            .zip(server.local_addrs())
+                            .map(|(p, a)| match sandbox_ip {
+                                Some(ip) => (p, SocketAddr::new(ip, a.port())),
+                                None => (p, a),
+                            })
+                            .collect();
                         Running::WasmHttp(server, addrs)
                     })
             }
