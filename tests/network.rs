@@ -5,21 +5,8 @@
 mod common;
 
 use anyhow::{Context, Result};
+use common::net::{cluster_ip, fetch, pod_ip};
 use common::{guest, wait_for, Skiff};
-
-/// GET `url` from the node (inside the cluster's network namespace); fails unless 2xx.
-fn fetch(s: &Skiff, url: &str) -> Result<String> {
-    s.in_netns("curl", &["-sSf", "--max-time", "5", url])
-}
-
-fn pod_ip(s: &Skiff, pod: &str) -> Result<String> {
-    wait_for(&format!("pod {pod} Running with an IP"), || {
-        let p = s.json(&["get", "pod", pod, "-o", "json"])?;
-        let ready = common::is_ready(&p);
-        let ip = p["status"]["podIP"].as_str().unwrap_or("").to_string();
-        Ok((ready && !ip.is_empty()).then_some(ip))
-    })
-}
 
 #[test]
 fn a_wasm_pod_gets_an_address_on_the_node_bridge_and_serves_8080_there() -> Result<()> {
@@ -74,99 +61,6 @@ fn a_wasm_pod_gets_an_address_on_the_node_bridge_and_serves_8080_there() -> Resu
         let addrs = s.in_netns("ip", &["-4", "addr", "show", "dev", "skiff0"])?;
         Ok((!addrs.contains(&format!("{ip}/32")) && !store.exists()).then_some(()))
     })?;
-    Ok(())
-}
-
-/// A cluster whose node runs container pods too, with busybox and hello-wasm imported.
-fn mixed_cluster() -> Result<Option<Skiff>> {
-    if !common::containerd_available() {
-        return Ok(None);
-    }
-    let s = Skiff::start_with_containerd()?;
-    let tar = common::busybox::layout_tarball(s.data_dir())?;
-    s.import(&tar, "busybox:1.35")?;
-    s.import(&guest("hello_wasm")?, "hello-wasm:v1")?;
-    Ok(Some(s))
-}
-
-#[test]
-fn a_mixed_pod_shares_its_address_localhost_and_volumes_between_wasm_and_a_container() -> Result<()>
-{
-    let Some(s) = mixed_cluster()? else {
-        return Ok(());
-    };
-    s.apply(
-        "mixed.yaml",
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: mixed}
-spec:
-  volumes: [{name: shared, emptyDir: {}}]
-  containers:
-  - name: app
-    image: hello-wasm:v1
-    imagePullPolicy: IfNotPresent
-    ports: [{containerPort: 8080}]
-    readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
-    volumeMounts: [{name: shared, mountPath: /shared}]
-  - name: sidecar
-    image: busybox:1.35
-    imagePullPolicy: IfNotPresent
-    command: ["sh", "-c", "echo from-the-sidecar > /shared/greeting; sleep 3600"]
-    volumeMounts: [{name: shared, mountPath: /shared}]
-"#,
-    )?;
-    let ip = pod_ip(&s, "mixed").map_err(|e| anyhow::anyhow!("{e}; log:\n{}", s.log()))?;
-    // The Linux sidecar reaches the Wasm app on localhost.
-    let out = s.ok(&[
-        "exec",
-        "mixed",
-        "-c",
-        "sidecar",
-        "--",
-        "wget",
-        "-q",
-        "-O",
-        "-",
-        "http://localhost:8080/env/HOSTNAME",
-    ])?;
-    assert_eq!(out, "mixed");
-    // From the node, the pod's (sandbox) address serves the Wasm app.
-    assert!(fetch(&s, &format!("http://{ip}:8080/"))?.contains("Hello from Skiff!"));
-    // The Wasm app reads what the sidecar wrote into the shared emptyDir.
-    let greeting = wait_for("the sidecar's file", || {
-        Ok(fetch(&s, &format!("http://{ip}:8080/file?path=/shared/greeting")).ok())
-    })?;
-    assert_eq!(greeting.trim(), "from-the-sidecar");
-    // The Wasm app reaches the sidecar's side of localhost too: a server the sidecar starts.
-    s.ok(&[
-        "exec",
-        "mixed",
-        "-c",
-        "sidecar",
-        "--",
-        "sh",
-        "-c",
-        "mkdir -p /www && echo sidecar-page > /www/index.html && httpd -p 9090 -h /www",
-    ])?;
-    let page = fetch(
-        &s,
-        &format!("http://{ip}:8080/fetch?url=http://localhost:9090/index.html"),
-    )?;
-    assert_eq!(page.trim(), "sidecar-page");
-    // kubectl port-forward reaches the Wasm app inside the pod's sandbox.
-    let mut pf = s
-        .kubectl_cmd(&["port-forward", "pod/mixed", "18082:8080"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let forwarded = wait_for("the forwarded port", || {
-        Ok(fetch(&s, "http://127.0.0.1:18082/env/HOSTNAME").ok())
-    });
-    let _ = pf.kill();
-    let _ = pf.wait();
-    assert_eq!(forwarded?, "mixed");
     Ok(())
 }
 
@@ -274,167 +168,6 @@ spec:
     Ok(())
 }
 
-fn cluster_ip(s: &Skiff, svc: &str) -> Result<String> {
-    let v = s.json(&["get", "svc", svc, "-o", "json"])?;
-    Ok(v["spec"]["clusterIP"].as_str().unwrap_or("").to_string())
-}
-
-#[test]
-fn wasm_and_container_services_reach_each_other_by_name() -> Result<()> {
-    let Some(s) = mixed_cluster()? else {
-        return Ok(());
-    };
-    s.apply(
-        "apps.yaml",
-        r#"
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: wasm}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: wasm}}
-  template:
-    metadata: {labels: {app: wasm}}
-    spec:
-      containers:
-      - name: app
-        image: hello-wasm:v1
-        imagePullPolicy: IfNotPresent
-        readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: wasm-svc}
-spec:
-  selector: {app: wasm}
-  ports: [{port: 80, targetPort: 8080}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: httpd}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: httpd}}
-  template:
-    metadata: {labels: {app: httpd}}
-    spec:
-      containers:
-      - name: httpd
-        image: busybox:1.35
-        imagePullPolicy: IfNotPresent
-        command: ["sh", "-c", "mkdir -p /www && echo container-page > /www/index.html && exec httpd -f -p 80 -h /www"]
----
-apiVersion: v1
-kind: Service
-metadata: {name: httpd-svc}
-spec:
-  selector: {app: httpd}
-  ports: [{port: 80}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client}
-spec:
-  containers:
-  - name: c
-    image: busybox:1.35
-    imagePullPolicy: IfNotPresent
-    command: ["sleep", "3600"]
-"#,
-    )?;
-    let log = || s.log();
-    wait_for("3 ready Wasm replicas and the httpd", || {
-        let d = s.json(&["get", "deploy", "wasm", "-o", "json"])?;
-        let h = s.json(&["get", "deploy", "httpd", "-o", "json"])?;
-        Ok((d["status"]["readyReplicas"] == 3 && h["status"]["readyReplicas"] == 1).then_some(()))
-    })
-    .map_err(|e| anyhow::anyhow!("{e}; log:\n{}", log()))?;
-    pod_ip(&s, "client")?;
-    // From a container pod: the Wasm Service by its full name, spread over all replicas.
-    let out = s.ok(&[
-        "exec", "client", "--", "sh", "-c",
-        "for i in $(seq 40); do wget -q -O - http://wasm-svc.default.svc.cluster.local/env/HOSTNAME; echo; done",
-    ])?;
-    let mut seen: Vec<&str> = out.lines().filter(|l| l.starts_with("wasm-")).collect();
-    seen.sort();
-    seen.dedup();
-    assert_eq!(
-        seen.len(),
-        3,
-        "all three replicas answer through the ClusterIP: {out}"
-    );
-    // From a Wasm pod: the container Service by its short name.
-    let wasm_ip = s.json(&["get", "pods", "-l", "app=wasm", "-o", "json"])?["items"][0]["status"]
-        ["podIP"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let page = fetch(
-        &s,
-        &format!("http://{wasm_ip}:8080/fetch?url=http://httpd-svc/"),
-    )?;
-    assert_eq!(page.trim(), "container-page");
-    // From the node: both ClusterIPs.
-    let wasm_vip = cluster_ip(&s, "wasm-svc")?;
-    assert!(fetch(&s, &format!("http://{wasm_vip}/"))?.contains("Hello from Skiff!"));
-    let httpd_vip = cluster_ip(&s, "httpd-svc")?;
-    assert_eq!(
-        fetch(&s, &format!("http://{httpd_vip}/"))?.trim(),
-        "container-page"
-    );
-    // kubectl port-forward to the container Service (kubectl picks one of its pods).
-    let mut pf = s
-        .kubectl_cmd(&["port-forward", "svc/httpd-svc", "18081:80"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let forwarded = wait_for("the forwarded port", || {
-        Ok(fetch(&s, "http://127.0.0.1:18081/").ok())
-    });
-    let _ = pf.kill();
-    let _ = pf.wait();
-    assert_eq!(forwarded?.trim(), "container-page");
-    // Service environment variables, for pods started once the node knows the Services
-    // (it does: their traffic flows), in both runtimes.
-    s.ok(&[
-        "run",
-        "envcheck",
-        "--image=hello-wasm:v1",
-        "--image-pull-policy=IfNotPresent",
-    ])?;
-    let env_ip = pod_ip(&s, "envcheck")?;
-    let host = fetch(
-        &s,
-        &format!("http://{env_ip}:8080/env/WASM_SVC_SERVICE_HOST"),
-    )?;
-    assert_eq!(host, wasm_vip);
-    let port = fetch(
-        &s,
-        &format!("http://{env_ip}:8080/env/HTTPD_SVC_SERVICE_PORT"),
-    )?;
-    assert_eq!(port, "80");
-    s.ok(&[
-        "run",
-        "envbox",
-        "--image=busybox:1.35",
-        "--image-pull-policy=IfNotPresent",
-        "--",
-        "sleep",
-        "3600",
-    ])?;
-    pod_ip(&s, "envbox")?;
-    let env = s.ok(&[
-        "exec",
-        "envbox",
-        "--",
-        "sh",
-        "-c",
-        "echo $WASM_SVC_SERVICE_HOST:$WASM_SVC_SERVICE_PORT",
-    ])?;
-    assert_eq!(env.trim(), format!("{wasm_vip}:80"));
-    Ok(())
-}
-
 #[test]
 fn kubectl_run_and_expose_serve_a_component() -> Result<()> {
     if !common::containerd_available() {
@@ -487,7 +220,12 @@ fn kubectl_run_and_expose_serve_a_component() -> Result<()> {
     })?;
     let gone = s.in_netns(
         "dig",
-        &["@10.42.0.1", "+time=2", "+tries=1", "web.default.svc.cluster.local"],
+        &[
+            "@10.42.0.1",
+            "+time=2",
+            "+tries=1",
+            "web.default.svc.cluster.local",
+        ],
     )?;
     assert!(gone.contains("NXDOMAIN"), "no DNS record is left: {gone}");
     Ok(())
