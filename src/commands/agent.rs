@@ -38,6 +38,10 @@ pub struct NodeArgs {
     /// programmed on this node and it serves no cluster DNS (Wasm pods serve on hostPorts).
     #[arg(long)]
     pub no_pod_network: bool,
+    /// How many pods the node takes (its `pods` capacity). A node running more than 253 pods
+    /// also needs a pod range larger than a /24 (the server's --node-cidr-mask-size).
+    #[arg(long, default_value_t = skiff_node_runtime::agent::config::DEFAULT_MAX_PODS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pods: u32,
 }
 
 #[derive(Args, Debug)]
@@ -96,6 +100,7 @@ pub fn config(
     cfg.backoff_initial = Duration::from_secs(node.crash_backoff_seconds.max(1));
     cfg.pod_cidr = node.pod_cidr.clone();
     cfg.pod_network = !node.no_pod_network;
+    cfg.max_pods = node.max_pods;
     cfg.containerd = match (&node.containerd_socket, node.no_containerd) {
         (_, true) => None,
         (Some(socket), false) => Some(ContainerdMode::External {

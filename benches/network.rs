@@ -1,0 +1,1184 @@
+//! The pod network's cost, measured side by side in one run on one node (a release `skiff
+//! server` with its embedded agent, the pod network on, and a managed containerd when one is
+//! on PATH):
+//! - a Wasm HTTP Service (the hello component, one replica) and a container Service (busybox
+//!   `httpd -f -p 80` serving a small file, one replica), each loaded by `wrk` with the same
+//!   settings (`CONNECTIONS` keep-alive connections, `THREADS` threads, `LOAD` per path after a
+//!   `WARMUP`) on its pod IP, its ClusterIP and its NodePort on the node address; requests/s,
+//!   p50/p99, the ClusterIP/direct throughput ratio and the p99 the Service path adds, with the
+//!   CPU the skiff server and the whole machine used during each run;
+//! - Wasm pod create → Ready (seen by a watch) for `READY_PODS` pods created one after another,
+//!   with the pod network on (each pod gets an address on the node bridge);
+//! - `MANY_PODS` Wasm pods (a Deployment) until all of them are Running on the one node, and
+//!   the skiff server's RSS (`VmRSS`) then.
+//!
+//! Prints a table; asserts nothing. Needs root, `wrk`, `nft`, `ip` and `nsenter` (containerd,
+//! runc, the CNI plugins and busybox-static for the container rows, which are skipped without
+//! containerd): run `scripts/bench-network.sh`. The benchmark creates a network namespace with
+//! loopback and an uplink (`NODE_ADDR`/24, default route via a gateway that does not exist, so
+//! nothing leaves it), runs itself again inside it (`nsenter --net`: the server, containerd, the
+//! pods' bridge, the kube client and `wrk` all live there) and deletes it at the end.
+//! `HELLO_WASM=/path/hello_wasm.wasm` skips building the Wasm samples; `BENCH_SERVER_LOG=FILE`
+//! keeps the server's log (level from `SKIFF_LOG`, default warn).
+
+#[path = "../tests/common/busybox.rs"]
+mod busybox;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Set (to the namespace's name) in the copy of the benchmark running inside the namespace.
+const NETNS_ENV: &str = "SKIFF_BENCH_NETNS";
+/// The node's address (on the namespace's uplink): the API, NodePorts.
+const NODE_ADDR: &str = "192.168.99.1";
+/// The uplink's gateway, which does not exist (a default route, as every real node has).
+const GATEWAY: &str = "192.168.99.254";
+/// The embedded agent's node name.
+const NODE: &str = "bench";
+/// The node's pod range is a /21 of the cluster CIDR (2,046 addresses) and it takes
+/// `MAX_PODS` pods, so `MANY_PODS` fit.
+const NODE_CIDR_MASK_SIZE: &str = "21";
+const MAX_PODS: usize = 1100;
+/// Wasm pods created one after another, each timed from create to Ready.
+const READY_PODS: usize = 100;
+/// Wasm pods of the Deployment timed until all are Running.
+const MANY_PODS: usize = 1000;
+/// The load: `wrk -t THREADS -c CONNECTIONS -d LOAD` after a `WARMUP` run of the same.
+const THREADS: usize = 2;
+const CONNECTIONS: usize = 16;
+const LOAD: Duration = Duration::from_secs(10);
+const WARMUP: Duration = Duration::from_secs(2);
+/// Upper bound for any single wait (a pod Ready, the server up, a Service answering).
+const WAIT: Duration = Duration::from_secs(60);
+/// Upper bound for a batch of pods to be gone after a delete, and for `MANY_PODS` to run.
+const LONG_WAIT: Duration = Duration::from_secs(600);
+/// Pause before reading RSS, so the last status writes and events are done.
+const SETTLE: Duration = Duration::from_secs(3);
+/// README's Wasm create → Ready p50 without the pod network (benches/wasm.rs), and the most
+/// the pod network may add to it.
+const README_READY_P50_MS: f64 = 7.5;
+const READY_BUDGET_MS: f64 = 2.0;
+/// Targets of the Service path against the direct path.
+const CLUSTERIP_RATIO_TARGET: f64 = 0.90;
+const ADDED_P99_TARGET_MS: f64 = 0.5;
+
+fn main() -> Result<()> {
+    match std::env::var(NETNS_ENV) {
+        Ok(ns) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(inside(&ns)),
+        Err(_) => outside(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outside the namespace: create it, run the benchmark in it, delete it.
+
+/// A network namespace with loopback up and an uplink (`NODE_ADDR`/24 on a veth whose peer
+/// stays in the namespace, a default route via the missing `GATEWAY`); deleted on drop.
+struct NetNs {
+    name: String,
+}
+
+impl NetNs {
+    fn new() -> Result<NetNs> {
+        let name = format!("skiff-bench-{}", std::process::id());
+        run_ok(Command::new("ip").args(["netns", "add", &name]))?;
+        let ns = NetNs { name };
+        let ip = |args: &[&str]| run_ok(Command::new("ip").args(["-n", &ns.name]).args(args));
+        ip(&["link", "set", "lo", "up"])?;
+        ip(&[
+            "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink1",
+        ])?;
+        ip(&["addr", "add", &format!("{NODE_ADDR}/24"), "dev", "uplink0"])?;
+        ip(&["link", "set", "uplink0", "up"])?;
+        ip(&["link", "set", "uplink1", "up"])?;
+        ip(&["route", "add", "default", "via", GATEWAY])?;
+        Ok(ns)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .output();
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+fn outside() -> Result<()> {
+    let root = run_ok(Command::new("id").arg("-u"))?.trim() == "0";
+    if !root {
+        bail!("the network benchmark needs root (it creates a network namespace)");
+    }
+    for tool in ["wrk", "nft", "ip", "nsenter"] {
+        if !on_path(tool) {
+            bail!("{tool} is not on PATH (apt-get install wrk nftables iproute2 util-linux)");
+        }
+    }
+    let ns = NetNs::new()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let status = runtime.block_on(async {
+        // `nsenter --net` switches only the network namespace (`ip netns exec` also remounts
+        // /sys, hiding the cgroup mounts runc needs).
+        let mut child = tokio::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", ns.name))
+            .arg("--")
+            .arg(std::env::current_exe()?)
+            .args(std::env::args_os().skip(1))
+            .env(NETNS_ENV, &ns.name)
+            .spawn()
+            .context("running the benchmark in its network namespace with nsenter")?;
+        // Ctrl-C reaches both processes: the inner one cleans up, this one waits for it and
+        // then deletes the namespace.
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        loop {
+            tokio::select! {
+                s = child.wait() => return Ok::<_, anyhow::Error>(s?),
+                _ = int.recv() => eprintln!("interrupted: cleaning up (pods, server, namespace)"),
+            }
+        }
+    })?;
+    drop(ns);
+    if !status.success() {
+        bail!("the benchmark failed ({status})");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+/// Runs `cmd`, failing with its output unless it succeeds; returns stdout.
+fn run_ok(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn hello_component() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("HELLO_WASM") {
+        return Ok(PathBuf::from(p));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    run_ok(Command::new("bash").arg(root.join("scripts/build-guests.sh")))?;
+    Ok(root.join("target/wasm/wasm32-wasip2/release/hello_wasm.wasm"))
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    let m = d.as_secs_f64() * 1000.0;
+    if m >= 100.0 {
+        format!("{m:.0} ms")
+    } else {
+        format!("{m:.2} ms")
+    }
+}
+
+/// 12345.6 → "12,346".
+fn thousands(v: f64) -> String {
+    let s = format!("{:.0}", v.max(0.0));
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+/// The last `n` lines of a file (for error messages).
+fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// VmRSS in KiB (0 for a process that is gone).
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU accounting for a load run: the skiff server process (utime + stime, which includes the
+// Wasm guests: they run in its threads) and the whole machine (/proc/stat, all but idle and
+// iowait), in clock ticks.
+
+#[derive(Clone, Copy)]
+struct CpuSample {
+    at: Instant,
+    server: u64,
+    busy: u64,
+}
+
+fn clock_ticks() -> f64 {
+    run_ok(Command::new("getconf").arg("CLK_TCK"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+fn process_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // pid (comm) state ppid … utime stime: fields 14 and 15, i.e. 12 and 13 after comm.
+            let rest: Vec<u64> = s
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            Some(rest.iter().sum())
+        })
+        .unwrap_or(0)
+}
+
+fn machine_busy_ticks() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let cpu = s.lines().find(|l| l.starts_with("cpu "))?;
+            let v: Vec<u64> = cpu
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal …
+            let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+            Some(v.iter().take(8).sum::<u64>() - idle)
+        })
+        .unwrap_or(0)
+}
+
+impl CpuSample {
+    fn now(server_pid: u32) -> CpuSample {
+        CpuSample {
+            at: Instant::now(),
+            server: process_ticks(server_pid),
+            busy: machine_busy_ticks(),
+        }
+    }
+
+    /// (server, machine) CPU in percent of one core between `self` and `later`.
+    fn percent_until(&self, later: &CpuSample, hz: f64) -> (f64, f64) {
+        let secs = later.at.duration_since(self.at).as_secs_f64().max(1e-9);
+        let p = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / hz / secs * 100.0;
+        (p(self.server, later.server), p(self.busy, later.busy))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load generator.
+
+/// One `wrk` run's figures.
+#[derive(Clone, Copy, Default)]
+struct Load {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+    requests: u64,
+    /// Socket errors (connect + read + write + timeout) and non-2xx/3xx responses.
+    errors: u64,
+    server_cpu: f64,
+    machine_cpu: f64,
+    /// SYNs the kernel retransmitted during the run (TcpExt TCPSynRetrans of the bench's
+    /// network namespace, where wrk runs): connections that waited ≥ 1 s to be set up.
+    syn_retrans: u64,
+}
+
+/// TcpExt TCPSynRetrans of this process's network namespace.
+fn syn_retransmits() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
+    let [names, values] = lines.as_slice() else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "TCPSynRetrans")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// "1.06ms" → 1.06 ms.
+fn wrk_duration(s: &str) -> Option<Duration> {
+    let split = s.find(|c: char| c.is_ascii_alphabetic())?;
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    let secs = match unit {
+        "us" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+fn parse_wrk(out: &str) -> Result<Load> {
+    let mut load = Load::default();
+    let (mut p50, mut p99, mut rps) = (None, None, None);
+    for line in out.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["50%", v] => p50 = wrk_duration(v),
+            ["99%", v] => p99 = wrk_duration(v),
+            ["Requests/sec:", v] => rps = v.parse().ok(),
+            [n, "requests", "in", ..] => load.requests = n.parse().unwrap_or(0),
+            ["Socket", "errors:", rest @ ..] => {
+                load.errors += rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum::<u64>()
+            }
+            ["Non-2xx", "or", "3xx", "responses:", n] => load.errors += n.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    load.p50 = p50.context("no 50% latency in wrk's output")?;
+    load.p99 = p99.context("no 99% latency in wrk's output")?;
+    load.rps = rps.context("no Requests/sec in wrk's output")?;
+    Ok(load)
+}
+
+fn wrk(url: &str, duration: Duration) -> Result<String> {
+    run_ok(
+        Command::new("wrk")
+            .arg(format!("-t{THREADS}"))
+            .arg(format!("-c{CONNECTIONS}"))
+            .arg(format!("-d{}s", duration.as_secs()))
+            .args(["--timeout", "5s", "--latency", url]),
+    )
+}
+
+/// A warm-up run of `url`, then the measured one with the CPU used during it.
+fn load(url: &str, server_pid: u32, hz: f64) -> Result<Load> {
+    wrk(url, WARMUP)?;
+    let before = CpuSample::now(server_pid);
+    let syn_before = syn_retransmits();
+    let out = wrk(url, LOAD)?;
+    let after = CpuSample::now(server_pid);
+    let mut load = parse_wrk(&out).with_context(|| format!("wrk {url}:\n{out}"))?;
+    load.syn_retrans = syn_retransmits().saturating_sub(syn_before);
+    (load.server_cpu, load.machine_cpu) = before.percent_until(&after, hz);
+    Ok(load)
+}
+
+/// One HTTP/1.0 GET of `/` on `addr`: Ok once it answers 200.
+async fn http_get(addr: &str) -> Result<()> {
+    let io = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(b"GET / HTTP/1.0\r\nHost: bench\r\n\r\n")
+            .await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let buf = tokio::time::timeout(Duration::from_secs(2), io)
+        .await
+        .map_err(|_| anyhow!("GET http://{addr}/ timed out"))??;
+    let head = String::from_utf8_lossy(&buf[..buf.len().min(64)]).into_owned();
+    if !(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200")) {
+        bail!("GET http://{addr}/: {head:?}");
+    }
+    Ok(())
+}
+
+async fn wait_http(addr: &str) -> Result<()> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match http_get(addr).await {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() > deadline => {
+                return Err(e.context(format!("not answering within {WAIT:?}")))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server.
+
+/// A release `skiff server` (agent embedded, pod network on) in its own process group, so a
+/// Ctrl-C reaches only the benchmark, which stops it with SIGTERM.
+struct Server {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Server {
+    fn start(dir: &Path, containerd: bool) -> Result<Server> {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::File::create(dir.join("server.log"))?;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_skiff"));
+        cmd.args([
+            "server",
+            "--listen",
+            "0.0.0.0:0",
+            "--advertise-address",
+            NODE_ADDR,
+            "--node-name",
+            NODE,
+            "--node-cidr-mask-size",
+            NODE_CIDR_MASK_SIZE,
+            "--max-pods",
+            &MAX_PODS.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(dir);
+        if !containerd {
+            cmd.arg("--no-containerd");
+        }
+        let child = cmd
+            .env(
+                "SKIFF_LOG",
+                std::env::var("SKIFF_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("starting skiff server")?;
+        Ok(Server {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    fn log_tail(&self) -> String {
+        format!(
+            "server log (tail):\n{}",
+            tail(&self.dir.join("server.log"), 30)
+        )
+    }
+
+    /// SIGTERM (the agent stops its pods, then containerd) and a bounded wait for the exit;
+    /// SIGKILL after that.
+    fn stop(&mut self) -> Result<()> {
+        let Some(mut c) = self.child.take() else {
+            return Ok(());
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = c.try_wait()? {
+                if !status.success() {
+                    bail!("skiff server exited with {status} on SIGTERM");
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                bail!("skiff server did not stop within 120 s of SIGTERM; killed it");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            eprintln!("{e}");
+        }
+    }
+}
+
+async fn kube_client(kubeconfig: &Path) -> Result<kube::Client> {
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(kubeconfig)?,
+        &Default::default(),
+    )
+    .await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn is_running(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|ph| ph == "Running")
+}
+
+/// Waits until the server answers and its node is Ready; returns a client and whether the
+/// node runs container pods (its containerd started).
+async fn wait_node(server: &mut Server, kubeconfig: &Path) -> Result<(kube::Client, bool)> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(c) = server.child.as_mut() {
+            if let Some(status) = c.try_wait()? {
+                bail!("skiff server exited ({status}); {}", server.log_tail());
+            }
+        }
+        if kubeconfig.exists() {
+            if let Ok(client) = kube_client(kubeconfig).await {
+                let nodes: Api<Node> = Api::all(client.clone());
+                if let Ok(Some(n)) = nodes.get_opt(NODE).await {
+                    let ready = n
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|cs| {
+                            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                        });
+                    if ready {
+                        let oci = n
+                            .metadata
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get("skiff.dev/runtime-oci"))
+                            .is_some_and(|v| v == "true");
+                        return Ok((client, oci));
+                    }
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "node {NODE} not Ready within {WAIT:?}; {}",
+                server.log_tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn import(kubeconfig: &Path, file: &Path, name: &str) -> Result<()> {
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["image", "import"])
+            .arg(file)
+            .args(["--name", name, "--kubeconfig"])
+            .arg(kubeconfig),
+    )
+    .map(|_| ())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pods.
+
+fn wasm_pod(name: &str, labels: serde_json::Value) -> Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "runtimeClassName": "wasm", "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "hello", "image": "hello-wasm:v1",
+                            "imagePullPolicy": "IfNotPresent",
+                            "ports": [{"containerPort": 8080}]}]
+        },
+    }))?)
+}
+
+fn container_pod(name: &str, labels: serde_json::Value) -> Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "runtimeClassName": "oci", "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "httpd", "image": "busybox:1.35",
+                            "imagePullPolicy": "IfNotPresent",
+                            "command": ["sh", "-c", "mkdir -p /www && echo container-page > /www/index.html && exec httpd -f -p 80 -h /www"],
+                            "ports": [{"containerPort": 80}]}]
+        },
+    }))?)
+}
+
+/// Creates the pod and waits (by watch) until it is Ready; returns the elapsed time.
+async fn create_until_ready(pods: &Api<Pod>, pod: &Pod) -> Result<Duration> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let wp = WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(WAIT.as_secs() as u32);
+    let mut stream = pods.watch(&wp, "0").await?.boxed();
+    let t = Instant::now();
+    pods.create(&PostParams::default(), pod).await?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while let Some(ev) = tokio::time::timeout_at(deadline, stream.next())
+        .await
+        .map_err(|_| anyhow!("pod {name} not Ready within {WAIT:?}"))?
+        .transpose()?
+    {
+        if let WatchEvent::Added(p) | WatchEvent::Modified(p) = ev {
+            if is_ready(&p) {
+                return Ok(t.elapsed());
+            }
+        }
+    }
+    bail!("pod {name} did not become Ready (watch ended)")
+}
+
+/// Deletes the pods matching `selector` (all pods when it is empty) and waits until they are
+/// gone from the API.
+async fn delete_pods(pods: &Api<Pod>, selector: &str) -> Result<()> {
+    let lp = if selector.is_empty() {
+        ListParams::default()
+    } else {
+        ListParams::default().labels(selector)
+    };
+    pods.delete_collection(&DeleteParams::default(), &lp)
+        .await?;
+    let deadline = Instant::now() + LONG_WAIT;
+    loop {
+        let left = pods.list_metadata(&lp).await?.items.len();
+        if left == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{LONG_WAIT:?} after deleting them, {left} pods ({selector}) are still there");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1 + 2: a Service per runtime, loaded on its three paths.
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Wasm,
+    Container,
+}
+
+impl Kind {
+    fn app(self) -> &'static str {
+        match self {
+            Kind::Wasm => "web-wasm",
+            Kind::Container => "web-httpd",
+        }
+    }
+
+    fn port(self) -> u16 {
+        match self {
+            Kind::Wasm => 8080,
+            Kind::Container => 80,
+        }
+    }
+}
+
+/// The three paths to one Service's single backend, and their loads.
+struct ServiceRun {
+    direct: Load,
+    cluster_ip: Load,
+    node_port: Load,
+    urls: [String; 3],
+}
+
+async fn run_service(
+    client: &kube::Client,
+    kind: Kind,
+    server_pid: u32,
+    hz: f64,
+) -> Result<ServiceRun> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let app = kind.app();
+    let labels = json!({"app": app, "bench": "service"});
+    let pod = match kind {
+        Kind::Wasm => wasm_pod(app, labels)?,
+        Kind::Container => container_pod(app, labels)?,
+    };
+    create_until_ready(&pods, &pod).await?;
+    let pod_ip = pods
+        .get(app)
+        .await?
+        .status
+        .and_then(|s| s.pod_ip)
+        .filter(|ip| !ip.is_empty())
+        .with_context(|| format!("pod {app} is Ready without an IP"))?;
+    let svc: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": app},
+        "spec": {"type": "NodePort", "selector": {"app": app},
+                 "ports": [{"port": 80, "targetPort": kind.port()}]},
+    }))?;
+    let svc = services.create(&PostParams::default(), &svc).await?;
+    let spec = svc.spec.context("Service without spec")?;
+    let cluster_ip = spec.cluster_ip.context("Service without a clusterIP")?;
+    let node_port = spec
+        .ports
+        .as_ref()
+        .and_then(|p| p.first())
+        .and_then(|p| p.node_port)
+        .context("NodePort Service without a nodePort")?;
+    let addrs = [
+        format!("{pod_ip}:{}", kind.port()),
+        format!("{cluster_ip}:80"),
+        format!("{NODE_ADDR}:{node_port}"),
+    ];
+    for a in &addrs {
+        wait_http(a).await?;
+    }
+    let urls = addrs.map(|a| format!("http://{a}/"));
+    // wrk blocks: run it off the runtime's threads.
+    let mut loads = Vec::new();
+    for url in &urls {
+        let url = url.clone();
+        loads.push(tokio::task::spawn_blocking(move || load(&url, server_pid, hz)).await??);
+    }
+    services.delete(app, &DeleteParams::default()).await?;
+    delete_pods(&pods, &format!("app={app}")).await?;
+    Ok(ServiceRun {
+        direct: loads[0],
+        cluster_ip: loads[1],
+        node_port: loads[2],
+        urls,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3: create → Ready with the pod network.
+
+struct ReadyRun {
+    first: Duration,
+    ready: Vec<Duration>,
+}
+
+async fn run_ready(pods: &Api<Pod>) -> Result<ReadyRun> {
+    // The first pod compiles the component (a cold cache): timed on its own.
+    let first =
+        create_until_ready(pods, &wasm_pod("ready-first", json!({"bench": "ready"}))?).await?;
+    delete_pods(pods, "bench=ready").await?;
+    let mut ready = Vec::with_capacity(READY_PODS);
+    for i in 0..READY_PODS {
+        let pod = wasm_pod(&format!("ready-{i}"), json!({"bench": "ready"}))?;
+        ready.push(create_until_ready(pods, &pod).await?);
+    }
+    delete_pods(pods, "bench=ready").await?;
+    ready.sort();
+    Ok(ReadyRun { first, ready })
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4: `MANY_PODS` Wasm pods of a Deployment until all are Running, and the server's RSS.
+
+struct ManyRun {
+    elapsed: Duration,
+    rss_before: u64,
+    rss_running: u64,
+    rss_settled: u64,
+    addresses: usize,
+}
+
+/// The pods of `selector` that are Running now, and the list's resourceVersion.
+async fn running_now(pods: &Api<Pod>, selector: &str) -> Result<(HashSet<String>, String)> {
+    let list = pods.list(&ListParams::default().labels(selector)).await?;
+    let running = list
+        .items
+        .iter()
+        .filter(|p| is_running(p))
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    Ok((running, list.metadata.resource_version.unwrap_or_default()))
+}
+
+async fn run_many(client: &kube::Client, server_pid: u32) -> Result<ManyRun> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    let selector = "app=many";
+    tokio::time::sleep(SETTLE).await;
+    let rss_before = rss_kib(server_pid);
+    let deployment: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "many"},
+        "spec": {
+            "replicas": MANY_PODS,
+            "selector": {"matchLabels": {"app": "many"}},
+            "template": {
+                "metadata": {"labels": {"app": "many"}},
+                "spec": {
+                    "runtimeClassName": "wasm", "terminationGracePeriodSeconds": 0,
+                    "containers": [{"name": "hello", "image": "hello-wasm:v1",
+                                    "imagePullPolicy": "IfNotPresent"}]
+                }
+            }
+        }
+    }))?;
+    let (mut running, mut rv) = running_now(&pods, selector).await?;
+    let t = Instant::now();
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await?;
+    let deadline = tokio::time::Instant::now() + LONG_WAIT;
+    'outer: while running.len() < MANY_PODS {
+        let wp = WatchParams::default().labels(selector).timeout(240);
+        let from = rv.clone();
+        let mut stream = pods.watch(&wp, &from).await?.boxed();
+        loop {
+            let ev = tokio::time::timeout_at(deadline, stream.next())
+                .await
+                .map_err(|_| {
+                    anyhow!(
+                        "{} of {MANY_PODS} pods Running after {LONG_WAIT:?}",
+                        running.len()
+                    )
+                })?;
+            match ev {
+                Some(Ok(WatchEvent::Added(p) | WatchEvent::Modified(p))) => {
+                    rv = p.metadata.resource_version.clone().unwrap_or(rv);
+                    let name = p.metadata.name.clone().unwrap_or_default();
+                    if is_running(&p) {
+                        running.insert(name);
+                    } else {
+                        running.remove(&name);
+                    }
+                    if running.len() >= MANY_PODS {
+                        break 'outer;
+                    }
+                }
+                Some(Ok(WatchEvent::Deleted(p))) => {
+                    rv = p.metadata.resource_version.clone().unwrap_or(rv);
+                    running.remove(&p.metadata.name.unwrap_or_default());
+                }
+                Some(Ok(WatchEvent::Bookmark(b))) => rv = b.metadata.resource_version,
+                // The watch ended or fell behind: list again and resume from there.
+                Some(Ok(WatchEvent::Error(_))) | Some(Err(_)) | None => {
+                    (running, rv) = running_now(&pods, selector).await?;
+                    continue 'outer;
+                }
+            }
+        }
+    }
+    let elapsed = t.elapsed();
+    let rss_running = rss_kib(server_pid);
+    tokio::time::sleep(SETTLE).await;
+    let rss_settled = rss_kib(server_pid);
+    let addresses = run_ok(Command::new("ip").args(["-4", "-o", "addr", "show", "dev", "skiff0"]))
+        .map(|s| s.lines().filter(|l| l.contains("/32")).count())
+        .unwrap_or(0);
+    deployments.delete("many", &DeleteParams::default()).await?;
+    delete_pods(&pods, selector).await?;
+    Ok(ManyRun {
+        elapsed,
+        rss_before,
+        rss_running,
+        rss_settled,
+        addresses,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run and its table.
+
+struct Results {
+    ready: ReadyRun,
+    wasm: ServiceRun,
+    container: std::result::Result<ServiceRun, String>,
+    many: ManyRun,
+}
+
+async fn bench(
+    client: &kube::Client,
+    server_pid: u32,
+    containers: Result<(), String>,
+) -> Result<Results> {
+    let hz = clock_ticks();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    eprintln!("bench-network: {READY_PODS} Wasm pods create → Ready");
+    let ready = run_ready(&pods).await?;
+    eprintln!("bench-network: the Wasm Service");
+    let wasm = run_service(client, Kind::Wasm, server_pid, hz).await?;
+    let container = match containers {
+        Ok(()) => {
+            eprintln!("bench-network: the container Service");
+            Ok(run_service(client, Kind::Container, server_pid, hz).await?)
+        }
+        Err(reason) => Err(reason),
+    };
+    eprintln!("bench-network: {MANY_PODS} Wasm pods");
+    let many = run_many(client, server_pid).await?;
+    Ok(Results {
+        ready,
+        wasm,
+        container,
+        many,
+    })
+}
+
+fn cell(l: &Load) -> String {
+    let mut s = format!(
+        "{} req/s, {} / {} (CPU: server {:.0} %, machine {:.0} %)",
+        thousands(l.rps),
+        ms(l.p50),
+        ms(l.p99),
+        l.server_cpu,
+        l.machine_cpu
+    );
+    if l.syn_retrans > 0 {
+        s.push_str(&format!(", {} SYN retransmits", l.syn_retrans));
+    }
+    if l.errors > 0 {
+        s.push_str(&format!(", {} errors of {} requests", l.errors, l.requests));
+    }
+    s
+}
+
+fn ratio(a: &Load, b: &Load) -> f64 {
+    a.rps / b.rps.max(1e-9)
+}
+
+fn added_p99_ms(path: &Load, direct: &Load) -> f64 {
+    (path.p99.as_secs_f64() - direct.p99.as_secs_f64()) * 1000.0
+}
+
+fn print(r: &Results) {
+    let row = |m: &str, w: String, c: String, target: String| {
+        println!("| {m} | {w} | {c} | {target} |");
+    };
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    println!(
+        "wrk -t{THREADS} -c{CONNECTIONS} -d{}s (after a {}s warm-up), keep-alive, in the bench's network namespace on the same {cores} cores; CPU in % of one core (machine max {}%)",
+        LOAD.as_secs(),
+        WARMUP.as_secs(),
+        cores * 100
+    );
+    println!();
+    println!("| measure | Wasm (hello component) | container (busybox httpd) | target |");
+    println!("|---|---|---|---|");
+    let w = &r.wasm;
+    let c_or = |f: &dyn Fn(&ServiceRun) -> String| match &r.container {
+        Ok(c) => f(c),
+        Err(reason) => format!("skipped: {reason}"),
+    };
+    row(
+        "direct: pod IP",
+        cell(&w.direct),
+        c_or(&|c| cell(&c.direct)),
+        String::new(),
+    );
+    row(
+        "ClusterIP (nftables DNAT)",
+        cell(&w.cluster_ip),
+        c_or(&|c| cell(&c.cluster_ip)),
+        String::new(),
+    );
+    row(
+        &format!("NodePort on {NODE_ADDR}"),
+        cell(&w.node_port),
+        c_or(&|c| cell(&c.node_port)),
+        String::new(),
+    );
+    let ratio_cell = |s: &ServiceRun| {
+        let v = ratio(&s.cluster_ip, &s.direct);
+        format!("{:.1} % ({})", v * 100.0, met(v >= CLUSTERIP_RATIO_TARGET))
+    };
+    row(
+        "ClusterIP / direct throughput",
+        ratio_cell(w),
+        c_or(&ratio_cell),
+        format!("≥ {:.0} %", CLUSTERIP_RATIO_TARGET * 100.0),
+    );
+    let p99_cell = |s: &ServiceRun| {
+        let v = added_p99_ms(&s.cluster_ip, &s.direct);
+        format!("{v:+.2} ms ({})", met(v <= ADDED_P99_TARGET_MS))
+    };
+    row(
+        "ClusterIP p99 − direct p99",
+        p99_cell(w),
+        c_or(&p99_cell),
+        format!("≤ {ADDED_P99_TARGET_MS} ms"),
+    );
+    let np_cell = |s: &ServiceRun| {
+        format!(
+            "{:.1} %, {:+.2} ms",
+            ratio(&s.node_port, &s.direct) * 100.0,
+            added_p99_ms(&s.node_port, &s.direct)
+        )
+    };
+    row(
+        "NodePort / direct throughput, NodePort p99 − direct p99",
+        np_cell(w),
+        c_or(&np_cell),
+        String::new(),
+    );
+    let rd = &r.ready;
+    let p50 = pct(&rd.ready, 0.5);
+    let budget = README_READY_P50_MS + READY_BUDGET_MS;
+    row(
+        "first Wasm pod create → Ready (cold compile, pod network on)",
+        ms(rd.first),
+        String::new(),
+        String::new(),
+    );
+    row(
+        &format!("Wasm create → Ready p50 / p99 ({READY_PODS} pods one after another, pod network on)"),
+        format!(
+            "{} / {} ({})",
+            ms(p50),
+            ms(pct(&rd.ready, 0.99)),
+            met(p50.as_secs_f64() * 1000.0 <= budget)
+        ),
+        String::new(),
+        format!("p50 ≤ {budget} ms ({README_READY_P50_MS} ms without the network + {READY_BUDGET_MS} ms)"),
+    );
+    let m = &r.many;
+    row(
+        &format!("{MANY_PODS} Wasm pods (a Deployment) create → all Running on one node"),
+        format!(
+            "{:.1} s ({:.0} pods/s; {} pod addresses on skiff0)",
+            m.elapsed.as_secs_f64(),
+            MANY_PODS as f64 / m.elapsed.as_secs_f64().max(1e-9),
+            m.addresses
+        ),
+        String::new(),
+        String::new(),
+    );
+    row(
+        &format!(
+            "skiff server RSS: before → {MANY_PODS} Running → {}s later",
+            SETTLE.as_secs()
+        ),
+        format!(
+            "{} → {} → {} ({:.1} KiB per pod)",
+            mib(m.rss_before),
+            mib(m.rss_running),
+            mib(m.rss_settled),
+            (m.rss_settled as f64 - m.rss_before as f64) / MANY_PODS as f64
+        ),
+        String::new(),
+        String::new(),
+    );
+    println!();
+    let urls = |s: &ServiceRun| s.urls.join(", ");
+    println!("Wasm paths: {}", urls(w));
+    if let Ok(c) = &r.container {
+        println!("container paths: {}", urls(c));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inside the namespace.
+
+async fn inside(ns: &str) -> Result<()> {
+    let component = hello_component()?;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
+    let kubeconfig = dir.join("kubeconfig.yaml");
+    let has_containerd = on_path("containerd");
+    let mut server = Server::start(dir, has_containerd)?;
+    let (client, oci) = wait_node(&mut server, &kubeconfig).await?;
+    import(&kubeconfig, &component, "hello-wasm:v1")?;
+    let containers = if !has_containerd {
+        Err("containerd is not on PATH (apt-get install containerd runc containernetworking-plugins)".to_string())
+    } else if !oci {
+        Err("the node's containerd did not start (see the server log)".to_string())
+    } else {
+        let busybox = busybox::layout_tarball(dir)?;
+        import(&kubeconfig, &busybox, "busybox:1.35")?;
+        Ok(())
+    };
+    eprintln!(
+        "bench-network: server pid {} in network namespace {ns}, data dir {}",
+        server.pid(),
+        dir.display()
+    );
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let (result, interrupted) = tokio::select! {
+        r = bench(&client, server.pid(), containers) => (r, false),
+        _ = tokio::signal::ctrl_c() => (Err(anyhow!("interrupted")), true),
+    };
+    // Clean up whatever happened: the Deployment, Services and pods, then the server (SIGTERM:
+    // the agent stops containerd).
+    let cleanup = async {
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+        let services: Api<Service> = Api::namespaced(client.clone(), "default");
+        let _ = deployments.delete("many", &DeleteParams::default()).await;
+        for k in [Kind::Wasm, Kind::Container] {
+            let _ = services.delete(k.app(), &DeleteParams::default()).await;
+        }
+        delete_pods(&pods, "").await
+    };
+    match tokio::time::timeout(LONG_WAIT, cleanup).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("cleanup: {e:#}"),
+        Err(_) => eprintln!("cleanup: pods not gone within {LONG_WAIT:?}"),
+    }
+    let stopped = server.stop();
+    if let Some(copy) = std::env::var_os("BENCH_SERVER_LOG") {
+        let _ = std::fs::copy(dir.join("server.log"), copy);
+    }
+    let results = result.map_err(|e| {
+        if interrupted {
+            e
+        } else {
+            anyhow!("{e:#}; {}", server.log_tail())
+        }
+    })?;
+    stopped?;
+    print(&results);
+    Ok(())
+}
