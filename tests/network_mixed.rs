@@ -4,7 +4,7 @@
 
 mod common;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use common::net::{cluster_ip, fetch, pod_ip};
 use common::{guest, wait_for, Skiff};
 
@@ -254,5 +254,91 @@ spec:
         "echo $WASM_SVC_SERVICE_HOST:$WASM_SVC_SERVICE_PORT",
     ])?;
     assert_eq!(env.trim(), format!("{wasm_vip}:80"));
+    Ok(())
+}
+
+/// A client on the node holding one TCP connection to `addr`: it sends each line it reads on
+/// stdin and prints what comes back (python3, inside the cluster's network namespace).
+const LINE_CLIENT: &str = r#"
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.create_connection((host, port), timeout=10)
+f = s.makefile("rwb", buffering=0)
+for line in sys.stdin:
+    f.write(line.encode())
+    print(f.readline().decode().strip(), flush=True)
+"#;
+
+#[test]
+fn an_agent_crash_and_restart_keeps_established_service_connections() -> Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+    let Some(mut s) = mixed_cluster()? else {
+        return Ok(());
+    };
+    s.apply(
+        "echo.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: echo, labels: {app: echo}}
+spec:
+  containers:
+  - name: echo
+    image: busybox:1.35
+    imagePullPolicy: IfNotPresent
+    command: ["nc", "-ll", "-p", "9000", "-e", "cat"]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {app: echo}
+  ports: [{port: 9000}]
+"#,
+    )?;
+    pod_ip(&s, "echo")?;
+    let vip = cluster_ip(&s, "echo")?;
+    wait_for("the Service to be programmed", || {
+        let rules = s.in_netns("nft", &["list", "table", "ip", "skiff"])?;
+        Ok(rules.contains(&vip).then_some(()))
+    })?;
+    let mut client = s
+        .command("python3")
+        .args(["-c", LINE_CLIENT, &vip, "9000"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut input = client.stdin.take().context("client stdin")?;
+    let mut output = BufReader::new(client.stdout.take().context("client stdout")?);
+    let mut ask = |line: &str| -> Result<String> {
+        writeln!(input, "{line}")?;
+        let mut answer = String::new();
+        output.read_line(&mut answer)?;
+        Ok(answer.trim().to_string())
+    };
+    assert_eq!(ask("before")?, "before");
+    // The agent (and the whole server) dies and comes back: the kernel kept the rules, the
+    // new agent takes the table over, and the open connection carries on.
+    s.crash_and_restart()?;
+    wait_for("the restarted node Ready", || {
+        let n = s.json(&["get", "nodes", "-o", "json"])?;
+        Ok(common::is_ready(&n["items"][0]).then_some(()))
+    })?;
+    let after = ask("after");
+    let _ = client.kill();
+    let _ = client.wait();
+    assert_eq!(after?, "after");
+    // New connections work through the taken-over table too.
+    let mut fresh = s
+        .command("python3")
+        .args(["-c", LINE_CLIENT, &vip, "9000"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut fin = fresh.stdin.take().context("stdin")?;
+    writeln!(fin, "again")?;
+    drop(fin);
+    let out = fresh.wait_with_output()?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "again");
     Ok(())
 }
