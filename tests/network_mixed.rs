@@ -320,9 +320,19 @@ spec:
     // The agent (and the whole server) dies and comes back: the kernel kept the rules, the
     // new agent takes the table over, and the open connection carries on.
     s.crash_and_restart()?;
-    wait_for("the restarted node Ready", || {
-        let n = s.json(&["get", "nodes", "-o", "json"])?;
-        Ok(common::is_ready(&n["items"][0]).then_some(()))
+    // The new agent has taken the table over (its first sync rewrote it) and adopted the pod's
+    // sandbox (so its clean stop at the end removes it).
+    wait_for("the restarted agent's first sync and adoption", || {
+        let log = s.log();
+        let Some((_, after)) = log
+            .split_once("skiff agent running")
+            .and_then(|(_, rest)| rest.split_once("skiff agent running"))
+        else {
+            return Ok(None);
+        };
+        Ok((after.contains("proxied service ports changed")
+            && after.contains("adopting the pod's sandbox"))
+        .then_some(()))
     })?;
     let after = ask("after");
     let _ = client.kill();
