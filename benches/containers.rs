@@ -19,6 +19,9 @@
 
 #[path = "../tests/common/busybox.rs"]
 mod busybox;
+mod support;
+
+use support::{hello_component, import, kube_client, pct, rss_kib, run_ok, tail, NetNs, NETNS_ENV};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -37,7 +40,6 @@ use skiff_node_runtime::oci::{ContainerSpec, OciRuntime, LABEL_MANAGED_BY};
 /// Pods of each kind timed for create → Ready and kept running for the memory figure.
 const PODS: usize = 50;
 /// Set (to the namespace's name) in the copy of the benchmark running inside the namespace.
-const NETNS_ENV: &str = "SKIFF_BENCH_NETNS";
 /// Upper bound for any single wait (a pod Ready, the server up, one command).
 const WAIT: Duration = Duration::from_secs(60);
 /// Upper bound for a batch of pods to be gone after a delete.
@@ -63,29 +65,6 @@ fn main() -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Outside the namespace: create it, run the benchmark in it, delete it.
 
-/// A network namespace with loopback up (`ip netns add`); deleted on drop.
-struct NetNs {
-    name: String,
-}
-
-impl NetNs {
-    fn new() -> Result<NetNs> {
-        let name = format!("skiff-bench-{}", std::process::id());
-        run_ok(Command::new("ip").args(["netns", "add", &name]))?;
-        let ns = NetNs { name };
-        run_ok(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]))?;
-        Ok(ns)
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.name])
-            .output();
-    }
-}
-
 fn outside() -> Result<()> {
     let root = run_ok(Command::new("id").arg("-u"))?.trim() == "0";
     let containerd = std::env::var_os("PATH")
@@ -93,70 +72,11 @@ fn outside() -> Result<()> {
     if !root || !containerd {
         bail!("the container benchmark needs root (network namespaces) and containerd on PATH (root: {root}, containerd: {containerd})");
     }
-    let ns = NetNs::new()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let status = runtime.block_on(async {
-        // `nsenter --net` switches only the network namespace (`ip netns exec` also remounts
-        // /sys, hiding the cgroup mounts runc needs).
-        let mut child = tokio::process::Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", ns.name))
-            .arg("--")
-            .arg(std::env::current_exe()?)
-            .args(std::env::args_os().skip(1))
-            .env(NETNS_ENV, &ns.name)
-            .spawn()
-            .context("running the benchmark in its network namespace with nsenter")?;
-        // Ctrl-C reaches both processes: the inner one cleans up, this one waits for it and
-        // then deletes the namespace.
-        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-        loop {
-            tokio::select! {
-                s = child.wait() => return Ok::<_, anyhow::Error>(s?),
-                _ = int.recv() => eprintln!("interrupted: cleaning up (pods, server, namespace)"),
-            }
-        }
-    })?;
-    drop(ns);
-    if !status.success() {
-        bail!("the benchmark failed ({status})");
-    }
-    Ok(())
+    support::run_in_netns(NetNs::new(None)?)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
-
-/// Runs `cmd`, failing with its output unless it succeeds; returns stdout.
-fn run_ok(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn hello_component() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("HELLO_WASM") {
-        return Ok(PathBuf::from(p));
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    run_ok(Command::new("bash").arg(root.join("scripts/build-guests.sh")))?;
-    Ok(root.join("target/wasm/wasm32-wasip2/release/hello_wasm.wasm"))
-}
-
-fn pct(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
-}
 
 fn ms(d: Duration) -> String {
     let m = d.as_secs_f64() * 1000.0;
@@ -169,13 +89,6 @@ fn ms(d: Duration) -> String {
 
 fn mib(kib: f64) -> String {
     format!("{:.2} MiB", kib / 1024.0)
-}
-
-/// The last `n` lines of a file (for error messages).
-fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -258,15 +171,6 @@ impl Drop for Server {
     }
 }
 
-async fn kube_client(kubeconfig: &Path) -> Result<kube::Client> {
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(kubeconfig)?,
-        &Default::default(),
-    )
-    .await?;
-    Ok(kube::Client::try_from(config)?)
-}
-
 fn is_ready(conditions: Option<&Vec<k8s_openapi::api::core::v1::PodCondition>>) -> bool {
     conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
@@ -317,17 +221,6 @@ async fn wait_node(server: &mut Server, kubeconfig: &Path) -> Result<kube::Clien
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn import(kubeconfig: &Path, file: &Path, name: &str) -> Result<()> {
-    run_ok(
-        Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["image", "import"])
-            .arg(file)
-            .args(["--name", name, "--kubeconfig"])
-            .arg(kubeconfig),
-    )
-    .map(|_| ())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -499,18 +392,6 @@ fn processes(data_dir: &Path) -> Procs {
         .map(|p| p.pid)
         .collect();
     out
-}
-
-/// VmRSS in KiB (0 for a process that is gone).
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Pss in KiB (resident pages, each shared one divided among the processes mapping it), from

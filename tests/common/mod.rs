@@ -104,6 +104,28 @@ pub const UPLINK_GATEWAY: &str = "192.168.99.254";
 
 static NETNS_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
+/// SIGTERM to `child` and a bounded wait for a clean exit (its log in the error otherwise).
+fn terminate(mut child: Child, what: &str, log: impl Fn() -> String) -> Result<()> {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                bail!("{what} exited with {status} on SIGTERM; log:\n{}", log());
+            }
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{what} did not stop within {WAIT:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs `cmd`, failing with its output unless it succeeds; returns stdout.
 pub fn run_ok(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
@@ -455,28 +477,10 @@ impl Skiff {
     }
 
     pub fn stop(&mut self) -> Result<()> {
-        if let Some(mut c) = self.child.take() {
-            let pid = c.id().to_string();
-            Command::new("kill").args(["-TERM", &pid]).status()?;
-            let deadline = Instant::now() + WAIT;
-            loop {
-                if let Some(status) = c.try_wait()? {
-                    if !status.success() {
-                        bail!(
-                            "skiff server exited with {status} on SIGTERM; log:\n{}",
-                            self.log()
-                        );
-                    }
-                    return Ok(());
-                }
-                if Instant::now() > deadline {
-                    let _ = c.kill();
-                    bail!("skiff server did not stop within {WAIT:?} of SIGTERM");
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+        match self.child.take() {
+            Some(c) => terminate(c, "skiff server", || self.log()),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
@@ -683,29 +687,9 @@ impl Agent {
     /// SIGTERM and wait for a clean exit (the agent stops its pods and takes down its pod
     /// network).
     pub fn stop(&mut self) -> Result<()> {
-        let Some(mut c) = self.child.take() else {
-            return Ok(());
-        };
-        Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status()?;
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = c.try_wait()? {
-                if !status.success() {
-                    bail!(
-                        "skiff agent exited with {status} on SIGTERM; log:\n{}",
-                        self.log()
-                    );
-                }
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                bail!("skiff agent did not stop within {WAIT:?} of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        match self.child.take() {
+            Some(c) => terminate(c, "skiff agent", || self.log()),
+            None => Ok(()),
         }
     }
 }

@@ -91,6 +91,11 @@ impl AgentConfig {
 /// The gateway (first address) of an IPv4 CIDR like `10.42.0.0/24`, which the node's pod
 /// bridge takes.
 pub fn pod_gateway(cidr: &str) -> Result<std::net::Ipv4Addr, String> {
+    parse_pod_cidr(cidr).map(crate::network::gateway_of)
+}
+
+/// A node pod range like `10.42.0.0/24`, checked: IPv4, prefix 8 to 29, no host bits.
+pub fn parse_pod_cidr(cidr: &str) -> Result<ipnet::Ipv4Net, String> {
     let (addr, len) = cidr
         .split_once('/')
         .ok_or_else(|| format!("pod CIDR {cidr:?} must look like 10.42.0.0/24"))?;
@@ -110,7 +115,7 @@ pub fn pod_gateway(cidr: &str) -> Result<std::net::Ipv4Addr, String> {
             std::net::Ipv4Addr::from(net)
         ));
     }
-    Ok(std::net::Ipv4Addr::from(net + 1))
+    ipnet::Ipv4Net::new(addr, len as u8).map_err(|e| format!("pod CIDR {cidr:?}: {e}"))
 }
 
 #[cfg(test)]

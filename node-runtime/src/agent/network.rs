@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use ipnet::Ipv4Net;
-
 use super::config::{self, AgentConfig};
 use crate::containerd::{ContainerdMode, Layout};
 use crate::dns::{DnsConfig, DnsServer};
@@ -112,12 +110,7 @@ pub(super) async fn setup(
     let range = pod_range(client, cfg).await;
     let range = range.as_str();
     let layout = Layout::new(&cfg.data_dir);
-    let parsed: Result<Ipv4Net, String> = config::pod_gateway(range).and_then(|_| {
-        range
-            .parse::<Ipv4Net>()
-            .map_err(|e| format!("pod CIDR {range:?}: {e}"))
-    });
-    let range_net = match parsed {
+    let range_net = match config::parse_pod_cidr(range) {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "pod networking is off");
