@@ -231,6 +231,66 @@ fn kubectl_run_and_expose_serve_a_component() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn a_wasm_guest_s_sockets_leave_from_its_pod_address_and_resolve_cluster_names() -> Result<()> {
+    if !common::containerd_available() {
+        return Ok(());
+    }
+    let s = Skiff::start_networked()?;
+    s.import(&guest("hello_wasm")?, "hello-wasm:v1")?;
+    for pod in ["client", "server"] {
+        s.ok(&[
+            "run",
+            pod,
+            "--image=hello-wasm:v1",
+            "--image-pull-policy=IfNotPresent",
+        ])?;
+    }
+    let client = pod_ip(&s, "client")?;
+    let server = pod_ip(&s, "server")?;
+    s.ok(&["expose", "pod", "server", "--port=80", "--target-port=8080"])?;
+    let vip = cluster_ip(&s, "server")?;
+    // TCP through wasi:sockets: the Service's short name resolves through the cluster zone
+    // (ip-name-lookup), the connection reaches the server and leaves from the client's address.
+    let body = wait_for("the Service by name over wasi:sockets", || {
+        Ok(fetch(
+            &s,
+            &format!("http://{client}:8080/tcp?addr=server:80&path=/env/HOSTNAME"),
+        )
+        .ok())
+    })?;
+    assert_eq!(body, format!("local={client}\nserver"));
+    // Straight to the server pod's address.
+    let direct = fetch(
+        &s,
+        &format!("http://{client}:8080/tcp?addr={server}:8080&path=/env/HOSTNAME"),
+    )?;
+    assert_eq!(direct, format!("local={client}\nserver"));
+    // UDP: a DNS query to the kube-dns Service's address, from the client's address.
+    let dns = fetch(
+        &s,
+        &format!(
+            "http://{client}:8080/dns?server=10.43.0.10:53&name=server.default.svc.cluster.local"
+        ),
+    )?;
+    assert_eq!(dns, format!("local={client}\n{vip}\n"));
+    // A name that does not exist fails the lookup instead of reaching anything.
+    let missing = s.in_netns(
+        "curl",
+        &[
+            "-sS",
+            "--max-time",
+            "5",
+            &format!("http://{client}:8080/tcp?addr=nope.default.svc.cluster.local:80"),
+        ],
+    )?;
+    assert!(
+        missing.starts_with("nope.default.svc.cluster.local:80:"),
+        "{missing}"
+    );
+    Ok(())
+}
+
 /// GETs `url` `n` times from the node; the bodies of the requests that succeeded.
 fn fetch_n(s: &Skiff, url: &str, n: usize) -> Result<Vec<String>> {
     let script = format!("for i in $(seq {n}); do curl -s --max-time 2 {url}; echo; done");

@@ -86,6 +86,12 @@ spec:
         &format!("http://{ip}:8080/fetch?url=http://localhost:9090/index.html"),
     )?;
     assert_eq!(page.trim(), "sidecar-page");
+    // So does a plain wasi:sockets connection: the socket is created in the pod's namespace.
+    let raw = fetch(
+        &s,
+        &format!("http://{ip}:8080/tcp?addr=localhost:9090&path=/index.html"),
+    )?;
+    assert_eq!(raw, "local=127.0.0.1\nsidecar-page\n");
     // kubectl port-forward reaches the Wasm app inside the pod's sandbox.
     let mut pf = s
         .kubectl_cmd(&["port-forward", "pod/mixed", "18082:8080"])

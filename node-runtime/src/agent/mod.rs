@@ -200,7 +200,6 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
                 engine: wasm,
                 puller: puller.clone(),
                 node_ip: cfg.node_ip,
-                cluster_cidr: cfg.cluster_cidr.parse().ok(),
                 resolver: net.dns.as_ref().map(|d| {
                     Arc::new(services::ZoneResolver(d.handle()))
                         as Arc<dyn crate::wasm::ClusterResolver>

@@ -10,25 +10,33 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
-fn in_netns<T: Send + 'static>(
-    netns: &Path,
-    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<T> {
+/// Runs `f` on a short-lived thread inside network namespace `netns` (a socket it creates
+/// stays in that namespace); `f` may borrow from the caller.
+pub fn run_in<T: Send>(netns: &Path, f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
     let ns = File::open(netns)?;
-    std::thread::Builder::new()
-        .name("skiff-netns".into())
-        .spawn(move || {
-            // SAFETY: setns on a descriptor this thread holds; only this thread changes
-            // namespace, and it ends when `f` returns.
-            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            f()
-        })?
-        .join()
-        .map_err(|_| {
-            std::io::Error::other("the thread entering the pod's network namespace panicked")
-        })?
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("skiff-netns".into())
+            .spawn_scoped(scope, move || {
+                // SAFETY: setns on a descriptor this thread holds; only this thread changes
+                // namespace, and it ends when `f` returns.
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(f())
+            })?
+            .join()
+            .map_err(|_| {
+                std::io::Error::other("the thread entering the pod's network namespace panicked")
+            })?
+    })
+}
+
+fn in_netns<T: Send>(
+    netns: &Path,
+    f: impl FnOnce() -> std::io::Result<T> + Send,
+) -> std::io::Result<T> {
+    run_in(netns, f)?
 }
 
 /// Non-blocking TCP listeners on `addrs`, created inside network namespace `netns`.

@@ -15,7 +15,9 @@
 //! - filter base chains on input/forward/output (before DNAT) send new connections to a VIP
 //!   without endpoints through `no-endpoint-services` / `no-endpoint-nodeports`: reject (TCP
 //!   reset, ICMP port-unreachable) or, for a Local policy without local endpoints, drop;
-//! - `nat-postrouting` masquerades what was marked.
+//! - `nat-postrouting` masquerades what was marked, and pod traffic leaving the cluster
+//!   network (a pure-Wasm pod's address is on the bridge, with no CNI masquerade rule of its
+//!   own; container pods have CNI's, which matches first).
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -145,7 +147,11 @@ pub fn build(plans: &[ServicePortPlan], ctx: &RuleContext) -> Ruleset {
         node_ips: ctx.node_ips.iter().copied().collect(),
         ..Ruleset::default()
     };
-    static_chains(&mut out, plans.iter().any(|p| p.local_dns.is_some()));
+    static_chains(
+        &mut out,
+        plans.iter().any(|p| p.local_dns.is_some()),
+        ctx.cluster_cidr,
+    );
     for plan in plans {
         service_port(&mut out, plan, ctx);
     }
@@ -172,7 +178,7 @@ fn base(
     }
 }
 
-fn static_chains(out: &mut Ruleset, local_dns: bool) {
+fn static_chains(out: &mut Ruleset, local_dns: bool, cluster: (Ipv4Addr, u8)) {
     let new_conn = || {
         vec![vec![
             matches(ct("state"), Operator::IN, text("new")),
@@ -232,7 +238,20 @@ fn static_chains(out: &mut Ruleset, local_dns: bool) {
             NfChainType::NAT,
             NfHook::Postrouting,
             SRCNAT_PRIORITY,
-            to(MASQUERADING_CHAIN),
+            vec![
+                vec![jump(MASQUERADING_CHAIN)],
+                vec![
+                    matches(payload("ip", "saddr"), Operator::EQ, cidr(cluster)),
+                    matches(payload("ip", "daddr"), Operator::NEQ, cidr(cluster)),
+                    matches(meta(MetaKey::Oifname), Operator::NEQ, text("lo")),
+                    Statement::Masquerade(Some(NAT {
+                        addr: None,
+                        family: None,
+                        port: None,
+                        flags: Some(HashSet::from([NATFlag::FullyRandom])),
+                    })),
+                ],
+            ],
         ),
     );
 

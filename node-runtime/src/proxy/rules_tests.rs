@@ -285,3 +285,28 @@ fn names_are_stable_distinct_and_bounded() {
     assert_ne!(chain_name("service", &other, None), a);
     assert!(!is_service_chain(SERVICES_CHAIN));
 }
+
+#[test]
+fn pod_traffic_leaving_the_cluster_network_is_masqueraded() {
+    let set = build(&[], &ctx());
+    let post = rules_json(&set, "nat-postrouting");
+    // After the marked-traffic chain: from the pod range, to outside it, not locally delivered.
+    assert!(
+        post.contains(r#"{"jump":{"target":"masquerading"}}"#),
+        "{post}"
+    );
+    assert!(
+        post.contains(
+            r#""field":"daddr"}},"right":{"prefix":{"addr":"10.42.0.0","len":16}},"op":"!=""#
+        ),
+        "{post}"
+    );
+    assert!(
+        post.contains(r#""oifname"}},"right":"lo","op":"!=""#),
+        "{post}"
+    );
+    assert!(
+        post.contains(r#"{"masquerade":{"flags":["fully-random"]}}"#),
+        "{post}"
+    );
+}

@@ -30,8 +30,6 @@ pub struct WasmNode {
     pub puller: Arc<ImagePuller>,
     /// hostPorts bind on this address.
     pub node_ip: IpAddr,
-    /// The cluster's pod network (pods' connections into it leave from their own address).
-    pub cluster_cidr: Option<ipnet::Ipv4Net>,
     /// Cluster names for the guests' outgoing requests (the node's DNS zone).
     pub resolver: Option<Arc<dyn ClusterResolver>>,
 }
@@ -136,7 +134,6 @@ impl WasmNode {
             source: if netns.is_some() { None } else { spec.pod_ip },
             netns,
             namespace: spec.pod.metadata.namespace.clone().unwrap_or_default(),
-            cluster_cidr: self.cluster_cidr,
             resolver: self.resolver.clone(),
         }))
     }

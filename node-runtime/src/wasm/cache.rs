@@ -71,6 +71,7 @@ impl ComponentCache {
         })?;
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| super::sockets::add_to_linker(&mut linker))
             .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
             .map_err(|e| {
                 WasmError::Engine(format!("cannot link the WASI host functions: {e:#}"))

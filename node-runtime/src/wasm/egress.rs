@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-use ipnet::Ipv4Net;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// How long connecting may take when the guest sets no connect timeout. Cluster services
@@ -37,13 +36,11 @@ pub trait ClusterResolver: Send + Sync {
 /// A pod's outgoing side.
 #[derive(Clone)]
 pub struct Egress {
-    /// The pod's address: connections into the cluster leave from it.
+    /// The pod's address (a pure-Wasm pod): its connections leave from it.
     pub source: Option<IpAddr>,
     /// The pod's sandbox namespace (a pod that also has Linux containers).
     pub netns: Option<PathBuf>,
     pub namespace: String,
-    /// The cluster's pod network: destinations in it see the pod's own address.
-    pub cluster_cidr: Option<Ipv4Net>,
     pub resolver: Option<Arc<dyn ClusterResolver>>,
 }
 
@@ -53,7 +50,6 @@ impl std::fmt::Debug for Egress {
             .field("source", &self.source)
             .field("netns", &self.netns)
             .field("namespace", &self.namespace)
-            .field("cluster_cidr", &self.cluster_cidr)
             .field("resolver", &self.resolver.is_some())
             .finish()
     }
@@ -96,52 +92,45 @@ impl WasiHttpHooks for EgressHooks {
     }
 }
 
-/// Where `host` is: an IP literal, a cluster name, or what the node's resolver says. The
-/// bool tells whether the address is inside the cluster.
-async fn resolve(e: &Egress, host: &str, port: u16) -> Result<(SocketAddr, bool), Error> {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let in_cluster = |ip: IpAddr| match (ip, e.cluster_cidr) {
-        (IpAddr::V4(v4), Some(net)) => net.contains(&v4),
-        _ => false,
-    };
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok((SocketAddr::new(ip, port), in_cluster(ip)));
-    }
+/// The addresses of `host` as the pod sees them: a cluster name answers from the node's zone
+/// (with the pod's search list; an ExternalName Service leads to its target), anything else
+/// comes from the node's resolver. Empty: a cluster name that does not exist.
+pub(crate) async fn resolve_name(e: Option<&Egress>, host: &str) -> std::io::Result<Vec<IpAddr>> {
     let mut host = host.to_string();
-    if let Some(r) = &e.resolver {
-        match r.resolve(&host, &e.namespace) {
-            Some(ClusterName::Addrs(ips)) => {
-                return ips
-                    .first()
-                    .map(|ip| (SocketAddr::new(*ip, port), true))
-                    .ok_or(Error::DnsError {
-                        rcode: Some("NXDOMAIN".into()),
-                        info_code: None,
-                    })
+    if let Some(e) = e {
+        if let Some(r) = &e.resolver {
+            match r.resolve(&host, &e.namespace) {
+                Some(ClusterName::Addrs(ips)) => return Ok(ips),
+                Some(ClusterName::Alias(target)) => host = target,
+                None => {}
             }
-            Some(ClusterName::Alias(target)) => host = target,
-            None => {}
         }
     }
-    let mut found = tokio::time::timeout(
-        DEFAULT_CONNECT_TIMEOUT,
-        tokio::net::lookup_host((host.as_str(), port)),
-    )
-    .await
-    .map_err(|_| Error::DnsTimeout)?
-    .map_err(|_| Error::DnsError {
-        rcode: Some("NXDOMAIN".into()),
-        info_code: None,
-    })?;
-    let addr = found.next().ok_or(Error::DestinationNotFound)?;
-    Ok((addr, in_cluster(addr.ip())))
+    let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
+    Ok(found.map(|a| a.ip().to_canonical()).collect())
 }
 
-async fn connect(
-    e: &Egress,
-    addr: SocketAddr,
-    in_cluster: bool,
-) -> std::io::Result<tokio::net::TcpStream> {
+/// Where `host` is: an IP literal, a cluster name, or what the node's resolver says.
+async fn resolve(e: &Egress, host: &str, port: u16) -> Result<SocketAddr, Error> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let nxdomain = || Error::DnsError {
+        rcode: Some("NXDOMAIN".into()),
+        info_code: None,
+    };
+    let found = tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, resolve_name(Some(e), host))
+        .await
+        .map_err(|_| Error::DnsTimeout)?
+        .map_err(|_| nxdomain())?;
+    let ip = found.first().ok_or_else(nxdomain)?;
+    Ok(SocketAddr::new(*ip, port))
+}
+
+/// A connection from the pod: from inside its sandbox namespace, or from its address (to every
+/// destination but loopback; the node masquerades what leaves the cluster network).
+async fn connect(e: &Egress, addr: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
     let socket = if let Some(netns) = &e.netns {
         let ns = netns.clone();
         let ipv6 = addr.is_ipv6();
@@ -156,7 +145,7 @@ async fn connect(
             tokio::net::TcpSocket::new_v6()?
         };
         match e.source {
-            Some(src) if in_cluster && src.is_ipv4() == addr.is_ipv4() => {
+            Some(src) if !addr.ip().is_loopback() && src.is_ipv4() == addr.is_ipv4() => {
                 s.bind(SocketAddr::new(src, 0))?
             }
             _ => {}
@@ -185,8 +174,8 @@ async fn send_plain(
         .and_then(|o| o.connect_timeout)
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
     let first_byte_timeout = options.and_then(|o| o.first_byte_timeout);
-    let (addr, in_cluster) = resolve(e, host, port).await?;
-    let stream = tokio::time::timeout(connect_timeout, connect(e, addr, in_cluster))
+    let addr = resolve(e, host, port).await?;
+    let stream = tokio::time::timeout(connect_timeout, connect(e, addr))
         .await
         .map_err(|_| Error::ConnectionTimeout)?
         .map_err(connect_error)?;

@@ -61,6 +61,11 @@ impl WasiHttpView for Host {
 }
 
 impl Host {
+    /// The pod's network, when it has one.
+    pub(crate) fn egress(&self) -> Option<&Arc<super::Egress>> {
+        self.hooks.0.as_ref()
+    }
+
     /// Host state for one instance: WASI from `cfg` (env, args, preopens, stdio to the log),
     /// its memory limit, and a guard that stops it at `deadline` or once `killed` is set.
     pub(crate) fn new(
@@ -83,6 +88,15 @@ impl Host {
         if let Some(dir) = &cfg.working_dir {
             wasi.initial_cwd(dir);
         }
+        // wasi:sockets, inside the pod's network (see `sockets`).
+        let egress = cfg.egress.clone();
+        wasi.allow_tcp(true)
+            .allow_udp(true)
+            .allow_ip_name_lookup(true)
+            .socket_addr_check(move |addr, use_| {
+                let allowed = super::sockets::allow_address(egress.as_deref(), addr, use_);
+                Box::pin(async move { allowed })
+            });
         for p in &cfg.preopens {
             let perms = if p.read_only {
                 FsPerms::ReadOnly

@@ -12,6 +12,8 @@
 //! - `command`: `wasi:cli/command` components run `wasi:cli/run` once ([`CommandHandle`]).
 //! - `http`: `wasi:http/proxy` components serve HTTP/1.1, one fresh instance per request
 //!   ([`HttpServer`]).
+//! - `egress` and `sockets`: a guest's outgoing `wasi:http` requests and its `wasi:sockets`
+//!   live in its pod's network (the pod address or sandbox namespace, cluster names).
 //!
 //! Every guest store gets an epoch deadline of one tick: at each tick the guest yields to tokio
 //! (so a spinning guest cannot starve other pods' tasks), and the guard checks the kill flag,
@@ -24,6 +26,7 @@ mod egress;
 mod engine;
 mod host;
 mod http;
+mod sockets;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -38,6 +41,7 @@ pub use engine::{
     DEFAULT_POOL_MAX_MEMORY_BYTES, DEFAULT_POOL_TOTAL_INSTANCES,
 };
 pub use http::{HttpServer, DEFAULT_FAILURE_QUEUE, DEFAULT_HEADER_READ_TIMEOUT};
+pub use sockets::DEFAULT_LOOKUP_TIMEOUT;
 
 use crate::logs::ContainerLog;
 

@@ -11,8 +11,12 @@
 //! | `/spin` | never answers: loops forever (per-request deadlines) |
 //! | `/alloc?mb=N` | allocates and touches N MiB, then 200 (memory limits); 500 if the allocation is refused |
 //! | `/fetch?url=U` | GETs `U` (e.g. `http://orders.shop/`, a cluster name) and answers with its status and body; 502 with the error if the request fails |
+//! | `/tcp?addr=HOST:PORT&path=P` | GETs `P` over a plain `wasi:sockets` TCP connection; `local=<source ip>` and the body |
+//! | `/dns?server=IP:53&name=N` | an A query over `wasi:sockets` UDP; `local=<source ip>` and the addresses |
 
 use std::io::ErrorKind;
+
+mod sockets;
 
 use skiff_sdk::http::{Request, Response};
 
@@ -32,6 +36,8 @@ fn handle(req: Request) -> Response {
         "/spin" => spin(),
         "/alloc" => alloc(&req),
         "/fetch" => fetch(&req),
+        "/tcp" => sockets::tcp(&req),
+        "/dns" => sockets::dns(&req),
         _ => {
             let version = skiff_sdk::env("VERSION").unwrap_or_else(|| "v1".to_string());
             Response::text(
