@@ -1,8 +1,9 @@
 //! The pod network's cost, measured side by side in one run on one node (a release `skiff
 //! server` with its embedded agent, the pod network on, and a managed containerd when one is
 //! on PATH):
-//! - a Wasm HTTP Service (the hello component, one replica) and a container Service (busybox
-//!   `httpd -f -p 80` serving a small file, one replica), each loaded by `wrk` with the same
+//! - a Wasm HTTP Service (the hello component, one replica) and a container Service (a busybox
+//!   container running benches/fixtures/keepalive_httpd.rs, which keeps connections alive as
+//!   the Wasm server does; one replica), each loaded by `wrk` with the same
 //!   settings (`CONNECTIONS` keep-alive connections, `THREADS` threads, `LOAD` per path after a
 //!   `WARMUP`) on its pod IP, its ClusterIP and its NodePort on the node address; requests/s,
 //!   p50/p99, the ClusterIP/direct throughput ratio and the p99 the Service path adds, with the
@@ -55,10 +56,14 @@ const MAX_PODS: usize = 1100;
 const READY_PODS: usize = 100;
 /// Wasm pods of the Deployment timed until all are Running.
 const MANY_PODS: usize = 1000;
-/// The load: `wrk -t THREADS -c CONNECTIONS -d LOAD` after a `WARMUP` run of the same.
+/// The load: `wrk -t THREADS -c CONNECTIONS -d LOAD` after a `WARMUP` run of the same, on
+/// each path in turn, `ROUNDS` times; each path's median run (by req/s) is reported. wrk and
+/// the server share 2 cores, so one run of a path varies by ±15 %; interleaved rounds keep
+/// slow drifts from favouring one path.
 const THREADS: usize = 2;
 const CONNECTIONS: usize = 16;
-const LOAD: Duration = Duration::from_secs(10);
+const LOAD: Duration = Duration::from_secs(5);
+const ROUNDS: usize = 3;
 const WARMUP: Duration = Duration::from_secs(2);
 /// Upper bound for any single wait (a pod Ready, the server up, a Service answering).
 const WAIT: Duration = Duration::from_secs(60);
@@ -513,18 +518,49 @@ fn wasm_pod(name: &str, labels: serde_json::Value) -> Result<Pod> {
     }))?)
 }
 
-fn container_pod(name: &str, labels: serde_json::Value) -> Result<Pod> {
+/// The container backend: [`KEEPALIVE_HTTPD`] (compiled into `bin_dir` by
+/// [`build_keepalive_httpd`]) in a busybox container, mounted from the node.
+fn container_pod(name: &str, labels: serde_json::Value, bin_dir: &Path) -> Result<Pod> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "labels": labels},
         "spec": {
             "runtimeClassName": "oci", "terminationGracePeriodSeconds": 0,
+            "volumes": [{"name": "bin", "hostPath": {"path": bin_dir}}],
             "containers": [{"name": "httpd", "image": "busybox:1.35",
                             "imagePullPolicy": "IfNotPresent",
-                            "command": ["sh", "-c", "mkdir -p /www && echo container-page > /www/index.html && exec httpd -f -p 80 -h /www"],
+                            "command": ["/bench/keepalive_httpd", "80"],
+                            "volumeMounts": [{"name": "bin", "mountPath": "/bench", "readOnly": true}],
                             "ports": [{"containerPort": 80}]}]
         },
     }))?)
+}
+
+/// The container backend's source (std only).
+const KEEPALIVE_HTTPD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/benches/fixtures/keepalive_httpd.rs"
+);
+
+/// Compiles [`KEEPALIVE_HTTPD`] with rustc, statically linked (the busybox image has no C
+/// library), into `bin_dir/keepalive_httpd`.
+fn build_keepalive_httpd(bin_dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(bin_dir)?;
+    run_ok(
+        Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+            .args([
+                "--edition",
+                "2021",
+                "-O",
+                "-C",
+                "target-feature=+crt-static",
+                "-o",
+            ])
+            .arg(bin_dir.join("keepalive_httpd"))
+            .arg(KEEPALIVE_HTTPD),
+    )
+    .context("compiling the container backend (benches/fixtures/keepalive_httpd.rs)")?;
+    Ok(())
 }
 
 /// Creates the pod and waits (by watch) until it is Ready; returns the elapsed time.
@@ -612,6 +648,7 @@ async fn run_service(
     kind: Kind,
     server_pid: u32,
     hz: f64,
+    bin_dir: &Path,
 ) -> Result<ServiceRun> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
@@ -619,7 +656,7 @@ async fn run_service(
     let labels = json!({"app": app, "bench": "service"});
     let pod = match kind {
         Kind::Wasm => wasm_pod(app, labels)?,
-        Kind::Container => container_pod(app, labels)?,
+        Kind::Container => container_pod(app, labels, bin_dir)?,
     };
     create_until_ready(&pods, &pod).await?;
     let pod_ip = pods
@@ -654,11 +691,17 @@ async fn run_service(
     }
     let urls = addrs.map(|a| format!("http://{a}/"));
     // wrk blocks: run it off the runtime's threads.
-    let mut loads = Vec::new();
-    for url in &urls {
-        let url = url.clone();
-        loads.push(tokio::task::spawn_blocking(move || load(&url, server_pid, hz)).await??);
+    let mut runs: [Vec<Load>; 3] = Default::default();
+    for _ in 0..ROUNDS {
+        for (url, runs) in urls.iter().zip(runs.iter_mut()) {
+            let url = url.clone();
+            runs.push(tokio::task::spawn_blocking(move || load(&url, server_pid, hz)).await??);
+        }
     }
+    let loads = runs.map(|mut r| {
+        r.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+        r[r.len() / 2]
+    });
     services.delete(app, &DeleteParams::default()).await?;
     delete_pods(&pods, &format!("app={app}")).await?;
     Ok(ServiceRun {
@@ -813,18 +856,18 @@ struct Results {
 async fn bench(
     client: &kube::Client,
     server_pid: u32,
-    containers: Result<(), String>,
+    containers: Result<PathBuf, String>,
 ) -> Result<Results> {
     let hz = clock_ticks();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     eprintln!("bench-network: {READY_PODS} Wasm pods create → Ready");
     let ready = run_ready(&pods).await?;
     eprintln!("bench-network: the Wasm Service");
-    let wasm = run_service(client, Kind::Wasm, server_pid, hz).await?;
+    let wasm = run_service(client, Kind::Wasm, server_pid, hz, Path::new("")).await?;
     let container = match containers {
-        Ok(()) => {
+        Ok(bin_dir) => {
             eprintln!("bench-network: the container Service");
-            Ok(run_service(client, Kind::Container, server_pid, hz).await?)
+            Ok(run_service(client, Kind::Container, server_pid, hz, &bin_dir).await?)
         }
         Err(reason) => Err(reason),
     };
@@ -872,13 +915,13 @@ fn print(r: &Results) {
         .map(|n| n.get())
         .unwrap_or(0);
     println!(
-        "wrk -t{THREADS} -c{CONNECTIONS} -d{}s (after a {}s warm-up), keep-alive, in the bench's network namespace on the same {cores} cores; CPU in % of one core (machine max {}%)",
+        "wrk -t{THREADS} -c{CONNECTIONS} -d{}s (after a {}s warm-up), keep-alive, each path in turn {ROUNDS} times, median run shown, in the bench's network namespace on the same {cores} cores; CPU in % of one core (machine max {}%)",
         LOAD.as_secs(),
         WARMUP.as_secs(),
         cores * 100
     );
     println!();
-    println!("| measure | Wasm (hello component) | container (busybox httpd) | target |");
+    println!("| measure | Wasm (hello component) | container (keep-alive httpd) | target |");
     println!("|---|---|---|---|");
     let w = &r.wasm;
     let c_or = |f: &dyn Fn(&ServiceRun) -> String| match &r.container {
@@ -1010,7 +1053,9 @@ async fn inside(ns: &str) -> Result<()> {
     } else {
         let busybox = busybox::layout_tarball(dir)?;
         import(&kubeconfig, &busybox, "busybox:1.35")?;
-        Ok(())
+        let bin_dir = dir.join("bin");
+        build_keepalive_httpd(&bin_dir)?;
+        Ok(bin_dir)
     };
     eprintln!(
         "bench-network: server pid {} in network namespace {ns}, data dir {}",

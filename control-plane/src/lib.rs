@@ -6,6 +6,7 @@
 //! - [`controllers`]: level-triggered controllers (namespace deletion so far).
 //! - [`pki`]: CA, certificates, tokens and the admin kubeconfig.
 //! - [`registry`]: the cluster image store, served as the OCI Distribution API under `/v2/`.
+//! - [`usage`]: nodes' and pods' resource usage read from the node agents (`metrics.k8s.io`).
 //! - [`server`]: starts and stops all of it.
 
 pub mod api;
@@ -17,5 +18,6 @@ pub mod pki;
 pub mod registry;
 pub mod server;
 pub mod store;
+pub mod usage;
 
 pub use server::{start, RunningServer, ServerConfig, ServerError};

@@ -37,6 +37,8 @@ pub struct ServerConfig {
     pub cluster_cidr: String,
     /// Prefix length of each node's pod range.
     pub node_cidr_mask_size: u32,
+    /// How often nodes' usage is read (the `metrics.k8s.io` window).
+    pub metrics_resolution: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +170,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
             default_toleration_seconds: cfg.default_toleration_seconds,
             node_monitor_grace: cfg.node_monitor_grace,
             cluster_cidr,
+            metrics_resolution: cfg.metrics_resolution,
         }),
         tokens: Arc::new(Tokens {
             admin: creds.admin_token.clone(),
@@ -177,6 +180,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         metrics: Arc::new(api::metrics::Metrics::new()),
         registry: Arc::new(registry),
         shutdown: shutdown_rx.clone(),
+        usage: crate::usage::UsageStore::default(),
     };
     bootstrap::run(&state, advertise, addr.port())
         .await
@@ -197,7 +201,14 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         .handle(handle.clone());
     let app = api::router(state.clone());
     let serve = tokio::spawn(async move { server.serve(app.into_make_service()).await });
-    let controllers = controllers::spawn_all(&state, shutdown_rx);
+    let mut controllers = controllers::spawn_all(&state, shutdown_rx.clone());
+    controllers.push(tokio::spawn(crate::usage::run(
+        store.clone(),
+        state.usage.clone(),
+        creds.node_token.clone(),
+        cfg.metrics_resolution,
+        shutdown_rx,
+    )));
     tracing::info!(%url, kubeconfig = %kubeconfig_path.display(), "skiff control plane serving");
     Ok(RunningServer {
         addr,

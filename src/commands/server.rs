@@ -48,11 +48,26 @@ pub struct ServerArgs {
     /// how long pods stay on an unreachable node before they are evicted.
     #[arg(long, default_value_t = skiff_control_plane::controllers::nodelifecycle::DEFAULT_TOLERATION_SECONDS)]
     default_unreachable_toleration_seconds: i64,
+    /// How often nodes' resource usage is read (the window `kubectl top` and autoscalers see),
+    /// e.g. `10s`, `2s`, `1m`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    metrics_resolution: std::time::Duration,
     /// Run the control plane only, without the embedded node agent.
     #[arg(long)]
     no_agent: bool,
     #[command(flatten)]
     node: super::agent::NodeArgs,
+}
+
+/// A positive duration such as `10s`, `500ms` or `1m`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d: jiff::SignedDuration = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not a duration like 10s or 1m: {e}"))?;
+    std::time::Duration::try_from(d)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{s:?} must be a positive duration"))
 }
 
 fn default_data_dir() -> anyhow::Result<PathBuf> {
@@ -77,6 +92,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         watch_history: args.watch_history,
         node_monitor_grace: std::time::Duration::from_secs(args.node_monitor_grace_seconds),
         default_toleration_seconds: args.default_unreachable_toleration_seconds,
+        metrics_resolution: args.metrics_resolution,
     })
     .await
     .context("cannot start the skiff server")?;

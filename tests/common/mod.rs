@@ -293,10 +293,14 @@ impl Skiff {
     /// A whole cluster whose node runs container pods through its managed containerd, in a
     /// network namespace of its own.
     pub fn start_with_containerd() -> Result<Skiff> {
-        Self::start_in(
-            Some(NetNs::new()?),
-            &["--crash-backoff-seconds", "1", "--lease-renew-seconds", "1"],
-        )
+        Self::start_with_containerd_and(&[])
+    }
+
+    /// As [`Skiff::start_with_containerd`], with extra `skiff server` flags.
+    pub fn start_with_containerd_and(extra: &[&str]) -> Result<Skiff> {
+        let mut flags = vec!["--crash-backoff-seconds", "1", "--lease-renew-seconds", "1"];
+        flags.extend(extra);
+        Self::start_in(Some(NetNs::new()?), &flags)
     }
 
     /// A whole cluster with a pod network (pod IPs, Services, DNS) in a network namespace of
@@ -653,8 +657,17 @@ impl Drop for Skiff {
 }
 
 /// Polls `f` until it returns Some, or fails after `WAIT`.
-pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
-    let deadline = Instant::now() + WAIT;
+pub fn wait_for<T>(what: &str, f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    wait_for_within(what, WAIT, f)
+}
+
+/// Polls `f` until it returns Some, or fails after `limit`.
+pub fn wait_for_within<T>(
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = f()? {
             return Ok(v);

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use serde_json::{json, Value};
 
+use super::metrics_api;
 use super::resources::{self, ResourceDef};
 use super::status::{ApiError, ApiResult};
 use super::ApiState;
@@ -52,23 +53,30 @@ pub async fn api_groups(headers: HeaderMap) -> Response {
     if wants_aggregated(&headers) {
         return json_with_type(aggregated(false), AGGREGATED_V2);
     }
-    let groups: Vec<Value> = resources::group_versions()
+    let mut groups: Vec<Value> = resources::groups()
         .into_iter()
         .filter(|(g, _)| !g.is_empty())
-        .map(|(g, v)| group_json(g, v))
+        .map(|(g, v)| group_json(g, &v))
         .collect();
+    groups.push(group_json(metrics_api::GROUP, &[metrics_api::VERSION]));
     axum::Json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
         .into_response()
 }
 
-fn group_json(group: &str, version: &str) -> Value {
-    let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
-    json!({"name": group, "versions": [gv.clone()], "preferredVersion": gv})
+/// A group with its versions, the first preferred.
+fn group_json(group: &str, versions: &[&str]) -> Value {
+    let gvs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+        .collect();
+    let preferred = gvs.first().cloned().unwrap_or(Value::Null);
+    json!({"name": group, "versions": gvs, "preferredVersion": preferred})
 }
 
 pub async fn api_group(Path(group): Path<String>) -> ApiResult<Response> {
-    let gv = resources::group_versions()
+    let (name, versions) = resources::groups()
         .into_iter()
+        .chain([(metrics_api::GROUP, vec![metrics_api::VERSION])])
         .find(|(g, _)| *g == group)
         .ok_or_else(|| {
             ApiError::new(
@@ -77,7 +85,7 @@ pub async fn api_group(Path(group): Path<String>) -> ApiResult<Response> {
                 format!("the server could not find the requested resource (API group {group:?})"),
             )
         })?;
-    let mut body = group_json(gv.0, gv.1);
+    let mut body = group_json(name, &versions);
     body["kind"] = json!("APIGroup");
     body["apiVersion"] = json!("v1");
     Ok(axum::Json(body).into_response())
@@ -90,6 +98,9 @@ pub async fn core_resources() -> Response {
 pub async fn group_resources(
     Path((group, version)): Path<(String, String)>,
 ) -> ApiResult<Response> {
+    if group == metrics_api::GROUP && version == metrics_api::VERSION {
+        return Ok(axum::Json(metrics_api::resource_list()).into_response());
+    }
     if resources::resources_in(&group, &version).next().is_none() {
         return Err(ApiError::new(
             http::StatusCode::NOT_FOUND,
@@ -135,42 +146,53 @@ fn resource_list(group: &str, version: &str) -> Value {
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list})
 }
 
+fn aggregated_resource(r: &ResourceDef) -> Value {
+    let subs: Vec<Value> = r
+        .subresources
+        .iter()
+        .map(|s| {
+            let (g, v, k) = if s.kind.is_empty() {
+                (r.group, r.version, r.kind)
+            } else {
+                (s.group, s.version, s.kind)
+            };
+            json!({"subresource": s.name, "responseKind": {"group": g, "version": v, "kind": k}, "verbs": s.verbs})
+        })
+        .collect();
+    json!({
+        "resource": r.plural,
+        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": verbs_for(r),
+        "shortNames": r.short_names,
+        "categories": r.categories,
+        "subresources": subs,
+    })
+}
+
 fn aggregated(core: bool) -> Value {
     let mut items = Vec::new();
-    for (group, version) in resources::group_versions() {
+    for (group, versions) in resources::groups() {
         if group.is_empty() != core {
             continue;
         }
-        let res: Vec<Value> = resources::resources_in(group, version)
-            .map(|r| {
-                let subs: Vec<Value> = r
-                    .subresources
-                    .iter()
-                    .map(|s| {
-                        let (g, v, k) = if s.kind.is_empty() {
-                            (r.group, r.version, r.kind)
-                        } else {
-                            (s.group, s.version, s.kind)
-                        };
-                        json!({"subresource": s.name, "responseKind": {"group": g, "version": v, "kind": k}, "verbs": s.verbs})
-                    })
+        let versions: Vec<Value> = versions
+            .iter()
+            .map(|version| {
+                let res: Vec<Value> = resources::resources_in(group, version)
+                    .map(aggregated_resource)
                     .collect();
-                json!({
-                    "resource": r.plural,
-                    "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
-                    "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
-                    "singularResource": r.singular,
-                    "verbs": verbs_for(r),
-                    "shortNames": r.short_names,
-                    "categories": r.categories,
-                    "subresources": subs,
-                })
+                json!({"version": version, "resources": res, "freshness": "Current"})
             })
             .collect();
         items.push(json!({
             "metadata": {"name": group, "creationTimestamp": null},
-            "versions": [{"version": version, "resources": res, "freshness": "Current"}],
+            "versions": versions,
         }));
+    }
+    if !core {
+        items.push(metrics_api::aggregated_item());
     }
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }
@@ -211,6 +233,25 @@ mod tests {
             .unwrap()
             .iter()
             .any(|r| r["name"] == "deployments/scale"));
+    }
+
+    #[test]
+    fn a_group_lists_every_served_version_stored_first() {
+        let groups = aggregated(false);
+        let autoscaling = groups["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["metadata"]["name"] == "autoscaling")
+            .unwrap();
+        assert_eq!(autoscaling["versions"][0]["version"], "v2");
+        assert_eq!(autoscaling["versions"][1]["version"], "v1");
+        let legacy = group_json("autoscaling", &["v2", "v1"]);
+        assert_eq!(legacy["preferredVersion"]["version"], "v2");
+        assert_eq!(
+            resource_list("autoscaling", "v1")["resources"][0]["name"],
+            "horizontalpodautoscalers"
+        );
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The Kubernetes-compatible HTTP API: routing, authentication, discovery and resource handlers.
 
 pub mod admission;
+pub mod conversion;
 pub mod discovery;
 pub mod handlers;
 pub mod metrics;
+pub mod metrics_api;
 pub mod nodeproxy;
 pub mod object;
 pub mod openapi;
@@ -46,6 +48,8 @@ pub struct ApiConfig {
     pub node_monitor_grace: std::time::Duration,
     /// The cluster's pod network, split into a /24 per node (`--cluster-cidr`).
     pub cluster_cidr: crate::controllers::nodeipam::ClusterCidr,
+    /// How often nodes' usage is read; HorizontalPodAutoscalers sync as often.
+    pub metrics_resolution: std::time::Duration,
 }
 
 /// Bearer tokens the API accepts.
@@ -67,6 +71,8 @@ pub struct ApiState {
     pub registry: Arc<crate::registry::Registry>,
     /// Flips to true when the server begins shutting down; long requests (watches) end then.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Nodes' and pods' resource usage (`metrics.k8s.io`, autoscalers).
+    pub usage: crate::usage::UsageStore,
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -82,6 +88,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/apis/{group}", get(discovery::api_group))
         .route("/apis/{group}/{version}", get(discovery::group_resources))
         .route("/api/v1/{*rest}", any(handlers::core))
+        .route(
+            "/apis/metrics.k8s.io/v1beta1/{*rest}",
+            get(metrics_api::serve),
+        )
         .route("/apis/{group}/{version}/{*rest}", any(handlers::grouped))
         .route("/openapi/v3", get(openapi::index))
         .route("/openapi/v3/{*rest}", get(openapi::group_version))

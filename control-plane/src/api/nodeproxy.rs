@@ -207,6 +207,22 @@ pub async fn get(ep: &NodeEndpoint, path_and_query: &str, token: &str) -> ApiRes
     Ok(out)
 }
 
+/// GETs `path_and_query` from the node agent and reads the whole answer (at most `limit`
+/// bytes).
+pub async fn get_bytes(
+    ep: &NodeEndpoint,
+    path_and_query: &str,
+    token: &str,
+    limit: usize,
+) -> ApiResult<bytes::Bytes> {
+    let resp = get(ep, path_and_query, token).await?;
+    let body = http_body_util::Limited::new(resp.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| unavailable(ep, e))?;
+    Ok(body.to_bytes())
+}
+
 /// The request headers a streaming upgrade (websocket or SPDY, as kubectl uses them for exec
 /// and attach) carries end to end.
 const UPGRADE_HEADERS: &[&str] = &[

@@ -25,6 +25,8 @@ pub struct ResourceDef {
     pub has_generation: bool,
     /// Whether PUT of a missing object creates it (Kubernetes' AllowCreateOnUpdate).
     pub create_on_update: bool,
+    /// Set for a kind served at this version but stored at another ([`ALSO_SERVED`]).
+    pub conversion: Option<&'static super::conversion::Conversion>,
 }
 
 pub const ALL_VERBS: &[&str] = &[
@@ -69,6 +71,7 @@ macro_rules! res {
             subresources: $sub,
             has_generation: $gen,
             create_on_update: $cou,
+            conversion: None,
         }
     };
 }
@@ -110,6 +113,14 @@ pub static RESOURCES: &[ResourceDef] = &[
     res!("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", true, short: &["pdb"], cat: &[], sub: &[STATUS], gen: true, cou: false),
 ];
 
+/// Kinds also served at an older version, converted to and from the stored one (the
+/// `RESOURCES` entry of the same group and plural). Not in `RESOURCES`: controllers, garbage
+/// collection and namespace deletion see each kind once.
+pub static ALSO_SERVED: &[ResourceDef] = &[ResourceDef {
+    conversion: Some(&super::conversion::HPA_V1),
+    ..res!("autoscaling", "v1", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", true, short: &["hpa"], cat: &["all"], sub: &[STATUS], gen: true, cou: false)
+}];
+
 impl ResourceDef {
     /// The store's resource key: `core/pods`, `apps/deployments`.
     pub fn store_resource(&self) -> String {
@@ -142,6 +153,7 @@ impl ResourceDef {
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {
     RESOURCES
         .iter()
+        .chain(ALSO_SERVED)
         .find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
@@ -168,7 +180,24 @@ pub fn resources_in<'a>(
 ) -> impl Iterator<Item = &'static ResourceDef> + 'a {
     RESOURCES
         .iter()
+        .chain(ALSO_SERVED)
         .filter(move |r| r.group == group && r.version == version)
+}
+
+/// Each group with its served versions, preferred (stored) first, in discovery order.
+pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut out: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (g, v) in group_versions()
+        .into_iter()
+        .chain(ALSO_SERVED.iter().map(|r| (r.group, r.version)))
+    {
+        match out.iter_mut().find(|(name, _)| *name == g) {
+            Some((_, versions)) if !versions.contains(&v) => versions.push(v),
+            Some(_) => {}
+            None => out.push((g, vec![v])),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 mod access;
 mod apps;
+mod autoscaling;
 mod core;
 mod duration;
 mod event;
@@ -145,7 +146,7 @@ pub(crate) struct Printer {
 }
 
 /// Every kind-specific printer.
-fn printers() -> [&'static Printer; 31] {
+fn printers() -> [&'static Printer; 32] {
     [
         &pod::POD,
         &core::NODE,
@@ -176,6 +177,7 @@ fn printers() -> [&'static Printer; 31] {
         &misc::PRIORITY_CLASS,
         &misc::STORAGE_CLASS,
         &misc::POD_DISRUPTION_BUDGET,
+        &autoscaling::HORIZONTAL_POD_AUTOSCALER,
         &misc::WEBHOOK_CONFIGURATION,
         &misc::CREATED_AT,
     ]
@@ -194,6 +196,7 @@ static KINDS: &[&str] = &[
     "PersistentVolume",
     "PersistentVolumeClaim",
     "PodTemplate",
+    "HorizontalPodAutoscaler",
     "Deployment",
     "ReplicaSet",
     "DaemonSet",

@@ -11,6 +11,7 @@ pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
 pub mod gc;
+pub mod hpa;
 pub mod job;
 pub mod namespace;
 pub mod nodeipam;
@@ -107,6 +108,12 @@ pub fn spawn_all(st: &ApiState, shutdown: watch::Receiver<bool>) -> Vec<JoinHand
         std::sync::Arc::new(servicelb),
         st.store.clone(),
         servicelb::DEFAULT_WORKERS,
+        shutdown.clone(),
+    ));
+    tasks.extend(hpa::spawn(
+        crate::api::handlers::Objects::new(st.clone()),
+        st.config.metrics_resolution,
+        st.store.clone(),
         shutdown.clone(),
     ));
     let pdbs =

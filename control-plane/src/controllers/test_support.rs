@@ -40,6 +40,7 @@ impl TestApi {
                     crate::controllers::nodeipam::DEFAULT_CLUSTER_CIDR,
                 )
                 .expect("default cluster CIDR"),
+                metrics_resolution: crate::usage::DEFAULT_METRICS_RESOLUTION,
             }),
             tokens: Arc::new(Tokens {
                 admin: "admin".into(),
@@ -51,6 +52,7 @@ impl TestApi {
             metrics: Arc::new(crate::api::metrics::Metrics::new()),
             registry: Arc::new(registry),
             shutdown,
+            usage: Default::default(),
         };
         crate::bootstrap::run(&st, IpAddr::V4(Ipv4Addr::LOCALHOST), 6443)
             .await

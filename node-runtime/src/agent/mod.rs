@@ -16,6 +16,7 @@ pub mod pullsecrets;
 mod sandbox;
 pub mod server;
 pub mod services;
+pub mod stats;
 pub mod status;
 pub mod stream;
 mod volume_sources;
@@ -170,13 +171,18 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
         },
     };
     let wasm_ports = wasm_ports::WasmPorts::default();
+    let wasm_usage = crate::wasm::UsageRegistry::default();
     let endpoint = server::start(
         cfg.listen,
         &cfg.node_name,
         &cfg.data_dir,
         &cfg.token,
         shutdown_rx.clone(),
-        oci.clone(),
+        stats::StatsSource {
+            node_name: cfg.node_name.clone(),
+            wasm: wasm_usage.clone(),
+            oci: oci.clone(),
+        },
         wasm_ports.clone(),
     )
     .await?;
@@ -204,6 +210,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
                     Arc::new(services::ZoneResolver(d.handle()))
                         as Arc<dyn crate::wasm::ClusterResolver>
                 }),
+                usage: wasm_usage,
             }),
             oci: oci.map(Runtime::Oci),
         },

@@ -27,6 +27,7 @@ struct EndpointState {
     shutdown: watch::Receiver<bool>,
     oci: Option<crate::oci::OciRuntime>,
     wasm_ports: super::wasm_ports::WasmPorts,
+    stats: super::stats::StatsSource,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,6 +122,14 @@ async fn port_forward(
     super::portforward::serve(&st.wasm_ports, st.oci.as_ref(), &ns, &pod, req).await
 }
 
+/// What the node and its containers use now (see [`super::stats`]).
+async fn stats_summary(State(st): State<EndpointState>, headers: HeaderMap) -> Response {
+    if !authorized(&st, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    axum::Json(st.stats.summary().await).into_response()
+}
+
 async fn container_logs(
     State(st): State<EndpointState>,
     UrlPath((ns, pod, container)): UrlPath<(String, String, String)>,
@@ -207,7 +216,7 @@ pub async fn start(
     data_dir: &Path,
     token: &str,
     shutdown: watch::Receiver<bool>,
-    oci: Option<crate::oci::OciRuntime>,
+    stats: super::stats::StatsSource,
     wasm_ports: super::wasm_ports::WasmPorts,
 ) -> Result<Endpoint, AgentError> {
     let sans = vec![
@@ -242,11 +251,13 @@ pub async fn start(
         data_dir: data_dir.to_path_buf(),
         token: Arc::new(token.to_string()),
         shutdown,
-        oci,
+        oci: stats.oci.clone(),
         wasm_ports,
+        stats,
     };
     let app = Router::new()
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
+        .route("/stats/summary", get(stats_summary))
         .route(
             "/{kind}/{ns}/{pod}/{container}",
             get(exec_or_attach).post(exec_or_attach),

@@ -145,6 +145,7 @@ impl CriClient {
     rpc!(start_container, runtime, StartContainerRequest => StartContainerResponse, Duration::from_secs(120));
     rpc!(remove_container, runtime, RemoveContainerRequest => RemoveContainerResponse, DEFAULT_CALL_TIMEOUT);
     rpc!(list_containers, runtime, ListContainersRequest => ListContainersResponse, DEFAULT_CALL_TIMEOUT);
+    rpc!(list_container_stats, runtime, ListContainerStatsRequest => ListContainerStatsResponse, DEFAULT_CALL_TIMEOUT);
     rpc!(container_status, runtime, ContainerStatusRequest => ContainerStatusResponse, DEFAULT_CALL_TIMEOUT);
     rpc!(exec, runtime, ExecRequest => ExecResponse, DEFAULT_CALL_TIMEOUT);
     rpc!(attach, runtime, AttachRequest => AttachResponse, DEFAULT_CALL_TIMEOUT);

@@ -32,6 +32,8 @@ pub struct WasmNode {
     pub node_ip: IpAddr,
     /// Cluster names for the guests' outgoing requests (the node's DNS zone).
     pub resolver: Option<Arc<dyn ClusterResolver>>,
+    /// The running containers' usage (the stats endpoint reads it).
+    pub usage: crate::wasm::UsageRegistry,
 }
 
 impl WasmNode {
@@ -211,6 +213,12 @@ impl WasmNode {
             },
             log,
             egress: self.egress(&spec),
+            usage: self.usage.register(crate::wasm::ContainerRef {
+                namespace: spec.pod.metadata.namespace.clone().unwrap_or_default(),
+                pod: spec.pod.metadata.name.clone().unwrap_or_default(),
+                pod_uid: spec.pod.metadata.uid.clone().unwrap_or_default(),
+                container: c.name.clone(),
+            }),
         };
         let started = match comp.world {
             ComponentWorld::Command => self

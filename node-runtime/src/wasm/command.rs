@@ -104,8 +104,9 @@ async fn supervise(
     mut kill_rx: watch::Receiver<bool>,
     deadline: Option<Instant>,
 ) -> ExitReason {
+    let store_usage = store.data().usage().clone();
     let result = tokio::select! {
-        result = run(pre, store) => result,
+        result = super::usage::Timed::new(run(pre, store), store_usage) => result,
         _ = kill_rx.wait_for(|killed| *killed) => return ExitReason::Killed,
         _ = until(deadline) => return ExitReason::DeadlineExceeded,
     };

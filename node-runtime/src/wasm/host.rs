@@ -61,6 +61,11 @@ impl WasiHttpView for Host {
 }
 
 impl Host {
+    /// The container's usage counters.
+    pub(crate) fn usage(&self) -> &Arc<super::Usage> {
+        &self.limiter.usage
+    }
+
     /// The pod's network, when it has one.
     pub(crate) fn egress(&self) -> Option<&Arc<super::Egress>> {
         self.hooks.0.as_ref()
@@ -117,7 +122,12 @@ impl Host {
             wasi: wasi.build(),
             table: ResourceTable::new(),
             http: WasiHttpCtx::new(),
-            limiter: MemoryLimiter { limit, hit: false },
+            limiter: MemoryLimiter {
+                limit,
+                hit: false,
+                held: 0,
+                usage: cfg.usage.clone(),
+            },
             hooks: super::egress::EgressHooks(cfg.egress.clone()),
             guard: EpochGuard {
                 killed,
@@ -248,15 +258,24 @@ impl CpuThrottle {
 
 /// Caps each linear memory at `limit` and remembers whether a growth was refused, so the trap a
 /// guest hits next (Rust's std aborts on allocation failure) is reported as out of memory.
+/// Counts the memory this store holds into the container's usage, until the store goes.
 struct MemoryLimiter {
     limit: Option<usize>,
     hit: bool,
+    held: usize,
+    usage: Arc<super::Usage>,
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        self.usage.memory_released(self.held);
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -264,7 +283,13 @@ impl ResourceLimiter for MemoryLimiter {
             self.hit = true;
             return Ok(false);
         }
-        Ok(maximum.is_none_or(|max| desired <= max))
+        let allowed = maximum.is_none_or(|max| desired <= max);
+        if allowed {
+            let grown = desired.saturating_sub(current);
+            self.held += grown;
+            self.usage.memory_grew(grown);
+        }
+        Ok(allowed)
     }
 
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
@@ -403,13 +428,20 @@ mod tests {
 
     #[test]
     fn limiter_refuses_and_remembers() {
+        let usage = Arc::new(crate::wasm::Usage::default());
         let mut l = MemoryLimiter {
             limit: Some(1 << 20),
             hit: false,
+            held: 0,
+            usage: usage.clone(),
         };
         assert!(l.memory_growing(0, 1 << 20, None).unwrap());
         assert!(!l.hit);
         assert!(!l.memory_growing(1 << 20, 2 << 20, None).unwrap());
         assert!(l.hit);
+        // What the store holds counts until it goes.
+        assert_eq!(usage.snapshot().memory_bytes, 1 << 20);
+        drop(l);
+        assert_eq!(usage.snapshot().memory_bytes, 0);
     }
 }

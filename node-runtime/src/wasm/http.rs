@@ -251,6 +251,7 @@ async fn handle_request(
     req: Request<Incoming>,
 ) -> Response<HyperOutgoingBody> {
     let path = req.uri().path().to_string();
+    let _in_flight = service.cfg.usage.request();
     let deadline = service.cfg.deadline.map(|d| Instant::now() + d);
     let host = match Host::new(
         service.guard,
@@ -286,7 +287,11 @@ async fn handle_request(
     };
     // The guest runs in its own task: after setting the response it may still be streaming the
     // body, which hyper sends from this connection's task.
-    let guest = tokio::spawn(run_guest(service, store, req, out, deadline, path).in_current_span());
+    let usage = service.cfg.usage.clone();
+    let guest = tokio::spawn(
+        super::usage::Timed::new(run_guest(service, store, req, out, deadline, path), usage)
+            .in_current_span(),
+    );
     match response_rx.await {
         Ok(Ok(response)) => response,
         Ok(Err(code)) => {

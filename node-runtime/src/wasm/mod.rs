@@ -12,6 +12,8 @@
 //! - `command`: `wasi:cli/command` components run `wasi:cli/run` once ([`CommandHandle`]).
 //! - `http`: `wasi:http/proxy` components serve HTTP/1.1, one fresh instance per request
 //!   ([`HttpServer`]).
+//! - `usage`: what each container uses (CPU time in its guests, memory of its live instances,
+//!   requests), counted by the runtime for the stats endpoint.
 //! - `egress` and `sockets`: a guest's outgoing `wasi:http` requests and its `wasi:sockets`
 //!   live in its pod's network (the pod address or sandbox namespace, cluster names).
 //!
@@ -27,6 +29,7 @@ mod engine;
 mod host;
 mod http;
 mod sockets;
+mod usage;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -42,6 +45,7 @@ pub use engine::{
 };
 pub use http::{HttpServer, DEFAULT_FAILURE_QUEUE, DEFAULT_HEADER_READ_TIMEOUT};
 pub use sockets::DEFAULT_LOOKUP_TIMEOUT;
+pub use usage::{ContainerRef, Usage, UsageRegistry, UsageSnapshot};
 
 use crate::logs::ContainerLog;
 
@@ -155,6 +159,8 @@ pub struct InstanceConfig {
     /// Where outgoing HTTP requests leave from and how their names resolve (`None`: as the
     /// node sends them).
     pub egress: Option<std::sync::Arc<Egress>>,
+    /// The container's usage counters (CPU, memory, requests), shared by its instances.
+    pub usage: Arc<Usage>,
 }
 
 /// A request an HTTP component failed to answer (trapped, ran out of memory, ran past its

@@ -94,6 +94,7 @@ pub fn instance(dir: &Path, args: &[&str]) -> InstanceConfig {
         deadline: None,
         log: ContainerLog::open(dir.join("0.log"), DEFAULT_MAX_LOG_BYTES).expect("open log"),
         egress: None,
+        usage: Default::default(),
     }
 }
 

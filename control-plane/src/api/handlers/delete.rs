@@ -262,7 +262,7 @@ pub async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOpts) -> ApiResult<V
         };
         match result {
             Ok(obj) => {
-                tracing::info!(resource = def.plural, %name, graceful = waits, "deleted");
+                tracing::debug!(resource = def.plural, %name, graceful = waits, "deleted");
                 return Ok(obj);
             }
             Err(StoreError::Conflict) => continue,

@@ -60,6 +60,7 @@ impl Objects {
             },
             q: query,
             headers: HeaderMap::new(),
+            served: None,
         }
     }
 

@@ -46,9 +46,20 @@ pub struct Ctx {
     pub rp: ResourcePath,
     pub q: Query,
     pub headers: HeaderMap,
+    /// The request is at a version the kind is converted from (`rp.def` is then the stored
+    /// version's): bodies come in and answers go out through it.
+    pub served: Option<&'static crate::api::conversion::Conversion>,
 }
 
 impl Ctx {
+    /// A request body's object at the stored version.
+    pub fn incoming(&self, obj: serde_json::Value) -> serde_json::Value {
+        match self.served {
+            Some(c) => (c.to_storage)(obj),
+            None => obj,
+        }
+    }
+
     pub fn key(&self, name: &str) -> ObjectKey {
         ObjectKey::new(
             &self.rp.def.store_resource(),
@@ -102,8 +113,17 @@ async fn dispatch(
     req: Request,
 ) -> ApiResult<Response> {
     let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
-    let rp = path::parse(group, version, &segments)?;
+    let mut rp = path::parse(group, version, &segments)?;
+    // A kind served at a second version: handled at its stored version, converted at the edges.
+    let served = rp.def.conversion;
+    if served.is_some() {
+        rp.def = crate::api::resources::RESOURCES
+            .iter()
+            .find(|r| r.group == rp.def.group && r.plural == rp.def.plural)
+            .ok_or_else(|| ApiError::internal("a converted kind has no stored version"))?;
+    }
     let q = Query::parse(req.uri().query())?;
+    let watching = q.is_watch();
     let raw_query = req.uri().query().unwrap_or("").to_string();
     let (mut parts, body) = req.into_parts();
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
@@ -112,7 +132,22 @@ async fn dispatch(
         rp,
         q,
         headers: parts.headers,
+        served,
     };
+    let resp = route(ctx, parts.method, body, upgrade, &raw_query).await?;
+    match served {
+        Some(c) => crate::api::conversion::response(c, resp, watching).await,
+        None => Ok(resp),
+    }
+}
+
+async fn route(
+    ctx: Ctx,
+    method: Method,
+    body: Body,
+    upgrade: Option<hyper::upgrade::OnUpgrade>,
+    raw_query: &str,
+) -> ApiResult<Response> {
     let has_name = ctx.rp.name.is_some();
     let sub = ctx.rp.subresource.clone();
     if let Some(s) = &sub {
@@ -127,13 +162,13 @@ async fn dispatch(
             ));
         }
     }
-    if ctx.rp.def.namespaced && ctx.rp.namespace.is_none() && parts.method != Method::GET {
+    if ctx.rp.def.namespaced && ctx.rp.namespace.is_none() && method != Method::GET {
         return Err(ApiError::method_not_allowed(format!(
             "{} are namespaced: use /namespaces/NAMESPACE/{} in the path",
             ctx.rp.def.plural, ctx.rp.def.plural
         )));
     }
-    match (&parts.method, has_name, sub.as_deref()) {
+    match (&method, has_name, sub.as_deref()) {
         (&Method::GET, false, None) if ctx.q.is_watch() => watch::watch(ctx, None).await,
         (&Method::GET, false, None) => read::list(ctx).await,
         (&Method::GET, true, None) if ctx.q.is_watch() => {
@@ -160,7 +195,7 @@ async fn dispatch(
         (&Method::POST, true, Some("eviction")) => pods::eviction(ctx, body).await,
         (&Method::GET, true, Some("log")) => pods::node_stream(ctx).await,
         (&Method::GET | &Method::POST, true, Some("exec" | "attach" | "portforward")) => {
-            pods::stream(ctx, &parts.method, &raw_query, upgrade).await
+            pods::stream(ctx, &method, raw_query, upgrade).await
         }
         (m, _, s) => Err(ApiError::method_not_allowed(format!(
             "{m} is not supported on {}{}{}",

@@ -21,7 +21,7 @@ const MAX_INTERNAL_RETRIES: usize = 16;
 
 pub async fn create(ctx: Ctx, body: Body) -> ApiResult<Response> {
     let bytes = ctx.body(body).await?;
-    let obj = decode_object(&ctx.headers, &bytes)?;
+    let obj = ctx.incoming(decode_object(&ctx.headers, &bytes)?);
     create_object(&ctx, obj).await
 }
 
@@ -59,13 +59,13 @@ pub(crate) async fn create_value(
         .create(ctx.key(&name), obj)
         .await
         .map_err(|e| ApiError::from_store(e, ctx.rp.def.plural, ctx.rp.def.group, &name))?;
-    tracing::info!(resource = ctx.rp.def.plural, namespace = ?ctx.rp.namespace, %name, "created");
+    tracing::debug!(resource = ctx.rp.def.plural, namespace = ?ctx.rp.namespace, %name, "created");
     Ok((StatusCode::CREATED, stored, warnings))
 }
 
 pub async fn update(ctx: Ctx, body: Body, sub: Subresource) -> ApiResult<Response> {
     let bytes = ctx.body(body).await?;
-    let obj = decode_object(&ctx.headers, &bytes)?;
+    let obj = ctx.incoming(decode_object(&ctx.headers, &bytes)?);
     let client_rv = object::meta_str(&obj, "resourceVersion")
         .filter(|s| !s.is_empty())
         .map(str::to_string);
@@ -96,7 +96,7 @@ pub async fn patch(ctx: Ctx, body: Body, sub: Subresource) -> ApiResult<Response
                     ctx.name()
                 )));
             }
-            let mut obj = p;
+            let mut obj = ctx.incoming(p);
             object::meta_mut(&mut obj).insert("name".into(), Value::String(ctx.name().to_string()));
             return create_object(&ctx, obj).await;
         }
@@ -115,8 +115,13 @@ pub async fn patch(ctx: Ctx, body: Body, sub: Subresource) -> ApiResult<Response
                 m.remove("managedFields");
             }
         }
+        // A converted kind is patched as the client sees it.
+        let base = match ctx.served {
+            Some(c) => (c.from_storage)(base),
+            None => base,
+        };
         let patched = patch::apply_patch(pt, &base, &p, kind)?;
-        Ok(patched)
+        Ok(ctx.incoming(patched))
     })
     .await?;
     Ok(json_response(StatusCode::OK, &stored, &warnings))
