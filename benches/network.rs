@@ -3,9 +3,11 @@
 //! on PATH):
 //! - a Wasm HTTP Service (the hello component, one replica) and a container Service (a busybox
 //!   container running benches/fixtures/keepalive_httpd.rs, which keeps connections alive as
-//!   the Wasm server does; one replica), each loaded by `wrk` with the same
-//!   settings (`CONNECTIONS` keep-alive connections, `THREADS` threads, `LOAD` per path after a
-//!   `WARMUP`) on its pod IP, its ClusterIP and its NodePort on the node address; requests/s,
+//!   the Wasm server does; one replica), each loaded by `wrk` from a client pod (a namespace
+//!   on the node bridge with an address of the node's range) with the same settings
+//!   (`CONNECTIONS` keep-alive connections, `THREADS` threads, `LOAD` per path after a
+//!   `WARMUP`, `ROUNDS` interleaved rounds) on its pod IP, its ClusterIP and its NodePort on
+//!   the node address; requests/s,
 //!   p50/p99, the ClusterIP/direct throughput ratio and the p99 the Service path adds, with the
 //!   CPU the skiff server and the whole machine used during each run;
 //! - Wasm pod create → Ready (seen by a watch) for `READY_PODS` pods created one after another,
@@ -18,19 +20,24 @@
 //! containerd): run `scripts/bench-network.sh`. The benchmark creates a network namespace with
 //! loopback and an uplink (`NODE_ADDR`/24, default route via a gateway that does not exist, so
 //! nothing leaves it), runs itself again inside it (`nsenter --net`: the server, containerd, the
-//! pods' bridge, the kube client and `wrk` all live there) and deletes it at the end.
+//! pods' bridge and the kube client live there, `wrk` in the client pod's namespace on that
+//! bridge) and deletes both at the end.
 //! `HELLO_WASM=/path/hello_wasm.wasm` skips building the Wasm samples; `BENCH_SERVER_LOG=FILE`
 //! keeps the server's log (level from `SKIFF_LOG`, default warn).
 
 #[path = "../tests/common/busybox.rs"]
 mod busybox;
+#[path = "network/load.rs"]
+mod load;
 mod support;
 
+use load::{clock_ticks, load, ClientPod, Load};
 use support::{hello_component, import, kube_client, pct, rss_kib, run_ok, tail, NetNs, NETNS_ENV};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -46,6 +53,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const NODE_ADDR: &str = "192.168.99.1";
 /// The uplink's gateway, which does not exist (a default route, as every real node has).
 const GATEWAY: &str = "192.168.99.254";
+/// The load comes from client pods: one as a pod of another node would be (an address of
+/// the next node range, on a link of its own into the node, which holds `ROUTED_NODE_ADDR`),
+/// one on this node's bridge (an address at the end of the node's range, which pods take
+/// from its start; the bridge, at the range's first address, is its gateway).
+const ROUTED_CLIENT_ADDR: &str = "10.42.8.2";
+const ROUTED_NODE_ADDR: &str = "10.42.8.1";
+const BRIDGED_CLIENT_ADDR: &str = "10.42.7.250/21";
+const BRIDGE_ADDR: &str = "10.42.0.1";
 /// The embedded agent's node name.
 const NODE: &str = "bench";
 /// The node's pod range is a /21 of the cluster CIDR (2,046 addresses) and it takes
@@ -57,7 +72,7 @@ const READY_PODS: usize = 100;
 /// Wasm pods of the Deployment timed until all are Running.
 const MANY_PODS: usize = 1000;
 /// The load: `wrk -t THREADS -c CONNECTIONS -d LOAD` after a `WARMUP` run of the same, on
-/// each path in turn, `ROUNDS` times; each path's median run (by req/s) is reported. wrk and
+/// each path in turn, `ROUNDS` times; each path's median req/s, p50 and p99 are reported. wrk and
 /// the server share 2 cores, so one run of a path varies by ±15 %; interleaved rounds keep
 /// slow drifts from favouring one path.
 const THREADS: usize = 2;
@@ -145,176 +160,6 @@ fn met(ok: bool) -> &'static str {
     } else {
         "MISSED"
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// CPU accounting for a load run: the skiff server process (utime + stime, which includes the
-// Wasm guests: they run in its threads) and the whole machine (/proc/stat, all but idle and
-// iowait), in clock ticks.
-
-#[derive(Clone, Copy)]
-struct CpuSample {
-    at: Instant,
-    server: u64,
-    busy: u64,
-}
-
-fn clock_ticks() -> f64 {
-    run_ok(Command::new("getconf").arg("CLK_TCK"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-fn process_ticks(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            // pid (comm) state ppid … utime stime: fields 14 and 15, i.e. 12 and 13 after comm.
-            let rest: Vec<u64> = s
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .skip(11)
-                .take(2)
-                .filter_map(|v| v.parse().ok())
-                .collect();
-            Some(rest.iter().sum())
-        })
-        .unwrap_or(0)
-}
-
-fn machine_busy_ticks() -> u64 {
-    std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|s| {
-            let cpu = s.lines().find(|l| l.starts_with("cpu "))?;
-            let v: Vec<u64> = cpu
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|v| v.parse().ok())
-                .collect();
-            // user nice system idle iowait irq softirq steal …
-            let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-            Some(v.iter().take(8).sum::<u64>() - idle)
-        })
-        .unwrap_or(0)
-}
-
-impl CpuSample {
-    fn now(server_pid: u32) -> CpuSample {
-        CpuSample {
-            at: Instant::now(),
-            server: process_ticks(server_pid),
-            busy: machine_busy_ticks(),
-        }
-    }
-
-    /// (server, machine) CPU in percent of one core between `self` and `later`.
-    fn percent_until(&self, later: &CpuSample, hz: f64) -> (f64, f64) {
-        let secs = later.at.duration_since(self.at).as_secs_f64().max(1e-9);
-        let p = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / hz / secs * 100.0;
-        (p(self.server, later.server), p(self.busy, later.busy))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The load generator.
-
-/// One `wrk` run's figures.
-#[derive(Clone, Copy, Default)]
-struct Load {
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
-    requests: u64,
-    /// Socket errors (connect + read + write + timeout) and non-2xx/3xx responses.
-    errors: u64,
-    server_cpu: f64,
-    machine_cpu: f64,
-    /// SYNs the kernel retransmitted during the run (TcpExt TCPSynRetrans of the bench's
-    /// network namespace, where wrk runs): connections that waited ≥ 1 s to be set up.
-    syn_retrans: u64,
-}
-
-/// TcpExt TCPSynRetrans of this process's network namespace.
-fn syn_retransmits() -> u64 {
-    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("TcpExt:")).collect();
-    let [names, values] = lines.as_slice() else {
-        return 0;
-    };
-    names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == "TCPSynRetrans")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0)
-}
-
-/// "1.06ms" → 1.06 ms.
-fn wrk_duration(s: &str) -> Option<Duration> {
-    let split = s.find(|c: char| c.is_ascii_alphabetic())?;
-    let (n, unit) = s.split_at(split);
-    let n: f64 = n.parse().ok()?;
-    let secs = match unit {
-        "us" => n / 1e6,
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return None,
-    };
-    Some(Duration::from_secs_f64(secs))
-}
-
-fn parse_wrk(out: &str) -> Result<Load> {
-    let mut load = Load::default();
-    let (mut p50, mut p99, mut rps) = (None, None, None);
-    for line in out.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["50%", v] => p50 = wrk_duration(v),
-            ["99%", v] => p99 = wrk_duration(v),
-            ["Requests/sec:", v] => rps = v.parse().ok(),
-            [n, "requests", "in", ..] => load.requests = n.parse().unwrap_or(0),
-            ["Socket", "errors:", rest @ ..] => {
-                load.errors += rest
-                    .iter()
-                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
-                    .sum::<u64>()
-            }
-            ["Non-2xx", "or", "3xx", "responses:", n] => load.errors += n.parse().unwrap_or(0),
-            _ => {}
-        }
-    }
-    load.p50 = p50.context("no 50% latency in wrk's output")?;
-    load.p99 = p99.context("no 99% latency in wrk's output")?;
-    load.rps = rps.context("no Requests/sec in wrk's output")?;
-    Ok(load)
-}
-
-fn wrk(url: &str, duration: Duration) -> Result<String> {
-    run_ok(
-        Command::new("wrk")
-            .arg(format!("-t{THREADS}"))
-            .arg(format!("-c{CONNECTIONS}"))
-            .arg(format!("-d{}s", duration.as_secs()))
-            .args(["--timeout", "5s", "--latency", url]),
-    )
-}
-
-/// A warm-up run of `url`, then the measured one with the CPU used during it.
-fn load(url: &str, server_pid: u32, hz: f64) -> Result<Load> {
-    wrk(url, WARMUP)?;
-    let before = CpuSample::now(server_pid);
-    let syn_before = syn_retransmits();
-    let out = wrk(url, LOAD)?;
-    let after = CpuSample::now(server_pid);
-    let mut load = parse_wrk(&out).with_context(|| format!("wrk {url}:\n{out}"))?;
-    load.syn_retrans = syn_retransmits().saturating_sub(syn_before);
-    (load.server_cpu, load.machine_cpu) = before.percent_until(&after, hz);
-    Ok(load)
 }
 
 /// One HTTP/1.0 GET of `/` on `addr`: Ok once it answers 200.
@@ -637,10 +482,20 @@ impl Kind {
 
 /// The three paths to one Service's single backend, and their loads.
 struct ServiceRun {
+    /// From a pod of another node (every path routed by the node).
     direct: Load,
     cluster_ip: Load,
     node_port: Load,
+    /// From a pod on the same bridge (direct is bridged, the Service path routed).
+    bridged_direct: Load,
+    bridged_cluster_ip: Load,
     urls: [String; 3],
+}
+
+/// Where the load comes from.
+struct Clients {
+    routed: ClientPod,
+    bridged: ClientPod,
 }
 
 async fn run_service(
@@ -649,6 +504,7 @@ async fn run_service(
     server_pid: u32,
     hz: f64,
     bin_dir: &Path,
+    clients: &Arc<Clients>,
 ) -> Result<ServiceRun> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
@@ -690,17 +546,40 @@ async fn run_service(
         wait_http(a).await?;
     }
     let urls = addrs.map(|a| format!("http://{a}/"));
-    // wrk blocks: run it off the runtime's threads.
-    let mut runs: [Vec<Load>; 3] = Default::default();
+    // (client, url) per measured path; wrk blocks: run it off the runtime's threads.
+    let paths = [(false, 0), (false, 1), (false, 2), (true, 0), (true, 1)];
+    let mut runs: [Vec<Load>; 5] = Default::default();
     for _ in 0..ROUNDS {
-        for (url, runs) in urls.iter().zip(runs.iter_mut()) {
-            let url = url.clone();
-            runs.push(tokio::task::spawn_blocking(move || load(&url, server_pid, hz)).await??);
+        for ((bridged, u), runs) in paths.iter().zip(runs.iter_mut()) {
+            let (url, clients, bridged) = (urls[*u].clone(), clients.clone(), *bridged);
+            runs.push(
+                tokio::task::spawn_blocking(move || {
+                    let client = if bridged {
+                        &clients.bridged
+                    } else {
+                        &clients.routed
+                    };
+                    load(client, &url, server_pid, hz)
+                })
+                .await??,
+            );
         }
     }
+    // Each figure's median over the rounds (a saturated 2-core machine gives any one run's p99
+    // a scheduling spike now and then); CPU and counters from the median-throughput run.
     let loads = runs.map(|mut r| {
+        let median = |mut v: Vec<Duration>| {
+            v.sort();
+            v[v.len() / 2]
+        };
+        let p50 = median(r.iter().map(|l| l.p50).collect());
+        let p99 = median(r.iter().map(|l| l.p99).collect());
         r.sort_by(|a, b| a.rps.total_cmp(&b.rps));
-        r[r.len() / 2]
+        Load {
+            p50,
+            p99,
+            ..r[r.len() / 2]
+        }
     });
     services.delete(app, &DeleteParams::default()).await?;
     delete_pods(&pods, &format!("app={app}")).await?;
@@ -708,6 +587,8 @@ async fn run_service(
         direct: loads[0],
         cluster_ip: loads[1],
         node_port: loads[2],
+        bridged_direct: loads[3],
+        bridged_cluster_ip: loads[4],
         urls,
     })
 }
@@ -862,12 +743,17 @@ async fn bench(
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     eprintln!("bench-network: {READY_PODS} Wasm pods create → Ready");
     let ready = run_ready(&pods).await?;
+    // The node bridge exists once pods have addresses on it.
+    let clients = Arc::new(Clients {
+        routed: ClientPod::routed(ROUTED_CLIENT_ADDR, ROUTED_NODE_ADDR)?,
+        bridged: ClientPod::on_bridge(BRIDGED_CLIENT_ADDR, BRIDGE_ADDR)?,
+    });
     eprintln!("bench-network: the Wasm Service");
-    let wasm = run_service(client, Kind::Wasm, server_pid, hz, Path::new("")).await?;
+    let wasm = run_service(client, Kind::Wasm, server_pid, hz, Path::new(""), &clients).await?;
     let container = match containers {
         Ok(bin_dir) => {
             eprintln!("bench-network: the container Service");
-            Ok(run_service(client, Kind::Container, server_pid, hz, &bin_dir).await?)
+            Ok(run_service(client, Kind::Container, server_pid, hz, &bin_dir, &clients).await?)
         }
         Err(reason) => Err(reason),
     };
@@ -915,7 +801,7 @@ fn print(r: &Results) {
         .map(|n| n.get())
         .unwrap_or(0);
     println!(
-        "wrk -t{THREADS} -c{CONNECTIONS} -d{}s (after a {}s warm-up), keep-alive, each path in turn {ROUNDS} times, median run shown, in the bench's network namespace on the same {cores} cores; CPU in % of one core (machine max {}%)",
+        "wrk -t{THREADS} -c{CONNECTIONS} -d{}s (after a {}s warm-up), keep-alive, from a pod of another node (routed by this node: direct, ClusterIP, NodePort) and from a pod on this node's bridge, each path in turn {ROUNDS} times, medians shown, on the same {cores} cores as the server; CPU in % of one core (machine max {}%)",
         LOAD.as_secs(),
         WARMUP.as_secs(),
         cores * 100
@@ -977,6 +863,21 @@ fn print(r: &Results) {
         "NodePort / direct throughput, NodePort p99 − direct p99",
         np_cell(w),
         c_or(&np_cell),
+        String::new(),
+    );
+    let bridged_cell = |s: &ServiceRun| {
+        format!(
+            "{} → {} req/s: {:.1} %, {:+.2} ms",
+            thousands(s.bridged_direct.rps),
+            thousands(s.bridged_cluster_ip.rps),
+            ratio(&s.bridged_cluster_ip, &s.bridged_direct) * 100.0,
+            added_p99_ms(&s.bridged_cluster_ip, &s.bridged_direct)
+        )
+    };
+    row(
+        "client pod on the same bridge: direct (bridged) → ClusterIP (routed), ratio, p99 added",
+        bridged_cell(w),
+        c_or(&bridged_cell),
         String::new(),
     );
     let rd = &r.ready;
