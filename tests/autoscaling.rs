@@ -145,3 +145,45 @@ spec:
     assert!(conditions.contains("ValidMetricFound"), "{conditions}");
     Ok(())
 }
+
+#[test]
+fn autoscaling_annotations_are_validated_naming_the_annotation() -> Result<()> {
+    let s = Skiff::start()?;
+    let bad = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  annotations:
+    autoscaling.skiff.dev/min-scale: "3"
+    autoscaling.skiff.dev/max-scale: "2"
+    autoscaling.skiff.dev/scale-down-delay: "soon"
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: app, image: hello-wasm:v1}]}
+"#;
+    let path = s.data_dir().join("bad.yaml");
+    std::fs::write(&path, bad)?;
+    let out = s.kubectl(&["apply", "-f", path.to_str().unwrap_or_default()])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("metadata.annotations[autoscaling.skiff.dev/min-scale]")
+            && err.contains("must not be greater than autoscaling.skiff.dev/max-scale (2)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("autoscaling.skiff.dev/scale-down-delay"),
+        "{err}"
+    );
+    // Valid ones are accepted, with a warning that nothing scales on them yet.
+    let good = bad.replace("\"3\"", "\"0\"").replace("\"soon\"", "\"5s\"");
+    std::fs::write(&path, good)?;
+    let out = s.kubectl(&["apply", "-f", path.to_str().unwrap_or_default()])?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("does not scale on them yet"), "{err}");
+    Ok(())
+}

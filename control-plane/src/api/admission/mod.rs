@@ -179,7 +179,8 @@ pub async fn prepare_create(
     q: &Query,
 ) -> ApiResult<Prepared> {
     check_type_meta(def, &mut obj)?;
-    let (mut obj, warnings) = decode_fields(def, &obj, q)?;
+    let (mut obj, mut warnings) = decode_fields(def, &obj, q)?;
+    warnings.extend(validation::scale_annotations::warnings(def.kind, &obj));
     let uid = uuid::Uuid::new_v4().to_string();
     {
         let meta = meta_mut(&mut obj);
@@ -350,7 +351,8 @@ pub async fn prepare_update(
     q: &Query,
 ) -> ApiResult<Prepared> {
     check_type_meta(def, &mut new)?;
-    let (new, warnings) = decode_fields(def, &new, q)?;
+    let (new, mut warnings) = decode_fields(def, &new, q)?;
+    warnings.extend(validation::scale_annotations::warnings(def.kind, &new));
     let name = object::name(current).to_string();
     let given = object::name(&new);
     if !given.is_empty() && given != name {

@@ -14,6 +14,7 @@ mod pod;
 mod probes;
 mod pvc;
 mod resources;
+pub mod scale_annotations;
 mod service;
 mod service_ips;
 mod volumes;
@@ -44,7 +45,10 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
     }
     match kind {
         "Pod" => pod::validate_pod(obj, old, &mut errs),
-        "Deployment" => workloads::deployment(obj, old, &mut errs),
+        "Deployment" => {
+            workloads::deployment(obj, old, &mut errs);
+            scale_annotations::validate(obj, &mut errs);
+        }
         "ReplicaSet" => workloads::replica_set(obj, old, &mut errs),
         "DaemonSet" => workloads::daemon_set(obj, old, &mut errs),
         "StatefulSet" => workloads::stateful_set(obj, old, &mut errs),
