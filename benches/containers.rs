@@ -21,17 +21,18 @@
 mod busybox;
 mod support;
 
-use support::{hello_component, import, kube_client, pct, rss_kib, run_ok, tail, NetNs, NETNS_ENV};
+use support::{
+    hello_component, import, pct, rss_kib, run_ok, wait_ready_node, NetNs, Server, NETNS_ENV,
+};
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::json;
 use skiff_node_runtime::cri::{api as cri_api, CriClient};
 use skiff_node_runtime::images::PullPolicy;
@@ -94,133 +95,18 @@ fn mib(kib: f64) -> String {
 // ---------------------------------------------------------------------------------------------
 // The server.
 
-/// A release `skiff server` (agent embedded, managed containerd) in its own process group,
-/// so a Ctrl-C reaches only the benchmark, which stops it with SIGTERM.
-struct Server {
-    child: Option<Child>,
-    dir: PathBuf,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Result<Server> {
-        use std::os::unix::process::CommandExt;
-        let log = std::fs::File::create(dir.join("server.log"))?;
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(["server", "--listen", "127.0.0.1:0", "--node-name", NODE])
-            .arg("--data-dir")
-            .arg(dir)
-            .env(
-                "SKIFF_LOG",
-                std::env::var("SKIFF_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .context("starting skiff server")?;
-        Ok(Server {
-            child: Some(child),
-            dir: dir.to_path_buf(),
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
-    }
-
-    fn log_tail(&self) -> String {
-        format!(
-            "server log (tail):\n{}\ncontainerd log (tail):\n{}",
-            tail(&self.dir.join("server.log"), 30),
-            tail(&self.dir.join("agent/containerd/containerd.log"), 10)
-        )
-    }
-
-    /// SIGTERM (the agent stops its pods and removes their sandboxes, then containerd) and a
-    /// bounded wait for the exit; SIGKILL after that.
-    fn stop(&mut self) -> Result<()> {
-        let Some(mut c) = self.child.take() else {
-            return Ok(());
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(status) = c.try_wait()? {
-                if !status.success() {
-                    bail!("skiff server exited with {status} on SIGTERM");
-                }
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                bail!("skiff server did not stop within {WAIT:?} of SIGTERM; killed it");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Err(e) = self.stop() {
-            eprintln!("{e}");
-        }
-    }
-}
-
-fn is_ready(conditions: Option<&Vec<k8s_openapi::api::core::v1::PodCondition>>) -> bool {
-    conditions.is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-/// Waits until the server answers and its node is Ready; returns a client.
+/// Waits until the server answers and its node is Ready, running container pods; returns a
+/// client.
 async fn wait_node(server: &mut Server, kubeconfig: &Path) -> Result<kube::Client> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(c) = server.child.as_mut() {
-            if let Some(status) = c.try_wait()? {
-                bail!("skiff server exited ({status}); {}", server.log_tail());
-            }
-        }
-        if kubeconfig.exists() {
-            if let Ok(client) = kube_client(kubeconfig).await {
-                let nodes: Api<Node> = Api::all(client.clone());
-                if let Ok(Some(n)) = nodes.get_opt(NODE).await {
-                    let ready = n
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.conditions.as_ref())
-                        .is_some_and(|cs| {
-                            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                        });
-                    if ready {
-                        let oci = n
-                            .metadata
-                            .labels
-                            .as_ref()
-                            .and_then(|l| l.get("skiff.dev/runtime-oci"))
-                            .is_some_and(|v| v == "true");
-                        if !oci {
-                            bail!(
-                                "node {NODE} runs no container pods (containerd did not start); {}",
-                                server.log_tail()
-                            );
-                        }
-                        return Ok(client);
-                    }
-                }
-            }
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "node {NODE} not Ready within {WAIT:?}; {}",
-                server.log_tail()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let ready = wait_ready_node(kubeconfig, NODE, WAIT, || server.alive()).await;
+    let (client, oci) = ready.map_err(|e| e.context(server.log_tail()))?;
+    if !oci {
+        bail!(
+            "node {NODE} runs no container pods (containerd did not start); {}",
+            server.log_tail()
+        );
     }
+    Ok(client)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -264,26 +150,7 @@ fn pod(kind: Kind, name: &str) -> Result<Pod> {
 
 /// Creates the pod and waits (by watch) until it is Ready; returns the elapsed time.
 async fn create_until_ready(pods: &Api<Pod>, kind: Kind, name: &str) -> Result<Duration> {
-    let wp = WatchParams::default()
-        .fields(&format!("metadata.name={name}"))
-        .timeout(WAIT.as_secs() as u32);
-    let mut stream = pods.watch(&wp, "0").await?.boxed();
-    let t = Instant::now();
-    pods.create(&PostParams::default(), &pod(kind, name)?)
-        .await?;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while let Some(ev) = tokio::time::timeout_at(deadline, stream.next())
-        .await
-        .map_err(|_| anyhow!("pod {name} not Ready within {WAIT:?}"))?
-        .transpose()?
-    {
-        if let WatchEvent::Added(p) | WatchEvent::Modified(p) = ev {
-            if is_ready(p.status.as_ref().and_then(|s| s.conditions.as_ref())) {
-                return Ok(t.elapsed());
-            }
-        }
-    }
-    bail!("pod {name} did not become Ready (watch ended)")
+    support::create_until_ready(pods, &pod(kind, name)?, WAIT).await
 }
 
 /// Deletes every pod in the namespace and waits until they are gone from the API, every
@@ -703,7 +570,7 @@ async fn inside(ns: &str) -> Result<()> {
     let dir = tmp.path();
     let busybox = busybox::layout_tarball(dir)?;
     let kubeconfig = dir.join("kubeconfig.yaml");
-    let mut server = Server::start(dir)?;
+    let mut server = Server::spawn(dir, &["--listen", "127.0.0.1:0", "--node-name", NODE])?;
     let client = wait_node(&mut server, &kubeconfig).await?;
     import(&kubeconfig, &busybox, "busybox:1.35")?;
     import(&kubeconfig, &component, "hello-wasm:v1")?;

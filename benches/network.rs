@@ -27,23 +27,29 @@
 
 #[path = "../tests/common/busybox.rs"]
 mod busybox;
+#[path = "network/cluster.rs"]
+mod cluster;
 #[path = "network/load.rs"]
 mod load;
+#[path = "network/report.rs"]
+mod report;
 mod support;
 
+use cluster::*;
 use load::{clock_ticks, load, ClientPod, Load};
-use support::{hello_component, import, kube_client, pct, rss_kib, run_ok, tail, NetNs, NETNS_ENV};
+use report::print;
+use support::{hello_component, import, pct, rss_kib, run_ok, NetNs, NETNS_ENV};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -192,266 +198,6 @@ async fn wait_http(addr: &str) -> Result<()> {
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The server.
-
-/// A release `skiff server` (agent embedded, pod network on) in its own process group, so a
-/// Ctrl-C reaches only the benchmark, which stops it with SIGTERM.
-struct Server {
-    child: Option<Child>,
-    dir: PathBuf,
-}
-
-impl Server {
-    fn start(dir: &Path, containerd: bool) -> Result<Server> {
-        use std::os::unix::process::CommandExt;
-        let log = std::fs::File::create(dir.join("server.log"))?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_skiff"));
-        cmd.args([
-            "server",
-            "--listen",
-            "0.0.0.0:0",
-            "--advertise-address",
-            NODE_ADDR,
-            "--node-name",
-            NODE,
-            "--node-cidr-mask-size",
-            NODE_CIDR_MASK_SIZE,
-            "--max-pods",
-            &MAX_PODS.to_string(),
-        ])
-        .arg("--data-dir")
-        .arg(dir);
-        if !containerd {
-            cmd.arg("--no-containerd");
-        }
-        let child = cmd
-            .env(
-                "SKIFF_LOG",
-                std::env::var("SKIFF_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .context("starting skiff server")?;
-        Ok(Server {
-            child: Some(child),
-            dir: dir.to_path_buf(),
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
-    }
-
-    fn log_tail(&self) -> String {
-        format!(
-            "server log (tail):\n{}",
-            tail(&self.dir.join("server.log"), 30)
-        )
-    }
-
-    /// SIGTERM (the agent stops its pods, then containerd) and a bounded wait for the exit;
-    /// SIGKILL after that.
-    fn stop(&mut self) -> Result<()> {
-        let Some(mut c) = self.child.take() else {
-            return Ok(());
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Some(status) = c.try_wait()? {
-                if !status.success() {
-                    bail!("skiff server exited with {status} on SIGTERM");
-                }
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                bail!("skiff server did not stop within 120 s of SIGTERM; killed it");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Err(e) = self.stop() {
-            eprintln!("{e}");
-        }
-    }
-}
-
-fn is_ready(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-fn is_running(p: &Pod) -> bool {
-    p.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .is_some_and(|ph| ph == "Running")
-}
-
-/// Waits until the server answers and its node is Ready; returns a client and whether the
-/// node runs container pods (its containerd started).
-async fn wait_node(server: &mut Server, kubeconfig: &Path) -> Result<(kube::Client, bool)> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(c) = server.child.as_mut() {
-            if let Some(status) = c.try_wait()? {
-                bail!("skiff server exited ({status}); {}", server.log_tail());
-            }
-        }
-        if kubeconfig.exists() {
-            if let Ok(client) = kube_client(kubeconfig).await {
-                let nodes: Api<Node> = Api::all(client.clone());
-                if let Ok(Some(n)) = nodes.get_opt(NODE).await {
-                    let ready = n
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.conditions.as_ref())
-                        .is_some_and(|cs| {
-                            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
-                        });
-                    if ready {
-                        let oci = n
-                            .metadata
-                            .labels
-                            .as_ref()
-                            .and_then(|l| l.get("skiff.dev/runtime-oci"))
-                            .is_some_and(|v| v == "true");
-                        return Ok((client, oci));
-                    }
-                }
-            }
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "node {NODE} not Ready within {WAIT:?}; {}",
-                server.log_tail()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Pods.
-
-fn wasm_pod(name: &str, labels: serde_json::Value) -> Result<Pod> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "runtimeClassName": "wasm", "terminationGracePeriodSeconds": 0,
-            "containers": [{"name": "hello", "image": "hello-wasm:v1",
-                            "imagePullPolicy": "IfNotPresent",
-                            "ports": [{"containerPort": 8080}]}]
-        },
-    }))?)
-}
-
-/// The container backend: [`KEEPALIVE_HTTPD`] (compiled into `bin_dir` by
-/// [`build_keepalive_httpd`]) in a busybox container, mounted from the node.
-fn container_pod(name: &str, labels: serde_json::Value, bin_dir: &Path) -> Result<Pod> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "runtimeClassName": "oci", "terminationGracePeriodSeconds": 0,
-            "volumes": [{"name": "bin", "hostPath": {"path": bin_dir}}],
-            "containers": [{"name": "httpd", "image": "busybox:1.35",
-                            "imagePullPolicy": "IfNotPresent",
-                            "command": ["/bench/keepalive_httpd", "80"],
-                            "volumeMounts": [{"name": "bin", "mountPath": "/bench", "readOnly": true}],
-                            "ports": [{"containerPort": 80}]}]
-        },
-    }))?)
-}
-
-/// The container backend's source (std only).
-const KEEPALIVE_HTTPD: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/benches/fixtures/keepalive_httpd.rs"
-);
-
-/// Compiles [`KEEPALIVE_HTTPD`] with rustc, statically linked (the busybox image has no C
-/// library), into `bin_dir/keepalive_httpd`.
-fn build_keepalive_httpd(bin_dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(bin_dir)?;
-    run_ok(
-        Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
-            .args([
-                "--edition",
-                "2021",
-                "-O",
-                "-C",
-                "target-feature=+crt-static",
-                "-o",
-            ])
-            .arg(bin_dir.join("keepalive_httpd"))
-            .arg(KEEPALIVE_HTTPD),
-    )
-    .context("compiling the container backend (benches/fixtures/keepalive_httpd.rs)")?;
-    Ok(())
-}
-
-/// Creates the pod and waits (by watch) until it is Ready; returns the elapsed time.
-async fn create_until_ready(pods: &Api<Pod>, pod: &Pod) -> Result<Duration> {
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let wp = WatchParams::default()
-        .fields(&format!("metadata.name={name}"))
-        .timeout(WAIT.as_secs() as u32);
-    let mut stream = pods.watch(&wp, "0").await?.boxed();
-    let t = Instant::now();
-    pods.create(&PostParams::default(), pod).await?;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while let Some(ev) = tokio::time::timeout_at(deadline, stream.next())
-        .await
-        .map_err(|_| anyhow!("pod {name} not Ready within {WAIT:?}"))?
-        .transpose()?
-    {
-        if let WatchEvent::Added(p) | WatchEvent::Modified(p) = ev {
-            if is_ready(&p) {
-                return Ok(t.elapsed());
-            }
-        }
-    }
-    bail!("pod {name} did not become Ready (watch ended)")
-}
-
-/// Deletes the pods matching `selector` (all pods when it is empty) and waits until they are
-/// gone from the API.
-async fn delete_pods(pods: &Api<Pod>, selector: &str) -> Result<()> {
-    let lp = if selector.is_empty() {
-        ListParams::default()
-    } else {
-        ListParams::default().labels(selector)
-    };
-    pods.delete_collection(&DeleteParams::default(), &lp)
-        .await?;
-    let deadline = Instant::now() + LONG_WAIT;
-    loop {
-        let left = pods.list_metadata(&lp).await?.items.len();
-        if left == 0 {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{LONG_WAIT:?} after deleting them, {left} pods ({selector}) are still there");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -767,174 +513,6 @@ async fn bench(
     })
 }
 
-fn cell(l: &Load) -> String {
-    let mut s = format!(
-        "{} req/s, {} / {} (CPU: server {:.0} %, machine {:.0} %)",
-        thousands(l.rps),
-        ms(l.p50),
-        ms(l.p99),
-        l.server_cpu,
-        l.machine_cpu
-    );
-    if l.syn_retrans > 0 {
-        s.push_str(&format!(", {} SYN retransmits", l.syn_retrans));
-    }
-    if l.errors > 0 {
-        s.push_str(&format!(", {} errors of {} requests", l.errors, l.requests));
-    }
-    s
-}
-
-fn ratio(a: &Load, b: &Load) -> f64 {
-    a.rps / b.rps.max(1e-9)
-}
-
-fn added_p99_ms(path: &Load, direct: &Load) -> f64 {
-    (path.p99.as_secs_f64() - direct.p99.as_secs_f64()) * 1000.0
-}
-
-fn print(r: &Results) {
-    let row = |m: &str, w: String, c: String, target: String| {
-        println!("| {m} | {w} | {c} | {target} |");
-    };
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    println!(
-        "wrk -t{THREADS} -c{CONNECTIONS} -d{}s (after a {}s warm-up), keep-alive, from a pod of another node (routed by this node: direct, ClusterIP, NodePort) and from a pod on this node's bridge, each path in turn {ROUNDS} times, medians shown, on the same {cores} cores as the server; CPU in % of one core (machine max {}%)",
-        LOAD.as_secs(),
-        WARMUP.as_secs(),
-        cores * 100
-    );
-    println!();
-    println!("| measure | Wasm (hello component) | container (keep-alive httpd) | target |");
-    println!("|---|---|---|---|");
-    let w = &r.wasm;
-    let c_or = |f: &dyn Fn(&ServiceRun) -> String| match &r.container {
-        Ok(c) => f(c),
-        Err(reason) => format!("skipped: {reason}"),
-    };
-    row(
-        "direct: pod IP",
-        cell(&w.direct),
-        c_or(&|c| cell(&c.direct)),
-        String::new(),
-    );
-    row(
-        "ClusterIP (nftables DNAT)",
-        cell(&w.cluster_ip),
-        c_or(&|c| cell(&c.cluster_ip)),
-        String::new(),
-    );
-    row(
-        &format!("NodePort on {NODE_ADDR}"),
-        cell(&w.node_port),
-        c_or(&|c| cell(&c.node_port)),
-        String::new(),
-    );
-    let ratio_cell = |s: &ServiceRun| {
-        let v = ratio(&s.cluster_ip, &s.direct);
-        format!("{:.1} % ({})", v * 100.0, met(v >= CLUSTERIP_RATIO_TARGET))
-    };
-    row(
-        "ClusterIP / direct throughput",
-        ratio_cell(w),
-        c_or(&ratio_cell),
-        format!("≥ {:.0} %", CLUSTERIP_RATIO_TARGET * 100.0),
-    );
-    let p99_cell = |s: &ServiceRun| {
-        let v = added_p99_ms(&s.cluster_ip, &s.direct);
-        format!("{v:+.2} ms ({})", met(v <= ADDED_P99_TARGET_MS))
-    };
-    row(
-        "ClusterIP p99 − direct p99",
-        p99_cell(w),
-        c_or(&p99_cell),
-        format!("≤ {ADDED_P99_TARGET_MS} ms"),
-    );
-    let np_cell = |s: &ServiceRun| {
-        format!(
-            "{:.1} %, {:+.2} ms",
-            ratio(&s.node_port, &s.direct) * 100.0,
-            added_p99_ms(&s.node_port, &s.direct)
-        )
-    };
-    row(
-        "NodePort / direct throughput, NodePort p99 − direct p99",
-        np_cell(w),
-        c_or(&np_cell),
-        String::new(),
-    );
-    let bridged_cell = |s: &ServiceRun| {
-        format!(
-            "{} → {} req/s: {:.1} %, {:+.2} ms",
-            thousands(s.bridged_direct.rps),
-            thousands(s.bridged_cluster_ip.rps),
-            ratio(&s.bridged_cluster_ip, &s.bridged_direct) * 100.0,
-            added_p99_ms(&s.bridged_cluster_ip, &s.bridged_direct)
-        )
-    };
-    row(
-        "client pod on the same bridge: direct (bridged) → ClusterIP (routed), ratio, p99 added",
-        bridged_cell(w),
-        c_or(&bridged_cell),
-        String::new(),
-    );
-    let rd = &r.ready;
-    let p50 = pct(&rd.ready, 0.5);
-    let budget = README_READY_P50_MS + READY_BUDGET_MS;
-    row(
-        "first Wasm pod create → Ready (cold compile, pod network on)",
-        ms(rd.first),
-        String::new(),
-        String::new(),
-    );
-    row(
-        &format!("Wasm create → Ready p50 / p99 ({READY_PODS} pods one after another, pod network on)"),
-        format!(
-            "{} / {} ({})",
-            ms(p50),
-            ms(pct(&rd.ready, 0.99)),
-            met(p50.as_secs_f64() * 1000.0 <= budget)
-        ),
-        String::new(),
-        format!("p50 ≤ {budget} ms ({README_READY_P50_MS} ms without the network + {READY_BUDGET_MS} ms)"),
-    );
-    let m = &r.many;
-    row(
-        &format!("{MANY_PODS} Wasm pods (a Deployment) create → all Running on one node"),
-        format!(
-            "{:.1} s ({:.0} pods/s; {} pod addresses on skiff0)",
-            m.elapsed.as_secs_f64(),
-            MANY_PODS as f64 / m.elapsed.as_secs_f64().max(1e-9),
-            m.addresses
-        ),
-        String::new(),
-        String::new(),
-    );
-    row(
-        &format!(
-            "skiff server RSS: before → {MANY_PODS} Running → {}s later",
-            SETTLE.as_secs()
-        ),
-        format!(
-            "{} → {} → {} ({:.1} KiB per pod)",
-            mib(m.rss_before),
-            mib(m.rss_running),
-            mib(m.rss_settled),
-            (m.rss_settled as f64 - m.rss_before as f64) / MANY_PODS as f64
-        ),
-        String::new(),
-        String::new(),
-    );
-    println!();
-    let urls = |s: &ServiceRun| s.urls.join(", ");
-    println!("Wasm paths: {}", urls(w));
-    if let Ok(c) = &r.container {
-        println!("container paths: {}", urls(c));
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Inside the namespace.
 
@@ -944,7 +522,7 @@ async fn inside(ns: &str) -> Result<()> {
     let dir = tmp.path();
     let kubeconfig = dir.join("kubeconfig.yaml");
     let has_containerd = on_path("containerd");
-    let mut server = Server::start(dir, has_containerd)?;
+    let mut server = start_server(dir, has_containerd)?;
     let (client, oci) = wait_node(&mut server, &kubeconfig).await?;
     import(&kubeconfig, &component, "hello-wasm:v1")?;
     let containers = if !has_containerd {

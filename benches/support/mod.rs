@@ -153,3 +153,184 @@ pub fn rss_kib(pid: u32) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Waits until node `node` is Ready (by the server behind `kubeconfig`) for at most `wait`;
+/// returns a client and whether the node runs container pods (its containerd started).
+/// `alive` fails once the server process has exited (with its log), ending the wait early.
+pub async fn wait_ready_node(
+    kubeconfig: &Path,
+    node: &str,
+    wait: Duration,
+    mut alive: impl FnMut() -> Result<()>,
+) -> Result<(kube::Client, bool)> {
+    use k8s_openapi::api::core::v1::Node;
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        alive()?;
+        if kubeconfig.exists() {
+            if let Ok(client) = kube_client(kubeconfig).await {
+                let nodes: kube::Api<Node> = kube::Api::all(client.clone());
+                if let Ok(Some(n)) = nodes.get_opt(node).await {
+                    let ready = n
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.as_ref())
+                        .is_some_and(|cs| {
+                            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                        });
+                    if ready {
+                        let oci = n
+                            .metadata
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get("skiff.dev/runtime-oci"))
+                            .is_some_and(|v| v == "true");
+                        return Ok((client, oci));
+                    }
+                }
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("node {node} not Ready within {wait:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A release `skiff server` (agent embedded) in its own process group, so a Ctrl-C reaches
+/// only the benchmark, which stops it with SIGTERM; its log is `server.log` in its data dir.
+pub struct Server {
+    child: Option<std::process::Child>,
+    dir: PathBuf,
+}
+
+/// How long a server may take to stop its pods and containerd after SIGTERM.
+const STOP_WAIT: Duration = Duration::from_secs(120);
+
+impl Server {
+    /// `skiff server ARGS --data-dir DIR`, logging at `SKIFF_LOG` (default warn).
+    pub fn spawn(dir: &Path, args: &[&str]) -> Result<Server> {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::File::create(dir.join("server.log"))?;
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("server")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir)
+            .env(
+                "SKIFF_LOG",
+                std::env::var("SKIFF_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .context("starting skiff server")?;
+        Ok(Server {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Fails once the server process has exited.
+    pub fn alive(&mut self) -> Result<()> {
+        if let Some(c) = self.child.as_mut() {
+            if let Some(status) = c.try_wait()? {
+                bail!("skiff server exited ({status})");
+            }
+        }
+        Ok(())
+    }
+
+    /// The ends of the server's and its managed containerd's logs.
+    pub fn log_tail(&self) -> String {
+        format!(
+            "server log (tail):\n{}\ncontainerd log (tail):\n{}",
+            tail(&self.dir.join("server.log"), 30),
+            tail(&self.dir.join("agent/containerd/containerd.log"), 10)
+        )
+    }
+
+    /// SIGTERM (the agent stops its pods, then containerd) and a bounded wait for the exit;
+    /// SIGKILL after that.
+    pub fn stop(&mut self) -> Result<()> {
+        stop_server(self.child.take(), STOP_WAIT)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Err(e) = self.stop() {
+            eprintln!("{e}");
+        }
+    }
+}
+
+/// Stops a server process: SIGTERM (its agent stops the pods, then containerd) and up to
+/// `wait` for it to exit; SIGKILL after that.
+pub fn stop_server(child: Option<std::process::Child>, wait: Duration) -> Result<()> {
+    let Some(mut c) = child else {
+        return Ok(());
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if let Some(status) = c.try_wait()? {
+            if !status.success() {
+                bail!("skiff server exited with {status} on SIGTERM");
+            }
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            bail!("skiff server did not stop within {wait:?} of SIGTERM; killed it");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether the pod's Ready condition is True.
+pub fn pod_ready(p: &k8s_openapi::api::core::v1::Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Creates `pod` and waits (by watch, at most `wait`) until it is Ready; returns the time
+/// from the create request to the Ready the watch delivered.
+pub async fn create_until_ready(
+    pods: &kube::Api<k8s_openapi::api::core::v1::Pod>,
+    pod: &k8s_openapi::api::core::v1::Pod,
+    wait: Duration,
+) -> Result<Duration> {
+    use futures::StreamExt;
+    use kube::api::{PostParams, WatchEvent, WatchParams};
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let wp = WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(wait.as_secs() as u32);
+    let mut stream = pods.watch(&wp, "0").await?.boxed();
+    let t = std::time::Instant::now();
+    pods.create(&PostParams::default(), pod).await?;
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Some(ev) = tokio::time::timeout_at(deadline, stream.next())
+        .await
+        .map_err(|_| anyhow::anyhow!("pod {name} not Ready within {wait:?}"))?
+        .transpose()?
+    {
+        if let WatchEvent::Added(p) | WatchEvent::Modified(p) = ev {
+            if pod_ready(&p) {
+                return Ok(t.elapsed());
+            }
+        }
+    }
+    bail!("pod {name} did not become Ready (watch ended)")
+}
