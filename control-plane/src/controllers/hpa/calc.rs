@@ -107,12 +107,26 @@ pub fn recommend(
         ));
     }
     let n = measured.len() as f64;
+    // Pods without a reading yet (just started, or their node did not answer) count as
+    // Kubernetes counts them, against the move: at the target when scaling down, idle when
+    // scaling up; if that reverses the direction or lands within tolerance, nothing changes.
+    let missing = (pods.len() - measured.len()) as f64;
     let scale = |ratio: f64| -> u32 {
-        if (ratio - 1.0).abs() <= DEFAULT_TOLERANCE {
-            current
-        } else {
-            (ratio * n).ceil().clamp(0.0, u32::MAX as f64) as u32
+        let within = |r: f64| (r - 1.0).abs() <= DEFAULT_TOLERANCE;
+        if within(ratio) {
+            return current;
         }
+        let (ratio, count) = if missing == 0.0 {
+            (ratio, n)
+        } else {
+            let assumed = if ratio < 1.0 { 1.0 } else { 0.0 };
+            let adjusted = (ratio * n + assumed * missing) / (n + missing);
+            if within(adjusted) || (adjusted > 1.0) != (ratio > 1.0) {
+                return current;
+            }
+            (adjusted, n + missing)
+        };
+        (ratio * count).ceil().clamp(0.0, u32::MAX as f64) as u32
     };
     match metric {
         MetricSpec::Utilization { resource, percent } => {

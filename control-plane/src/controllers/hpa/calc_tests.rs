@@ -123,3 +123,27 @@ fn target_quantities_parse() {
     assert_eq!(quantity_value(&json!(10)), Some(10.0));
     assert_eq!(quantity_value(&json!("64Mi")), Some(64.0 * 1024.0 * 1024.0));
 }
+
+#[test]
+fn pods_without_metrics_count_against_the_move() {
+    // Scaling up: one measured pod at 200 % of a 50 % target, one without a reading (idle):
+    // (4 + 0) / 2 = 2 × the target over two pods → 4 replicas.
+    let pods = [
+        pod("a", Some(100.0), Some(200.0)),
+        pod("b", Some(100.0), None),
+    ];
+    assert_eq!(recommend(&cpu(50.0), &pods, 2).unwrap().replicas, 4);
+    // Scaling down: one idle pod, one without a reading (at target): (0 + 1) / 2 = 0.5 → 1.
+    let pods = [
+        pod("a", Some(100.0), Some(0.0)),
+        pod("b", Some(100.0), None),
+    ];
+    assert_eq!(recommend(&cpu(50.0), &pods, 2).unwrap().replicas, 1);
+    // Scaling down a little: the assumed pods bring it within tolerance, nothing changes.
+    let pods = [
+        pod("a", Some(100.0), Some(40.0)),
+        pod("b", Some(100.0), None),
+        pod("c", Some(100.0), None),
+    ];
+    assert_eq!(recommend(&cpu(50.0), &pods, 3).unwrap().replicas, 3);
+}
