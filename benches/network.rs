@@ -563,18 +563,7 @@ async fn inside(ns: &str) -> Result<()> {
         Ok(Err(e)) => eprintln!("cleanup: {e:#}"),
         Err(_) => eprintln!("cleanup: pods not gone within {LONG_WAIT:?}"),
     }
-    let stopped = server.stop();
-    if let Some(copy) = std::env::var_os("BENCH_SERVER_LOG") {
-        let _ = std::fs::copy(dir.join("server.log"), copy);
-    }
-    let results = result.map_err(|e| {
-        if interrupted {
-            e
-        } else {
-            anyhow!("{e:#}; {}", server.log_tail())
-        }
-    })?;
-    stopped?;
+    let results = server.finish(result, interrupted)?;
     print(&results);
     Ok(())
 }

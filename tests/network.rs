@@ -10,18 +10,11 @@ use common::{guest, wait_for, Skiff};
 
 #[test]
 fn a_wasm_pod_gets_an_address_on_the_node_bridge_and_serves_8080_there() -> Result<()> {
-    if !common::containerd_available() {
+    let Some(s) = hello_cluster()? else {
         return Ok(());
-    }
-    let s = Skiff::start_networked()?;
-    s.import(&guest("hello_wasm")?, "hello-wasm:v1")?;
+    };
     // No containerPort: the component serves 8080 and gets PORT=8080.
-    s.ok(&[
-        "run",
-        "web",
-        "--image=hello-wasm:v1",
-        "--image-pull-policy=IfNotPresent",
-    ])?;
+    run_hello(&s, "web")?;
     let ip = pod_ip(&s, "web")?;
     assert!(
         ip.starts_with("10.42.0."),
@@ -39,12 +32,7 @@ fn a_wasm_pod_gets_an_address_on_the_node_bridge_and_serves_8080_there() -> Resu
     assert!(owner.starts_with("skiff-wasm-"), "{owner}");
 
     // A second pod gets another address; both answer.
-    s.ok(&[
-        "run",
-        "web2",
-        "--image=hello-wasm:v1",
-        "--image-pull-policy=IfNotPresent",
-    ])?;
+    run_hello(&s, "web2")?;
     let ip2 = pod_ip(&s, "web2")?;
     assert_ne!(ip, ip2);
     assert!(fetch(&s, &format!("http://{ip2}:8080/"))?.contains("Hello"));
@@ -64,6 +52,28 @@ fn a_wasm_pod_gets_an_address_on_the_node_bridge_and_serves_8080_there() -> Resu
     Ok(())
 }
 
+/// A networked cluster with the hello component imported (`None`: no containerd here, the
+/// tests skip; CI requires it).
+fn hello_cluster() -> Result<Option<Skiff>> {
+    if !common::containerd_available() {
+        return Ok(None);
+    }
+    let s = Skiff::start_networked()?;
+    s.import(&guest("hello_wasm")?, "hello-wasm:v1")?;
+    Ok(Some(s))
+}
+
+/// `kubectl run NAME --image=hello-wasm:v1`: a Wasm pod serving 8080.
+fn run_hello(s: &Skiff, name: &str) -> Result<()> {
+    s.ok(&[
+        "run",
+        name,
+        "--image=hello-wasm:v1",
+        "--image-pull-policy=IfNotPresent",
+    ])?;
+    Ok(())
+}
+
 /// `dig +short` against the node's cluster DNS (on the bridge address).
 fn dig(s: &Skiff, args: &[&str]) -> Result<String> {
     let mut all = vec!["@10.42.0.1", "+short", "+time=2", "+tries=1"];
@@ -73,11 +83,9 @@ fn dig(s: &Skiff, args: &[&str]) -> Result<String> {
 
 #[test]
 fn cluster_dns_names_statefulset_pods_srv_ports_and_external_names() -> Result<()> {
-    if !common::containerd_available() {
+    let Some(s) = hello_cluster()? else {
         return Ok(());
-    }
-    let s = Skiff::start_networked()?;
-    s.import(&guest("hello_wasm")?, "hello-wasm:v1")?;
+    };
     s.apply(
         "web.yaml",
         r#"
@@ -170,17 +178,10 @@ spec:
 
 #[test]
 fn kubectl_run_and_expose_serve_a_component() -> Result<()> {
-    if !common::containerd_available() {
+    let Some(s) = hello_cluster()? else {
         return Ok(());
-    }
-    let s = Skiff::start_networked()?;
-    s.import(&guest("hello_wasm")?, "hello-wasm:v1")?;
-    s.ok(&[
-        "run",
-        "web",
-        "--image=hello-wasm:v1",
-        "--image-pull-policy=IfNotPresent",
-    ])?;
+    };
+    run_hello(&s, "web")?;
     pod_ip(&s, "web")?;
     s.ok(&["expose", "pod", "web", "--port=80", "--target-port=8080"])?;
     let vip = cluster_ip(&s, "web")?;
@@ -233,18 +234,11 @@ fn kubectl_run_and_expose_serve_a_component() -> Result<()> {
 
 #[test]
 fn a_wasm_guest_s_sockets_leave_from_its_pod_address_and_resolve_cluster_names() -> Result<()> {
-    if !common::containerd_available() {
+    let Some(s) = hello_cluster()? else {
         return Ok(());
-    }
-    let s = Skiff::start_networked()?;
-    s.import(&guest("hello_wasm")?, "hello-wasm:v1")?;
+    };
     for pod in ["client", "server"] {
-        s.ok(&[
-            "run",
-            pod,
-            "--image=hello-wasm:v1",
-            "--image-pull-policy=IfNotPresent",
-        ])?;
+        run_hello(&s, pod)?;
     }
     let client = pod_ip(&s, "client")?;
     let server = pod_ip(&s, "server")?;
@@ -303,11 +297,9 @@ fn fetch_n(s: &Skiff, url: &str, n: usize) -> Result<Vec<String>> {
 
 #[test]
 fn nodeports_follow_readiness_and_termination() -> Result<()> {
-    if !common::containerd_available() {
+    let Some(s) = hello_cluster()? else {
         return Ok(());
-    }
-    let s = Skiff::start_networked()?;
-    s.import(&guest("hello_wasm")?, "hello-wasm:v1")?;
+    };
     // Each pod is ready while its file exists on the node (hostPath), so the test can make
     // one fail its readiness probe.
     let ready_dir = s.data_dir().join("ready");

@@ -3,6 +3,10 @@
 //! for processes, the cluster and percentiles.
 #![allow(dead_code)]
 
+#[path = "../../tests/common/process.rs"]
+mod process;
+pub use process::run_ok;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -79,20 +83,6 @@ pub fn run_in_netns(ns: NetNs) -> Result<()> {
         bail!("the benchmark failed ({status})");
     }
     Ok(())
-}
-
-/// Runs `cmd`, failing with its output unless it succeeds; returns stdout.
-pub fn run_ok(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The hello component: `HELLO_WASM`, else built by scripts/build-guests.sh.
@@ -259,6 +249,25 @@ impl Server {
     /// SIGKILL after that.
     pub fn stop(&mut self) -> Result<()> {
         stop_server(self.child.take(), STOP_WAIT)
+    }
+
+    /// Stops the server after a run and returns the run's outcome; a failure carries the
+    /// server's log tail (unless the run was interrupted). `BENCH_SERVER_LOG=FILE` keeps a copy
+    /// of the log.
+    pub fn finish<T>(mut self, result: Result<T>, interrupted: bool) -> Result<T> {
+        let stopped = self.stop();
+        if let Some(copy) = std::env::var_os("BENCH_SERVER_LOG") {
+            let _ = std::fs::copy(self.dir.join("server.log"), copy);
+        }
+        let out = result.map_err(|e| {
+            if interrupted {
+                e
+            } else {
+                anyhow::anyhow!("{e:#}; {}", self.log_tail())
+            }
+        })?;
+        stopped?;
+        Ok(out)
     }
 }
 

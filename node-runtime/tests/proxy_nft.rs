@@ -54,8 +54,9 @@ fn nft_list() -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-#[test]
-fn service_proxy_programs_the_kernel_in_a_private_network_namespace() {
+/// Runs `f` on a thread of its own in a new network namespace (the "node"), which goes with
+/// the thread; skips (or fails, when required) without nft or the right to make one.
+fn in_private_netns(f: impl FnOnce() + Send + 'static) {
     if Command::new("nft").arg("--version").output().is_err() {
         unavailable("nft is not installed");
         return;
@@ -67,6 +68,17 @@ fn service_proxy_programs_the_kernel_in_a_private_network_namespace() {
             unavailable(&format!("cannot create a network namespace: {err}"));
             return;
         }
+        f();
+    })
+    .join();
+    if let Err(panic) = joined {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+fn service_proxy_programs_the_kernel_in_a_private_network_namespace() {
+    in_private_netns(|| {
         sh("ip", &["link", "set", "lo", "up"]);
         for addr in [EP_A, EP_B, NODE_IP] {
             sh("ip", &["addr", "add", &format!("{addr}/32"), "dev", "lo"]);
@@ -77,11 +89,7 @@ fn service_proxy_programs_the_kernel_in_a_private_network_namespace() {
             .build()
             .expect("runtime")
             .block_on(scenario());
-    })
-    .join();
-    if let Err(panic) = joined {
-        std::panic::resume_unwind(panic);
-    }
+    });
 }
 
 fn service(name: &str, ip: &str, kind: &str) -> Service {
@@ -333,17 +341,7 @@ fn args(line: &str) -> Vec<String> {
 /// un-DNATed (br_netfilter), or the proxy must have masqueraded the connection.
 #[test]
 fn a_pod_reaches_a_pod_on_the_same_bridge_through_a_cluster_ip() {
-    if Command::new("nft").arg("--version").output().is_err() {
-        unavailable("nft is not installed");
-        return;
-    }
-    let joined = std::thread::spawn(|| {
-        // SAFETY: as above, this thread's namespace only: the "node".
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            let err = std::io::Error::last_os_error();
-            unavailable(&format!("cannot create a network namespace: {err}"));
-            return;
-        }
+    in_private_netns(|| {
         let server = pod(
             vec![
                 args("link set lo up"),
@@ -447,9 +445,5 @@ fn a_pod_reaches_a_pod_on_the_same_bridge_through_a_cluster_ip() {
         );
         assert_eq!(server_saw, expected);
         runtime.block_on(proxy.shutdown()).expect("shutdown");
-    })
-    .join();
-    if let Err(panic) = joined {
-        std::panic::resume_unwind(panic);
-    }
+    });
 }

@@ -4,6 +4,8 @@
 
 pub mod busybox;
 pub mod net;
+mod process;
+pub use process::run_ok;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -124,20 +126,6 @@ fn terminate(mut child: Child, what: &str, log: impl Fn() -> String) -> Result<(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// Runs `cmd`, failing with its output unless it succeeds; returns stdout.
-pub fn run_ok(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Whether this machine can run container pods (containerd on PATH, root for network

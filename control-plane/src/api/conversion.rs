@@ -78,6 +78,32 @@ fn drop_empty_annotations(obj: &mut Value) {
     }
 }
 
+/// The status fields both versions have, as they are.
+fn same_status_fields(status: &Value) -> Value {
+    let mut out = json!({});
+    for k in [
+        "observedGeneration",
+        "lastScaleTime",
+        "currentReplicas",
+        "desiredReplicas",
+    ] {
+        if let Some(v) = status.get(k).filter(|v| !v.is_null()) {
+            out[k] = v.clone();
+        }
+    }
+    out
+}
+
+/// The spec fields both versions have: the target and the replica bounds.
+fn same_spec_fields(spec: &Value) -> Value {
+    let mut out = json!({"scaleTargetRef": spec.get("scaleTargetRef").cloned().unwrap_or(json!({})),
+                         "maxReplicas": spec.get("maxReplicas").cloned().unwrap_or(json!(0))});
+    if let Some(min) = spec.get("minReplicas") {
+        out["minReplicas"] = min.clone();
+    }
+    out
+}
+
 /// `autoscaling/v2` → `autoscaling/v1`.
 pub fn hpa_v2_to_v1(mut obj: Value) -> Value {
     obj["apiVersion"] = json!("autoscaling/v1");
@@ -93,11 +119,7 @@ pub fn hpa_v2_to_v1(mut obj: Value) -> Value {
             .filter(|m| !is_cpu_utilization(m, "target"))
             .cloned()
             .collect();
-        let mut v1 = json!({"scaleTargetRef": spec.get("scaleTargetRef").cloned().unwrap_or(json!({})),
-                            "maxReplicas": spec.get("maxReplicas").cloned().unwrap_or(json!(0))});
-        if let Some(min) = spec.get("minReplicas") {
-            v1["minReplicas"] = min.clone();
-        }
+        let mut v1 = same_spec_fields(&spec);
         if let Some(c) = cpu.and_then(|m| m.pointer("/resource/target/averageUtilization")) {
             v1["targetCPUUtilizationPercentage"] = c.clone();
         }
@@ -110,17 +132,7 @@ pub fn hpa_v2_to_v1(mut obj: Value) -> Value {
         obj["spec"] = v1;
     }
     if let Some(status) = obj.get("status").cloned().filter(Value::is_object) {
-        let mut v1 = json!({});
-        for k in [
-            "observedGeneration",
-            "lastScaleTime",
-            "currentReplicas",
-            "desiredReplicas",
-        ] {
-            if let Some(v) = status.get(k).filter(|v| !v.is_null()) {
-                v1[k] = v.clone();
-            }
-        }
+        let mut v1 = same_status_fields(&status);
         let current = status
             .get("currentMetrics")
             .and_then(Value::as_array)
@@ -161,11 +173,7 @@ pub fn hpa_v1_to_v2(mut obj: Value) -> Value {
     let current_metrics = take_json(&mut obj, CURRENT_METRICS_ANNOTATION);
     drop_empty_annotations(&mut obj);
     if let Some(spec) = obj.get("spec").cloned().filter(Value::is_object) {
-        let mut v2 = json!({"scaleTargetRef": spec.get("scaleTargetRef").cloned().unwrap_or(json!({})),
-                            "maxReplicas": spec.get("maxReplicas").cloned().unwrap_or(json!(0))});
-        if let Some(min) = spec.get("minReplicas") {
-            v2["minReplicas"] = min.clone();
-        }
+        let mut v2 = same_spec_fields(&spec);
         let mut metrics = Vec::new();
         if let Some(t) = spec
             .get("targetCPUUtilizationPercentage")
@@ -186,17 +194,7 @@ pub fn hpa_v1_to_v2(mut obj: Value) -> Value {
         obj["spec"] = v2;
     }
     if let Some(status) = obj.get("status").cloned().filter(Value::is_object) {
-        let mut v2 = json!({});
-        for k in [
-            "observedGeneration",
-            "lastScaleTime",
-            "currentReplicas",
-            "desiredReplicas",
-        ] {
-            if let Some(v) = status.get(k).filter(|v| !v.is_null()) {
-                v2[k] = v.clone();
-            }
-        }
+        let mut v2 = same_status_fields(&status);
         let mut current = Vec::new();
         if let Some(u) = status
             .get("currentCPUUtilizationPercentage")

@@ -32,6 +32,17 @@ fn kinds(tx: &Transaction) -> Vec<String> {
         .collect()
 }
 
+/// The transaction from what was last written (`before`, nothing pending) to `after`.
+fn update(before: &Ruleset, after: &Ruleset) -> Transaction {
+    diff(
+        "t",
+        Some(before),
+        &Existing::default(),
+        &BTreeSet::new(),
+        after,
+    )
+}
+
 #[test]
 fn first_sync_takes_over_the_whole_table_in_one_transaction() {
     let desired = ruleset(json!([{"addresses": ["10.42.0.1"]}]));
@@ -68,13 +79,7 @@ fn first_sync_takes_over_the_whole_table_in_one_transaction() {
 #[test]
 fn an_unchanged_state_writes_nothing() {
     let desired = ruleset(json!([{"addresses": ["10.42.0.1"]}]));
-    let tx = diff(
-        "t",
-        Some(&desired),
-        &Existing::default(),
-        &BTreeSet::new(),
-        &desired,
-    );
+    let tx = update(&desired, &desired);
     assert!(tx.is_empty(), "{:?}", kinds(&tx));
 }
 
@@ -82,13 +87,7 @@ fn an_unchanged_state_writes_nothing() {
 fn an_endpoint_change_rewrites_only_the_affected_chains() {
     let before = ruleset(json!([{"addresses": ["10.42.0.1"]}]));
     let after = ruleset(json!([{"addresses": ["10.42.0.1"]}, {"addresses": ["10.42.0.2"]}]));
-    let tx = diff(
-        "t",
-        Some(&before),
-        &Existing::default(),
-        &BTreeSet::new(),
-        &after,
-    );
+    let tx = update(&before, &after);
     let kinds = kinds(&tx);
     // Two service chains (tcp, udp) and two new endpoint chains; no fixed chain, no element.
     assert_eq!(tx.chains_written, 4, "{kinds:#?}");
@@ -111,13 +110,7 @@ fn an_endpoint_change_rewrites_only_the_affected_chains() {
 fn losing_all_endpoints_swaps_the_elements_and_removes_the_chains() {
     let before = ruleset(json!([{"addresses": ["10.42.0.1"]}]));
     let after = ruleset(json!([]));
-    let tx = diff(
-        "t",
-        Some(&before),
-        &Existing::default(),
-        &BTreeSet::new(),
-        &after,
-    );
+    let tx = update(&before, &after);
     let kinds = kinds(&tx);
     assert_eq!(
         (tx.elements_added, tx.elements_deleted),

@@ -126,7 +126,7 @@ impl HpaController {
                 );
                 self.event(hpa, EventType::Warning, "FailedGetScale", &msg)
                     .await;
-                return Ok(failed("FailedGetScale", msg));
+                return Ok(failed(hpa, "FailedGetScale", msg));
             }
         };
         let target_def = served("apps", plural)?;
@@ -140,7 +140,7 @@ impl HpaController {
             );
             self.event(hpa, EventType::Warning, "FailedGetScale", &msg)
                 .await;
-            return Ok(failed("FailedGetScale", msg));
+            return Ok(failed(hpa, "FailedGetScale", msg));
         };
         let current = target
             .pointer("/spec/replicas")
@@ -412,11 +412,16 @@ impl HpaController {
     }
 }
 
-/// A sync that could not read the target.
-fn failed(reason: &'static str, msg: String) -> Outcome {
+/// A sync that could not read the target: the last known replica counts stay.
+fn failed(hpa: &Value, reason: &'static str, msg: String) -> Outcome {
+    let last = |k: &str| {
+        hpa.pointer(&format!("/status/{k}"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as u32
+    };
     Outcome {
-        current: 0,
-        desired: 0,
+        current: last("currentReplicas"),
+        desired: last("desiredReplicas"),
         metrics: Vec::new(),
         conditions: vec![condition("AbleToScale", false, reason, msg)],
         scaled: false,
