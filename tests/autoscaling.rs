@@ -178,12 +178,25 @@ spec:
         err.contains("autoscaling.skiff.dev/scale-down-delay"),
         "{err}"
     );
-    // Valid ones are accepted, with a warning that nothing scales on them yet.
-    let good = bad.replace("\"3\"", "\"0\"").replace("\"soon\"", "\"5s\"");
+    // Valid ones are accepted; the Deployment starts at its initial scale.
+    let good = bad
+        .replace("\"3\"", "\"0\"")
+        .replace("\"soon\"", "\"5s\"")
+        .replace(
+            "    autoscaling.skiff.dev/max-scale: \"2\"\n",
+            "    autoscaling.skiff.dev/max-scale: \"2\"\n    autoscaling.skiff.dev/initial-scale: \"2\"\n",
+        );
     std::fs::write(&path, good)?;
     let out = s.kubectl(&["apply", "-f", path.to_str().unwrap_or_default()])?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains("does not scale on them yet"), "{err}");
+    let out = s.kubectl(&[
+        "get",
+        "deployment",
+        "web",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ])?;
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2");
     Ok(())
 }

@@ -181,6 +181,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         registry: Arc::new(registry),
         shutdown: shutdown_rx.clone(),
         usage: crate::usage::UsageStore::default(),
+        requests: crate::usage::RequestStore::default(),
     };
     bootstrap::run(&state, advertise, addr.port())
         .await
@@ -202,6 +203,12 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     let app = api::router(state.clone());
     let serve = tokio::spawn(async move { server.serve(app.into_make_service()).await });
     let mut controllers = controllers::spawn_all(&state, shutdown_rx.clone());
+    controllers.push(tokio::spawn(crate::usage::requests::run(
+        store.clone(),
+        state.requests.clone(),
+        creds.node_token.clone(),
+        shutdown_rx.clone(),
+    )));
     controllers.push(tokio::spawn(crate::usage::run(
         store.clone(),
         state.usage.clone(),

@@ -13,9 +13,12 @@
 //! - [`wasm`]: the wasmtime engine, component cache, commands and `wasi:http` serving.
 //! - [`images`]: pulling images by reference from the cluster registry or any OCI registry.
 //! - [`logs`]: per-container logs in CRI format, rotation, tail and follow.
+//! - [`activator`]: holds scale-to-zero Services' connections while they have no ready
+//!   endpoint, and counts their connections for the autoscaler.
 //! - [`proxy`]: the Service data path (ClusterIP, NodePort, LoadBalancer) in nftables, as
 //!   kube-proxy's nftables mode does it.
 
+pub mod activator;
 pub mod agent;
 pub mod containerd;
 pub mod cri;

@@ -186,6 +186,7 @@ async fn scenario() {
         cluster_cidr: "10.42.0.0/16".into(),
         table: TABLE.into(),
         local_dns: None,
+        activator: None,
     };
     let services = vec![
         service("web", "10.96.0.10", "NodePort"),
@@ -414,6 +415,7 @@ fn a_pod_reaches_a_pod_on_the_same_bridge_through_a_cluster_ip() {
                 cluster_cidr: "10.42.0.0/16".into(),
                 table: TABLE.into(),
                 local_dns: None,
+                activator: None,
             }))
             .expect("proxy");
         let svc: Service = serde_json::from_value(json!({

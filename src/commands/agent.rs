@@ -42,6 +42,10 @@ pub struct NodeArgs {
     /// also needs a pod range larger than a /24 (the server's --node-cidr-mask-size).
     #[arg(long, default_value_t = skiff_node_runtime::agent::config::DEFAULT_MAX_PODS, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_pods: u32,
+    /// How long a connection to a scale-to-zero Service waits at the node's activator for a
+    /// ready pod before it gets a 503, e.g. `60s`, `2m`.
+    #[arg(long, default_value = "60s", value_parser = super::server::parse_duration)]
+    pub activator_timeout: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -101,6 +105,7 @@ pub fn config(
     cfg.pod_cidr = node.pod_cidr.clone();
     cfg.pod_network = !node.no_pod_network;
     cfg.max_pods = node.max_pods;
+    cfg.activator_timeout = node.activator_timeout;
     cfg.containerd = match (&node.containerd_socket, node.no_containerd) {
         (_, true) => None,
         (Some(socket), false) => Some(ContainerdMode::External {

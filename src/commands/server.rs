@@ -60,7 +60,7 @@ pub struct ServerArgs {
 }
 
 /// A positive duration such as `10s`, `500ms` or `1m`.
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let d: jiff::SignedDuration = s
         .parse()
         .map_err(|e| format!("{s:?} is not a duration like 10s or 1m: {e}"))?;

@@ -73,6 +73,8 @@ pub struct ApiState {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Nodes' and pods' resource usage (`metrics.k8s.io`, autoscalers).
     pub usage: crate::usage::UsageStore,
+    /// The nodes' request counts (the request-driven autoscaler).
+    pub requests: crate::usage::RequestStore,
 }
 
 pub fn router(state: ApiState) -> Router {

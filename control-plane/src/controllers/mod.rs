@@ -4,6 +4,7 @@
 //! fill it, workers that reconcile one key at a time); controllers change objects through
 //! [`crate::api::handlers::Objects`], the in-process API with full admission.
 
+pub mod autoscaler;
 pub mod clock;
 pub mod cronjob;
 pub mod daemonset;
@@ -108,6 +109,11 @@ pub fn spawn_all(st: &ApiState, shutdown: watch::Receiver<bool>) -> Vec<JoinHand
         std::sync::Arc::new(servicelb),
         st.store.clone(),
         servicelb::DEFAULT_WORKERS,
+        shutdown.clone(),
+    ));
+    tasks.extend(autoscaler::spawn(
+        crate::api::handlers::Objects::new(st.clone()),
+        st.store.clone(),
         shutdown.clone(),
     ));
     tasks.extend(hpa::spawn(

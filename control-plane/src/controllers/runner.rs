@@ -165,7 +165,23 @@ pub fn spawn<R: Reconciler>(
     workers: usize,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<()>> {
-    let queue = Arc::new(WorkQueue::new());
+    spawn_on(
+        reconciler,
+        store,
+        workers,
+        Arc::new(WorkQueue::new()),
+        shutdown,
+    )
+}
+
+/// [`spawn`] on a given queue, so another source (e.g. a node's demand) can add keys too.
+pub fn spawn_on<R: Reconciler>(
+    reconciler: Arc<R>,
+    store: Store,
+    workers: usize,
+    queue: Arc<WorkQueue>,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     for trigger in reconciler.triggers() {
         tasks.push(tokio::spawn(watch_trigger(

@@ -53,6 +53,7 @@ impl TestApi {
             registry: Arc::new(registry),
             shutdown,
             usage: Default::default(),
+            requests: Default::default(),
         };
         crate::bootstrap::run(&st, IpAddr::V4(Ipv4Addr::LOCALHOST), 6443)
             .await

@@ -7,7 +7,10 @@
 //!
 //! - `summary.rs`: the agent's answer, as read here.
 //! - `scrape.rs`: the loop that reads every node.
+//! - `requests.rs`: the nodes' request counts for the request-driven autoscaler, streamed
+//!   (every second, and at once when an activator holds connections).
 
+pub mod requests;
 mod scrape;
 mod summary;
 
@@ -15,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+pub use requests::RequestStore;
 pub use scrape::{run, DEFAULT_METRICS_RESOLUTION, DEFAULT_SCRAPE_TIMEOUT};
 pub use summary::Summary;
 

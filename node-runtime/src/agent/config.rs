@@ -57,6 +57,9 @@ pub struct AgentConfig {
     pub pod_network: bool,
     /// The whole cluster's pod network (`skiff server --cluster-cidr`).
     pub cluster_cidr: String,
+    /// How long the activator holds a connection to a scale-to-zero Service for a ready
+    /// endpoint (`--activator-timeout`).
+    pub activator_timeout: Duration,
 }
 
 impl AgentConfig {
@@ -84,6 +87,7 @@ impl AgentConfig {
             pod_cidr: None,
             pod_network: true,
             cluster_cidr: DEFAULT_CLUSTER_CIDR.to_string(),
+            activator_timeout: crate::activator::DEFAULT_HOLD_TIMEOUT,
         }
     }
 }

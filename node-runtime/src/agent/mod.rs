@@ -13,6 +13,7 @@ pub mod pods;
 pub mod portforward;
 pub mod probes;
 pub mod pullsecrets;
+pub mod request_stats;
 mod sandbox;
 pub mod server;
 pub mod services;
@@ -172,6 +173,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
     };
     let wasm_ports = wasm_ports::WasmPorts::default();
     let wasm_usage = crate::wasm::UsageRegistry::default();
+    let activator_stats = crate::activator::ActivatorStats::default();
     let endpoint = server::start(
         cfg.listen,
         &cfg.node_name,
@@ -182,6 +184,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
             node_name: cfg.node_name.clone(),
             wasm: wasm_usage.clone(),
             oci: oci.clone(),
+            activator: activator_stats.clone(),
         },
         wasm_ports.clone(),
     )
@@ -197,6 +200,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
     .await?;
     let mut net = network::setup(&client, &cfg, containerd.is_some()).await;
     let (view, mut view_tasks) = services::ClusterView::start(&client, &shutdown_rx);
+    let ctx_client = client.clone();
     let ctx = Arc::new(AgentCtx {
         recorder: events::Recorder::new(client.clone(), &cfg.node_name),
         client: client.clone(),
@@ -230,6 +234,20 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
         tokio::spawn(pods::run(ctx, shutdown_rx.clone())),
     ];
     tasks.append(&mut view_tasks);
+    if let Some(listener) = net.activator.take() {
+        tasks.extend(crate::activator::start(
+            listener,
+            crate::activator::ActivatorConfig {
+                node_name: cfg.node_name.clone(),
+                hold_timeout: cfg.activator_timeout,
+                max_held: crate::activator::DEFAULT_MAX_HELD_PER_SERVICE,
+            },
+            view.clone(),
+            ctx_client.clone(),
+            activator_stats,
+            shutdown_rx.clone(),
+        ));
+    }
     if let Some(network) = &net.network {
         tasks.push(tokio::spawn(services::sync_loop(
             view,

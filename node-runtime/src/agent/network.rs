@@ -38,12 +38,18 @@ pub(super) struct NetworkSetup {
     pub dns: Option<DnsServer>,
     /// The Service data path (nftables), when the node could set it up.
     pub proxy: Option<ServiceProxy>,
+    /// The activator's listener (on the bridge address), when the Service rules point at it.
+    pub activator: Option<tokio::net::TcpListener>,
     pub off: Option<String>,
 }
 
 /// The Service data path for this node: NodePorts on the node's address, the kube-dns
 /// Service sent to this node's own DNS server.
-async fn start_proxy(cfg: &AgentConfig, network: &PodNetwork) -> Option<ServiceProxy> {
+async fn start_proxy(
+    cfg: &AgentConfig,
+    network: &PodNetwork,
+    activator: Option<std::net::SocketAddrV4>,
+) -> Option<ServiceProxy> {
     let node_ips = match cfg.node_ip {
         std::net::IpAddr::V4(ip) => vec![ip],
         std::net::IpAddr::V6(_) => Vec::new(),
@@ -57,6 +63,7 @@ async fn start_proxy(cfg: &AgentConfig, network: &PodNetwork) -> Option<ServiceP
             network.gateway().into(),
             DNS_PORT,
         )),
+        activator,
     };
     match ServiceProxy::new(proxy_cfg).await {
         Ok(p) => {
@@ -91,6 +98,7 @@ fn off_by_flag() -> NetworkSetup {
         network: None,
         dns: None,
         proxy: None,
+        activator: None,
         off: Some("pod networking is off (--no-pod-network): pods get no addresses of their own, Services are not programmed and no cluster DNS is served on this node; Wasm pods serve on hostPorts".into()),
     }
 }
@@ -118,6 +126,7 @@ pub(super) async fn setup(
                 network: None,
                 dns: None,
                 proxy: None,
+                activator: None,
                 off: Some(format!("pod networking is off: {e}")),
             };
         }
@@ -133,12 +142,24 @@ pub(super) async fn setup(
         return off_by_flag();
     }
     match PodNetwork::setup(&layout.cni_ipam_dir, range_net).await {
-        Ok(n) => NetworkSetup {
-            dns: start_dns(&n).await,
-            proxy: start_proxy(cfg, &n).await,
-            network: Some(Arc::new(n)),
-            off: None,
-        },
+        Ok(n) => {
+            let addr =
+                std::net::SocketAddrV4::new(n.gateway(), crate::activator::DEFAULT_ACTIVATOR_PORT);
+            let activator = match crate::activator::bind(addr) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::error!(error = %e, "no activator on this node: scale-to-zero Services refuse connections while at zero");
+                    None
+                }
+            };
+            NetworkSetup {
+                dns: start_dns(&n).await,
+                proxy: start_proxy(cfg, &n, activator.as_ref().map(|_| addr)).await,
+                activator,
+                network: Some(Arc::new(n)),
+                off: None,
+            }
+        }
         Err(e) => {
             let why = if e.not_permitted() {
                 format!("pod networking is off: the agent lacks CAP_NET_ADMIN ({e}); run it as root for pod IPs, Services and cluster DNS — Wasm pods still serve on hostPorts")
@@ -150,6 +171,7 @@ pub(super) async fn setup(
                 network: None,
                 dns: None,
                 proxy: None,
+                activator: None,
                 off: Some(why),
             }
         }

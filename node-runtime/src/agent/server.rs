@@ -130,6 +130,24 @@ async fn stats_summary(State(st): State<EndpointState>, headers: HeaderMap) -> R
     axum::Json(st.stats.summary().await).into_response()
 }
 
+/// The request counts for the autoscaler, streamed (see [`super::request_stats`]).
+async fn stats_requests(State(st): State<EndpointState>, headers: HeaderMap) -> Response {
+    if !authorized(&st, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let lines = super::request_stats::stream(
+        st.stats.wasm.clone(),
+        st.stats.activator.clone(),
+        st.shutdown.clone(),
+    );
+    let mut resp = axum::body::Body::from_stream(lines).into_response();
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-ndjson"),
+    );
+    resp
+}
+
 async fn container_logs(
     State(st): State<EndpointState>,
     UrlPath((ns, pod, container)): UrlPath<(String, String, String)>,
@@ -258,6 +276,7 @@ pub async fn start(
     let app = Router::new()
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
         .route("/stats/summary", get(stats_summary))
+        .route("/stats/requests", get(stats_requests))
         .route(
             "/{kind}/{ns}/{pod}/{container}",
             get(exec_or_attach).post(exec_or_attach),

@@ -44,11 +44,25 @@ pub struct ClusterView {
     pub slices: Store<EndpointSlice>,
     pub nodes: Store<Node>,
     changed: Arc<Notify>,
+    /// Counts every change the reflectors saw, for those who wait on the view without
+    /// batching (the activator, holding connections until an endpoint is ready).
+    generation: Arc<watch::Sender<u64>>,
+}
+
+/// Wakes the sync loop and bumps the view's generation.
+#[derive(Clone)]
+struct Changed(Arc<Notify>, Arc<watch::Sender<u64>>);
+
+impl Changed {
+    fn signal(&self) {
+        self.0.notify_one();
+        self.1.send_modify(|g| *g = g.wrapping_add(1));
+    }
 }
 
 fn reflect<K>(
     api: Api<K>,
-    changed: Arc<Notify>,
+    changed: Changed,
     mut shutdown: watch::Receiver<bool>,
 ) -> (Store<K>, tokio::task::JoinHandle<()>)
 where
@@ -69,7 +83,7 @@ where
         loop {
             tokio::select! {
                 ev = stream.next() => match ev {
-                    Some(Ok(_)) => changed.notify_one(),
+                    Some(Ok(_)) => changed.signal(),
                     Some(Err(e)) => tracing::debug!(error = %e, "watch error; retrying"),
                     None => return,
                 },
@@ -86,19 +100,39 @@ impl ClusterView {
         client: &kube::Client,
         shutdown: &watch::Receiver<bool>,
     ) -> (ClusterView, Vec<tokio::task::JoinHandle<()>>) {
-        let changed = Arc::new(Notify::new());
+        let notify = Arc::new(Notify::new());
+        let generation = Arc::new(watch::Sender::new(0));
+        let changed = Changed(notify.clone(), generation.clone());
         let (services, t1) = reflect(Api::all(client.clone()), changed.clone(), shutdown.clone());
         let (slices, t2) = reflect(Api::all(client.clone()), changed.clone(), shutdown.clone());
-        let (nodes, t3) = reflect(Api::all(client.clone()), changed.clone(), shutdown.clone());
+        let (nodes, t3) = reflect(Api::all(client.clone()), changed, shutdown.clone());
         (
             ClusterView {
                 services,
                 slices,
                 nodes,
-                changed,
+                changed: notify,
+                generation,
             },
             vec![t1, t2, t3],
         )
+    }
+
+    /// Changes whenever the view does (no batching).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// The Services and EndpointSlices as they are now.
+    pub fn snapshot(&self) -> (Vec<Service>, Vec<EndpointSlice>) {
+        let services = self
+            .services
+            .state()
+            .iter()
+            .map(|s| (**s).clone())
+            .collect();
+        let slices = self.slices.state().iter().map(|s| (**s).clone()).collect();
+        (services, slices)
     }
 
     /// The cluster DNS Service's address (`kube-system/kube-dns`), where pods send their
@@ -309,13 +343,7 @@ pub async fn sync_loop(
 
 /// One pass; false when something failed and should be tried again.
 async fn sync_once(view: &ClusterView, programs: &mut Programs) -> bool {
-    let services: Vec<Service> = view
-        .services
-        .state()
-        .iter()
-        .map(|s| (**s).clone())
-        .collect();
-    let slices: Vec<EndpointSlice> = view.slices.state().iter().map(|s| (**s).clone()).collect();
+    let (services, slices) = view.snapshot();
     let mut ok = true;
     if let Some(zone) = &programs.zone {
         zone.set(ClusterZone::build(DEFAULT_DOMAIN, &services, &slices));

@@ -87,6 +87,8 @@ pub struct StatsSource {
     pub node_name: String,
     pub wasm: UsageRegistry,
     pub oci: Option<OciRuntime>,
+    /// The activator's per-Service counters (`/stats/requests`).
+    pub activator: crate::activator::ActivatorStats,
 }
 
 impl StatsSource {
@@ -276,6 +278,7 @@ mod tests {
             node_name: "n1".into(),
             wasm,
             oci: None,
+            activator: Default::default(),
         };
         let s = source.summary().await;
         assert_eq!(s.node.node_name, "n1");

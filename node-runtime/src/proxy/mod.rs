@@ -66,6 +66,10 @@ pub struct ProxyConfig {
     /// (port 53, UDP and TCP) is DNATed here instead of to endpoints. It must be an address
     /// pods can reach (e.g. the bridge's), not loopback.
     pub local_dns: Option<SocketAddr>,
+    /// The node's activator (`crate::activator`): activated Services' VIPs and node ports
+    /// are DNATed here while they have no ready endpoint. Reachable by pods and other nodes
+    /// (the bridge's address).
+    pub activator: Option<std::net::SocketAddrV4>,
 }
 
 /// How a pod's connection through a Service to a pod on the same bridge gets its reply
@@ -170,6 +174,7 @@ impl ServiceProxy {
                 cluster_cidr,
                 node_ips: cfg.node_ips.clone(),
                 masquerade_same_node: bridge == BridgeMode::Masquerade,
+                activator: cfg.activator,
             },
             cfg,
             bridge,

@@ -24,6 +24,44 @@ pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 const DNS_SERVICE: (&str, &str) = ("kube-system", "kube-dns");
 const DNS_PORT: u16 = 53;
 
+/// The annotation the control plane's autoscaler puts on each Service in front of a
+/// request-autoscaled Deployment (`control-plane/src/controllers/autoscaler/`): how the node's
+/// activator stands in its data path.
+pub const ACTIVATOR_ANNOTATION: &str = "skiff.dev/activator";
+
+/// How the activator stands in a Service's data path (its TCP ports; UDP and SCTP ports are
+/// never held).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ActivatorMode {
+    /// `serve`: traffic goes straight to the endpoints; only while none is ready does it go to
+    /// the activator, which holds it until one is (Wasm pods count their requests themselves).
+    Serve,
+    /// `proxy`: every connection goes through the activator, which counts it for the
+    /// autoscaler (container pods, which nothing else on the node sees).
+    Proxy,
+}
+
+impl ActivatorMode {
+    /// The mode an annotation value names; `None` for anything else.
+    pub fn parse(value: &str) -> Option<ActivatorMode> {
+        match value {
+            "serve" => Some(ActivatorMode::Serve),
+            "proxy" => Some(ActivatorMode::Proxy),
+            _ => None,
+        }
+    }
+
+    /// The Service's mode, from its annotation.
+    pub fn of(service: &Service) -> Option<ActivatorMode> {
+        let value = service
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(ACTIVATOR_ANNOTATION)?;
+        ActivatorMode::parse(value)
+    }
+}
+
 /// A transport protocol a Service port can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Proto {
@@ -106,6 +144,9 @@ pub struct ServicePortPlan {
     pub local_endpoints: Vec<Endpoint>,
     /// The ClusterIP is answered by the node's DNS server instead of the endpoints.
     pub local_dns: Option<SocketAddrV4>,
+    /// The activator holds this port's connections while it has no ready endpoint (and
+    /// proxies all of them in `Proxy` mode). Only for TCP.
+    pub activator: Option<ActivatorMode>,
 }
 
 impl ServicePortPlan {
@@ -199,6 +240,7 @@ pub fn plan(
                 .filter(|seconds| *seconds > 0)
                 .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_SECONDS)
         });
+        let activator = ActivatorMode::of(service);
         let service_slices = by_service
             .get(&(namespace, name))
             .map(Vec::as_slice)
@@ -250,6 +292,7 @@ pub fn plan(
                 cluster_endpoints: select(candidates.iter()),
                 local_endpoints,
                 local_dns,
+                activator: activator.filter(|_| proto == Proto::Tcp),
                 name,
             });
         }

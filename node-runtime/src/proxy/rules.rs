@@ -15,6 +15,10 @@
 //! - filter base chains on input/forward/output (before DNAT) send new connections to a VIP
 //!   without endpoints through `no-endpoint-services` / `no-endpoint-nodeports`: reject (TCP
 //!   reset, ICMP port-unreachable) or, for a Local policy without local endpoints, drop;
+//! - a service port the activator stands in front of (`skiff.dev/activator`, see
+//!   [`super::model::ActivatorMode`]) has its VIP and node port sent to the `activator` chain,
+//!   which DNATs to the node's activator, instead of being rejected when no endpoint is ready
+//!   (and always, in `proxy` mode);
 //! - `nat-postrouting` masquerades what was marked, and pod traffic leaving the cluster
 //!   network (a pure-Wasm pod's address is on the bridge, with no CNI masquerade rule of its
 //!   own; container pods have CNI's, which matches first).
@@ -29,7 +33,7 @@ use nftables::expr::{
 use nftables::stmt::{JumpTarget, NATFlag, Operator, Reject, RejectType, SetOp, Statement, NAT};
 use nftables::types::{NfChainType, NfHook, RejectCode};
 
-use super::model::{Proto, ServicePortPlan};
+use super::model::{ActivatorMode, Proto, ServicePortPlan};
 pub use super::nft::{affinity_set_name, chain_name, endpoint_chain_name, is_service_chain};
 use super::nft::{
     cidr, concat, ct, dnat, fib_saddr_type, goto, jump, matches, meta, payload, set_mark, set_ref,
@@ -55,6 +59,7 @@ pub const REJECT_CHAIN: &str = "reject-chain";
 pub const MARK_MASQ_CHAIN: &str = "mark-for-masquerade";
 pub const MASQUERADING_CHAIN: &str = "masquerading";
 pub const LOCAL_DNS_CHAIN: &str = "local-dns";
+pub const ACTIVATOR_CHAIN: &str = "activator";
 pub const NODEPORT_IPS_SET: &str = "nodeport-ips";
 
 /// The verdict maps of the table.
@@ -139,6 +144,9 @@ pub struct RuleContext {
     /// Masquerade pod traffic to this node's endpoints, because without br_netfilter the
     /// reply of a pod on the same bridge would be bridged past conntrack's un-DNAT.
     pub masquerade_same_node: bool,
+    /// Where this node's activator listens (see `crate::activator`); `None`: no activator,
+    /// activated Services are treated as any other.
+    pub activator: Option<std::net::SocketAddrV4>,
 }
 
 /// Builds the whole desired table content.
@@ -152,6 +160,15 @@ pub fn build(plans: &[ServicePortPlan], ctx: &RuleContext) -> Ruleset {
         plans.iter().any(|p| p.local_dns.is_some()),
         ctx.cluster_cidr,
     );
+    if let Some(activator) = ctx.activator {
+        out.chains.insert(
+            ACTIVATOR_CHAIN.into(),
+            chain(vec![vec![
+                matches(meta(MetaKey::L4proto), Operator::EQ, text("tcp")),
+                dnat(*activator.ip(), activator.port()),
+            ]]),
+        );
+    }
     for plan in plans {
         service_port(&mut out, plan, ctx);
     }
@@ -475,13 +492,26 @@ fn service_port(out: &mut Ruleset, plan: &ServicePortPlan, ctx: &RuleContext) {
         out.chains.insert(name.clone(), chain(rules));
     }
 
+    // The activator, where it stands in front of this port: always (`proxy`), or while the
+    // port has no endpoint to send to (`serve`).
+    let activated = |ok: bool| match (ctx.activator, plan.activator) {
+        (Some(_), Some(ActivatorMode::Proxy)) => true,
+        (Some(_), Some(ActivatorMode::Serve)) => !ok,
+        _ => false,
+    };
+
     // ClusterIP.
     let (internal_chain, internal_ok) = if plan.internal_local {
         (&local_chain, has_local)
     } else {
         (&cluster_chain, !plan.cluster_endpoints.is_empty())
     };
-    if internal_ok {
+    if activated(internal_ok) {
+        out.elements.insert(
+            (MapName::ServiceIps, vip),
+            ElemVerdict::Goto(ACTIVATOR_CHAIN.into()),
+        );
+    } else if internal_ok {
         out.elements.insert(
             (MapName::ServiceIps, vip.clone()),
             ElemVerdict::Goto(internal_chain.clone()),
@@ -549,6 +579,11 @@ fn service_port(out: &mut Ruleset, plan: &ServicePortPlan, ctx: &RuleContext) {
         ));
     }
     for (map, no_endpoint_map, key) in external_keys {
+        if activated(external_ok) {
+            out.elements
+                .insert((map, key), ElemVerdict::Goto(ACTIVATOR_CHAIN.into()));
+            continue;
+        }
         if has_endpoints {
             out.elements.insert(
                 (map, key.clone()),

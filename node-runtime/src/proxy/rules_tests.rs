@@ -10,6 +10,7 @@ fn ctx() -> RuleContext {
         cluster_cidr: ("10.42.0.0".parse().unwrap(), 16),
         node_ips: vec!["192.0.2.1".parse().unwrap()],
         masquerade_same_node: false,
+        activator: None,
     }
 }
 
@@ -256,6 +257,7 @@ fn same_node_masquerade_only_when_asked() {
         &plans,
         &RuleContext {
             masquerade_same_node: true,
+            activator: None,
             ..ctx()
         },
     );
@@ -309,4 +311,84 @@ fn pod_traffic_leaving_the_cluster_network_is_masqueraded() {
         post.contains(r#"{"masquerade":{"flags":["fully-random"]}}"#),
         "{post}"
     );
+}
+
+#[test]
+fn activated_ports_go_to_the_activator_while_they_have_no_endpoint() {
+    let activated = |mode: &str| {
+        service(json!({
+            "metadata": {"name": "web", "namespace": "shop",
+                         "annotations": {"skiff.dev/activator": mode}},
+            "spec": {"type": "NodePort", "clusterIP": "10.96.0.10", "ports": [
+                {"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080},
+                {"name": "dns", "port": 53, "protocol": "UDP", "nodePort": 30053},
+            ]}
+        }))
+    };
+    let with_activator = RuleContext {
+        activator: Some("10.42.0.1:8012".parse().unwrap()),
+        ..ctx()
+    };
+    let to_activator = ElemVerdict::Goto(ACTIVATOR_CHAIN.into());
+    let build_with = |svc, endpoints| {
+        build(
+            &plan(&[svc], &[web_slice(endpoints)], "n1", None),
+            &with_activator,
+        )
+    };
+
+    // Serve mode, no endpoint: TCP is held by the activator, UDP still refused.
+    let set = build_with(activated("serve"), json!([]));
+    assert_eq!(
+        set.elements[&(MapName::ServiceIps, vip("10.96.0.10", Proto::Tcp, 80))],
+        to_activator
+    );
+    assert_eq!(
+        set.elements[&(
+            MapName::ServiceNodePorts,
+            ElemKey::NodePort(Proto::Tcp, 30080)
+        )],
+        to_activator
+    );
+    assert!(!set.elements.contains_key(&(
+        MapName::NoEndpointServices,
+        vip("10.96.0.10", Proto::Tcp, 80)
+    )));
+    assert!(set.elements.contains_key(&(
+        MapName::NoEndpointServices,
+        vip("10.96.0.10", Proto::Udp, 53)
+    )));
+    assert!(rules_json(&set, ACTIVATOR_CHAIN).contains("10.42.0.1"));
+
+    // Serve mode with a ready endpoint: straight to it.
+    let ready = json!([{"addresses": ["10.42.0.5"]}]);
+    let set = build_with(activated("serve"), ready.clone());
+    assert_ne!(
+        set.elements[&(MapName::ServiceIps, vip("10.96.0.10", Proto::Tcp, 80))],
+        to_activator
+    );
+    // Proxy mode: through the activator even then.
+    let set = build_with(activated("proxy"), ready);
+    assert_eq!(
+        set.elements[&(MapName::ServiceIps, vip("10.96.0.10", Proto::Tcp, 80))],
+        to_activator
+    );
+    assert_eq!(
+        set.elements[&(
+            MapName::ServiceNodePorts,
+            ElemKey::NodePort(Proto::Tcp, 30080)
+        )],
+        to_activator
+    );
+
+    // A node without an activator treats the Service as any other.
+    let set = build(
+        &plan(&[activated("serve")], &[web_slice(json!([]))], "n1", None),
+        &ctx(),
+    );
+    assert!(set.elements.contains_key(&(
+        MapName::NoEndpointServices,
+        vip("10.96.0.10", Proto::Tcp, 80)
+    )));
+    assert!(!set.chains.contains_key(ACTIVATOR_CHAIN));
 }

@@ -9,6 +9,7 @@ fn ruleset(endpoints: serde_json::Value) -> Ruleset {
         cluster_cidr: ("10.42.0.0".parse().unwrap(), 16),
         node_ips: vec!["192.0.2.1".parse().unwrap()],
         masquerade_same_node: false,
+        activator: None,
     };
     build(
         &plan(&[web_service()], &[web_slice(endpoints)], "n1", None),

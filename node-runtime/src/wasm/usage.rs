@@ -18,6 +18,7 @@ pub struct Usage {
     memory_bytes: AtomicU64,
     in_flight: AtomicU64,
     requests: AtomicU64,
+    busy_nanos: AtomicU64,
 }
 
 /// A reading of [`Usage`].
@@ -31,6 +32,9 @@ pub struct UsageSnapshot {
     pub in_flight: u64,
     /// HTTP requests answered or being answered, in total (a counter).
     pub requests: u64,
+    /// The answered requests' durations added up (a counter): its growth over a window,
+    /// divided by the window, is the average concurrency (Knative's measure).
+    pub busy_nanos: u64,
 }
 
 impl Usage {
@@ -40,6 +44,7 @@ impl Usage {
             memory_bytes: self.memory_bytes.load(Ordering::Relaxed),
             in_flight: self.in_flight.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
+            busy_nanos: self.busy_nanos.load(Ordering::Relaxed),
         }
     }
 
@@ -65,15 +70,17 @@ impl Usage {
     pub(crate) fn request(self: &Arc<Self>) -> InFlight {
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+        InFlight(self.clone(), Instant::now())
     }
 }
 
 /// A request in flight (see [`Usage::request`]).
-pub(crate) struct InFlight(Arc<Usage>);
+pub(crate) struct InFlight(Arc<Usage>, Instant);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        let nanos = u64::try_from(self.1.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.0.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
         let _ = self
             .0
             .in_flight

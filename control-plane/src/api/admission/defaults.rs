@@ -78,10 +78,15 @@ fn pod_defaults(obj: &mut Value) {
 }
 
 fn deployment(obj: &mut Value) {
+    // A request-autoscaled Deployment starts at its `autoscaling.skiff.dev/initial-scale`.
+    let initial = crate::api::admission::validation::scale_annotations::ScaleAnnotations::of(obj)
+        .ok()
+        .flatten()
+        .map_or(1, |a| a.initial_scale);
     let Some(spec) = obj_mut(obj, "spec") else {
         return;
     };
-    set_default(spec, "replicas", json!(1));
+    set_default(spec, "replicas", json!(initial));
     if let Some(strategy) = map_obj_mut(spec, "strategy") {
         set_default_str(strategy, "type", "RollingUpdate");
         if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate") {

@@ -179,8 +179,7 @@ pub async fn prepare_create(
     q: &Query,
 ) -> ApiResult<Prepared> {
     check_type_meta(def, &mut obj)?;
-    let (mut obj, mut warnings) = decode_fields(def, &obj, q)?;
-    warnings.extend(validation::scale_annotations::warnings(def.kind, &obj));
+    let (mut obj, warnings) = decode_fields(def, &obj, q)?;
     let uid = uuid::Uuid::new_v4().to_string();
     {
         let meta = meta_mut(&mut obj);
@@ -351,8 +350,7 @@ pub async fn prepare_update(
     q: &Query,
 ) -> ApiResult<Prepared> {
     check_type_meta(def, &mut new)?;
-    let (new, mut warnings) = decode_fields(def, &new, q)?;
-    warnings.extend(validation::scale_annotations::warnings(def.kind, &new));
+    let (new, warnings) = decode_fields(def, &new, q)?;
     let name = object::name(current).to_string();
     let given = object::name(&new);
     if !given.is_empty() && given != name {

@@ -173,19 +173,6 @@ fn parse_delay(v: &str) -> Option<Duration> {
         .filter(|d| *d <= MAX_SCALE_DOWN_DELAY)
 }
 
-/// What admission tells a client whose `kind` object carries valid autoscaling annotations:
-/// they are checked but nothing scales on them yet.
-pub fn warnings(kind: &str, obj: &Value) -> Vec<String> {
-    match (kind, ScaleAnnotations::of(obj)) {
-        ("Deployment", Ok(Some(_))) => vec![format!(
-            "{PREFIX}* annotations are validated, but this version of Skiff does not scale on \
-             them yet (no request-driven autoscaler or activator); use a \
-             HorizontalPodAutoscaler (autoscaling/v2) meanwhile"
-        )],
-        _ => Vec::new(),
-    }
-}
-
 /// Admission: every problem with `obj`'s autoscaling annotations.
 pub fn validate(obj: &Value, errs: &mut Vec<FieldError>) {
     collect(obj, errs);

@@ -1,0 +1,343 @@
+//! The request-driven autoscaler, Knative-style, for Deployments carrying
+//! `autoscaling.skiff.dev/*` annotations (`api/admission/validation/scale_annotations.rs`
+//! parses them). Each tick (one second while the Deployment has replicas) it:
+//!
+//! 1. finds the Services in front of the Deployment and marks them for the nodes' activators
+//!    (`services.rs`: `skiff.dev/activator` `serve` or `proxy`, `skiff.dev/scale-target`);
+//! 2. reads the requests the nodes counted (`usage::requests`: its Wasm pods' own counts, the
+//!    activators' per Service) into one sample (`meter.rs`);
+//! 3. decides the replicas (`decide.rs`: stable and panic windows, rate limits, scale-down
+//!    delay, to zero after the idle delay when `min-scale` is 0) and writes `spec.replicas`
+//!    as the `scale` subresource does, with an Event for every change.
+//!
+//! At zero nothing ticks: a node whose activator holds a connection for one of the Services
+//! reports it at once, and that demand queues the Deployment (`spawn`), which scales it up.
+//! A Deployment without the annotations is never touched (and loses its Services' marks, so
+//! deleting the annotations hands control back); one that a HorizontalPodAutoscaler targets
+//! is left to it, with a Warning event.
+
+mod decide;
+mod meter;
+pub mod services;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::queue::WorkQueue;
+use super::runner::{namespace_fanout, served, Action, ReconcileError, Reconciler, Trigger};
+use crate::api::admission::validation::scale_annotations::ScaleAnnotations;
+use crate::api::handlers::{Objects, Subresource};
+use crate::api::object;
+use crate::api::selectors::LabelSelector;
+use crate::events::{EventRecorder, EventType};
+use crate::store::ObjectKey;
+use crate::usage::RequestStore;
+pub use decide::{
+    Metric, Settings, DEFAULT_PANIC_WINDOW_PERCENT, DEFAULT_STABLE_WINDOW,
+    DEFAULT_TARGET_UTILIZATION, DEFAULT_TICK,
+};
+
+/// One worker: a tick is a few reads and rarely a write.
+pub const DEFAULT_WORKERS: usize = 1;
+const DEPLOYMENTS: &str = "apps/deployments";
+
+/// A workload's history between ticks.
+struct Tracked {
+    scaler: decide::Scaler,
+    meter: meter::Meter,
+}
+
+pub struct Autoscaler {
+    objects: Objects,
+    requests: RequestStore,
+    recorder: EventRecorder,
+    tracked: Mutex<HashMap<ObjectKey, Tracked>>,
+}
+
+impl Autoscaler {
+    pub fn new(objects: Objects) -> Self {
+        let st = objects.state();
+        Autoscaler {
+            recorder: EventRecorder::new(st.store.clone(), "skiff-autoscaler"),
+            requests: st.requests.clone(),
+            objects,
+            tracked: Mutex::default(),
+        }
+    }
+
+    async fn event(&self, obj: &Value, kind: EventType, reason: &str, message: &str) {
+        if let Err(e) = self.recorder.record(obj, kind, reason, message).await {
+            tracing::debug!(error = %e, "cannot record event");
+        }
+    }
+
+    fn forget(&self, key: &ObjectKey) {
+        self.tracked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    /// Marks `names` for `deployment` in `mode`, and unmarks the other Services marked for it.
+    async fn mark_services(
+        &self,
+        ns: &str,
+        deployment: &str,
+        services: &[Value],
+        names: &[String],
+        mode: Option<&str>,
+    ) -> Result<(), ReconcileError> {
+        let def = served("", "services")?;
+        for svc in services {
+            let name = object::name(svc);
+            let wanted = match mode {
+                Some(m) if names.iter().any(|n| n == name) => Some((m, deployment)),
+                _ if services::annotation(svc, services::SCALE_TARGET_ANNOTATION)
+                    == Some(deployment) =>
+                {
+                    None
+                }
+                _ => continue,
+            };
+            let mut probe = svc.clone();
+            if !services::set_marks(&mut probe, wanted) {
+                continue;
+            }
+            self.objects
+                .modify(def, ns, name, Subresource::Main, |s| {
+                    services::set_marks(s, wanted);
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Whether a HorizontalPodAutoscaler in `ns` scales Deployment `name`.
+    async fn hpa_targets(&self, ns: &str, name: &str) -> Result<bool, ReconcileError> {
+        let Some(def) =
+            crate::api::resources::find("autoscaling", "v2", "horizontalpodautoscalers")
+        else {
+            return Ok(false);
+        };
+        let hpas = self.objects.list(def, ns, None).await?;
+        Ok(hpas.iter().any(|h| {
+            h.pointer("/spec/scaleTargetRef/kind")
+                .and_then(Value::as_str)
+                == Some("Deployment")
+                && h.pointer("/spec/scaleTargetRef/name")
+                    .and_then(Value::as_str)
+                    == Some(name)
+        }))
+    }
+}
+
+/// The annotations as the decision's settings.
+fn settings(a: &ScaleAnnotations) -> Settings {
+    let (metric, target) = match a.target_rps {
+        Some(rps) => (Metric::Rps, rps),
+        None => (
+            Metric::Concurrency,
+            a.target_concurrency * DEFAULT_TARGET_UTILIZATION,
+        ),
+    };
+    Settings {
+        min: a.min_scale,
+        max: a.max_scale,
+        metric,
+        target,
+        scale_down_delay: a.scale_down_delay,
+        stable_window: DEFAULT_STABLE_WINDOW,
+        panic_window: DEFAULT_STABLE_WINDOW.mul_f64(DEFAULT_PANIC_WINDOW_PERCENT / 100.0),
+    }
+}
+
+/// The reason of an Event for a change from `from` to `to` replicas.
+fn reason(from: u32, to: u32) -> &'static str {
+    match (from, to) {
+        (0, _) => "ScaledFromZero",
+        (_, 0) => "ScaledToZero",
+        (f, t) if t > f => "ScaledUp",
+        _ => "ScaledDown",
+    }
+}
+
+impl Reconciler for Autoscaler {
+    fn name(&self) -> &'static str {
+        "autoscaler"
+    }
+
+    fn triggers(&self) -> Vec<Trigger> {
+        // The Deployments themselves, and any Service change in their namespace (a new
+        // Service in front of one, a changed selector).
+        namespace_fanout(DEPLOYMENTS, "core/services")
+    }
+
+    async fn reconcile(&self, key: &ObjectKey) -> Result<Action, ReconcileError> {
+        let ns = key.namespace.as_str();
+        let services_def = served("", "services")?;
+        let deployment = self
+            .objects
+            .get(served("apps", "deployments")?, ns, &key.name)
+            .await?;
+        let annotations = deployment
+            .as_ref()
+            .filter(|d| d.pointer("/metadata/deletionTimestamp").is_none())
+            .and_then(|d| ScaleAnnotations::of(d).ok().flatten());
+        let (Some(dep), Some(annotations)) = (deployment, annotations) else {
+            // Not (or no longer) autoscaled: hand the Services back.
+            self.forget(key);
+            let services = self.objects.list(services_def, ns, None).await?;
+            if !services::marked_for(&services, &key.name).is_empty() {
+                self.mark_services(ns, &key.name, &services, &[], None)
+                    .await?;
+            }
+            return Ok(Action::Done);
+        };
+        if self.hpa_targets(ns, &key.name).await? {
+            self.forget(key);
+            let msg = "a HorizontalPodAutoscaler scales this Deployment: its autoscaling.skiff.dev annotations are ignored until it is deleted";
+            self.event(&dep, EventType::Warning, "AutoscalerConflict", msg)
+                .await;
+            return Ok(Action::Done);
+        }
+
+        let selector = dep
+            .pointer("/spec/selector")
+            .map(LabelSelector::from_k8s)
+            .transpose()
+            .map_err(|e| ReconcileError::Invalid(e.to_string()))?
+            .unwrap_or_else(LabelSelector::nothing);
+        let pods: Vec<Value> = self
+            .objects
+            .list(served("", "pods")?, ns, None)
+            .await?
+            .into_iter()
+            .filter(|p| selector.matches_object(p))
+            .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+            .collect();
+        let all_services = self.objects.list(services_def, ns, None).await?;
+        let fronting = services::fronting(&all_services, &dep);
+        let current_mode = all_services
+            .iter()
+            .filter(|s| fronting.iter().any(|n| n == object::name(s)))
+            .find_map(|s| services::annotation(s, services::ACTIVATOR_ANNOTATION));
+        let mode = services::mode(&pods, current_mode, &dep);
+        self.mark_services(ns, &key.name, &all_services, &fronting, Some(mode))
+            .await?;
+
+        // The sample: the pods' own counts when they count (serve), and the activators'.
+        let mut counters = Vec::new();
+        if mode == services::SERVE {
+            for p in &pods {
+                counters.extend(
+                    self.requests
+                        .pod(ns, object::meta_str(p, "uid").unwrap_or("")),
+                );
+            }
+        }
+        for name in &fronting {
+            counters.extend(self.requests.service(ns, name));
+        }
+        let now = Instant::now();
+        let current = dep
+            .pointer("/spec/replicas")
+            .and_then(Value::as_u64)
+            .unwrap_or(1) as u32;
+        let ready = dep
+            .pointer("/status/readyReplicas")
+            .and_then(Value::as_u64)
+            .unwrap_or(0) as u32;
+        let settings = settings(&annotations);
+        let decision = {
+            let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
+            let t = tracked.entry(key.clone()).or_insert_with(|| Tracked {
+                scaler: decide::Scaler::new(now),
+                meter: meter::Meter::default(),
+            });
+            let sample = t.meter.measure(&counters, now);
+            t.scaler.decide(&settings, &sample, current, ready, now)
+        };
+        let mut replicas = current;
+        if decision.replicas != current {
+            let desired = decision.replicas;
+            let changed = self
+                .objects
+                .modify(
+                    served("apps", "deployments")?,
+                    ns,
+                    &key.name,
+                    Subresource::Main,
+                    |d| {
+                        d["spec"]["replicas"] = json!(desired);
+                        Ok(())
+                    },
+                )
+                .await?;
+            if let Some(changed) = changed {
+                replicas = desired;
+                let msg = format!(
+                    "Scaled from {current} to {desired} replicas; reason: {}",
+                    decision.reason
+                );
+                tracing::info!(namespace = ns, deployment = %key.name, from = current, to = desired, reason = %decision.reason, "autoscaled");
+                self.event(&changed, EventType::Normal, reason(current, desired), &msg)
+                    .await;
+            }
+        }
+        Ok(if replicas == 0 {
+            // Woken by demand (or a change); nothing to sample meanwhile.
+            Action::Done
+        } else {
+            Action::RequeueAfter(DEFAULT_TICK)
+        })
+    }
+}
+
+/// Starts the autoscaler and the task that turns nodes' demand for a Service into an
+/// immediate reconcile of the Deployment it fronts.
+pub fn spawn(
+    objects: Objects,
+    store: crate::store::Store,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let autoscaler = Arc::new(Autoscaler::new(objects));
+    let requests = autoscaler.requests.clone();
+    let queue = Arc::new(WorkQueue::new());
+    let mut tasks = super::runner::spawn_on(
+        autoscaler,
+        store.clone(),
+        DEFAULT_WORKERS,
+        queue.clone(),
+        shutdown.clone(),
+    );
+    tasks.push(tokio::spawn(demand(requests, store, queue, shutdown)));
+    tasks
+}
+
+/// Queues the Deployment behind each Service a node holds connections for.
+async fn demand(
+    requests: RequestStore,
+    store: crate::store::Store,
+    queue: Arc<WorkQueue>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let wanted = tokio::select! {
+            w = requests.demand() => w,
+            _ = shutdown.changed() => return,
+        };
+        for (ns, name) in wanted {
+            let key = ObjectKey::new("core/services", &ns, &name);
+            let Ok(Some(svc)) = store.get(&key).await else {
+                continue;
+            };
+            if let Some(target) = services::annotation(&svc, services::SCALE_TARGET_ANNOTATION) {
+                queue.add(ObjectKey::new(DEPLOYMENTS, &ns, target));
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The Services in front of a request-autoscaled Deployment, and the annotations that put the
+//! nodes' activators in their data path (`node-runtime/src/activator/`, which reads
+//! `skiff.dev/activator`): `serve` while the pods count their own requests (Wasm HTTP
+//! components), `proxy` when they run Linux containers, whose requests only the activator
+//! sees. `skiff.dev/scale-target` names the Deployment, so a node's demand for the Service
+//! reaches it (and `kubectl describe service` says who scales it).
+
+use serde_json::Value;
+
+use crate::api::object;
+
+/// How the nodes' activators stand in the Service's data path (read by the node's proxy).
+pub const ACTIVATOR_ANNOTATION: &str = "skiff.dev/activator";
+/// The Deployment the autoscaler scales for this Service.
+pub const SCALE_TARGET_ANNOTATION: &str = "skiff.dev/scale-target";
+
+/// The activator modes.
+pub const SERVE: &str = "serve";
+pub const PROXY: &str = "proxy";
+
+/// Whether `service` selects the pods of `template_labels` (a non-empty selector, all of
+/// whose pairs the labels have).
+pub fn selects(service: &Value, template_labels: &Value) -> bool {
+    let Some(selector) = service
+        .pointer("/spec/selector")
+        .and_then(Value::as_object)
+        .filter(|s| !s.is_empty())
+    else {
+        return false;
+    };
+    selector
+        .iter()
+        .all(|(k, v)| template_labels.get(k).is_some_and(|l| l == v))
+}
+
+/// The names of the Services (of one namespace) that front `deployment`.
+pub fn fronting(services: &[Value], deployment: &Value) -> Vec<String> {
+    let labels = deployment
+        .pointer("/spec/template/metadata/labels")
+        .cloned()
+        .unwrap_or(Value::Null);
+    services
+        .iter()
+        .filter(|s| selects(s, &labels))
+        .map(|s| object::name(s).to_string())
+        .collect()
+}
+
+/// The names of the Services marked for `deployment`.
+pub fn marked_for(services: &[Value], deployment: &str) -> Vec<String> {
+    services
+        .iter()
+        .filter(|s| annotation(s, SCALE_TARGET_ANNOTATION) == Some(deployment))
+        .map(|s| object::name(s).to_string())
+        .collect()
+}
+
+pub fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
+    obj.pointer("/metadata/annotations")?.get(key)?.as_str()
+}
+
+/// The activator mode for these pods: `proxy` as soon as one runs a Linux container,
+/// `serve` when they run Wasm only; with no pod started yet, what the Services say now, else
+/// the template's RuntimeClass, else `serve`.
+pub fn mode(pods: &[Value], current: Option<&str>, deployment: &Value) -> &'static str {
+    let ids: Vec<&str> = pods
+        .iter()
+        .flat_map(|p| {
+            p.pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(|c| c.get("containerID").and_then(Value::as_str))
+        .collect();
+    if ids.iter().any(|id| id.starts_with("containerd://")) {
+        return PROXY;
+    }
+    if ids.iter().any(|id| id.starts_with("wasm://")) {
+        return SERVE;
+    }
+    match current {
+        Some(PROXY) => PROXY,
+        Some(SERVE) => SERVE,
+        _ => match deployment
+            .pointer("/spec/template/spec/runtimeClassName")
+            .and_then(Value::as_str)
+        {
+            Some("oci") => PROXY,
+            _ => SERVE,
+        },
+    }
+}
+
+/// Sets or removes the two annotations on `service`; whether anything changed.
+pub fn set_marks(service: &mut Value, marks: Option<(&str, &str)>) -> bool {
+    let before = (
+        annotation(service, ACTIVATOR_ANNOTATION).map(str::to_string),
+        annotation(service, SCALE_TARGET_ANNOTATION).map(str::to_string),
+    );
+    let wanted = marks.map(|(m, t)| (m.to_string(), t.to_string()));
+    if before == (wanted.clone().map(|w| w.0), wanted.clone().map(|w| w.1)) {
+        return false;
+    }
+    if !service["metadata"]["annotations"].is_object() {
+        service["metadata"]["annotations"] = serde_json::json!({});
+    }
+    let Some(annotations) = service["metadata"]["annotations"].as_object_mut() else {
+        return false;
+    };
+    match wanted {
+        Some((mode, target)) => {
+            annotations.insert(ACTIVATOR_ANNOTATION.into(), mode.into());
+            annotations.insert(SCALE_TARGET_ANNOTATION.into(), target.into());
+        }
+        None => {
+            annotations.remove(ACTIVATOR_ANNOTATION);
+            annotations.remove(SCALE_TARGET_ANNOTATION);
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fronting_services_and_modes() {
+        let dep = json!({"metadata": {"name": "web"}, "spec": {"template": {
+            "metadata": {"labels": {"app": "web", "tier": "front"}}, "spec": {}}}});
+        let services = vec![
+            json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}}}),
+            json!({"metadata": {"name": "all"}, "spec": {}}),
+            json!({"metadata": {"name": "db"}, "spec": {"selector": {"app": "db"}}}),
+        ];
+        assert_eq!(fronting(&services, &dep), vec!["web".to_string()]);
+        let pod = |id: &str| json!({"status": {"containerStatuses": [{"containerID": id}]}});
+        assert_eq!(mode(&[pod("wasm://u/app/1")], None, &dep), SERVE);
+        assert_eq!(
+            mode(
+                &[pod("wasm://u/app/1"), pod("containerd://abc")],
+                None,
+                &dep
+            ),
+            PROXY
+        );
+        assert_eq!(mode(&[], Some(PROXY), &dep), PROXY);
+        assert_eq!(mode(&[], None, &dep), SERVE);
+
+        let mut svc = services[0].clone();
+        assert!(set_marks(&mut svc, Some((SERVE, "web"))));
+        assert!(!set_marks(&mut svc, Some((SERVE, "web"))));
+        assert_eq!(marked_for(&[svc.clone()], "web"), vec!["web".to_string()]);
+        assert!(set_marks(&mut svc, None));
+        assert_eq!(annotation(&svc, ACTIVATOR_ANNOTATION), None);
+        assert!(!set_marks(&mut svc, None));
+    }
+}
