@@ -34,6 +34,7 @@ fn handle(req: Request) -> Response {
         "/healthz" => Response::text(200, "ok"),
         "/file" => file(&req),
         "/spin" => spin(),
+        "/sleep" => sleep(&req),
         "/alloc" => alloc(&req),
         "/fetch" => fetch(&req),
         "/tcp" => sockets::tcp(&req),
@@ -83,6 +84,15 @@ fn file(req: &Request) -> Response {
 }
 
 /// Burns CPU forever without making any host call; only the host's deadline stops it.
+/// Answers after `ms` milliseconds (a slow request, for concurrency).
+fn sleep(req: &Request) -> Response {
+    let Some(ms) = req.query_param("ms").and_then(|ms| ms.parse::<u64>().ok()) else {
+        return Response::text(400, "query parameter ms must be a number of milliseconds\n");
+    };
+    std::thread::sleep(std::time::Duration::from_millis(ms.min(60_000)));
+    Response::text(200, format!("slept {ms} ms\n"))
+}
+
 fn spin() -> ! {
     let mut counter = 0u64;
     loop {

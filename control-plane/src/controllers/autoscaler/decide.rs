@@ -144,8 +144,13 @@ impl Scaler {
 
         if current == 0 {
             if sample.held > 0 || sample.active {
-                let wanted = (sample.held as f64).max(value) / target;
-                let n = clamp((wanted.ceil() as u32).max(1));
+                // Enough pods for the waiting connections at the target concurrency (one for a
+                // request-rate target: a rate needs time to measure); panic mode takes it on.
+                let wanted = match s.metric {
+                    Metric::Concurrency => (sample.held as f64 / target).ceil() as u32,
+                    Metric::Rps => 1,
+                };
+                let n = clamp(wanted.max(1));
                 self.panic_since = None;
                 self.recent.clear();
                 self.recent.push_back((now, n));

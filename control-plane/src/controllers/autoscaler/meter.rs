@@ -14,7 +14,18 @@ pub struct Meter {
     at: Option<Instant>,
 }
 
+/// Samples closer together than this are not taken: a reconcile right after another (its
+/// own write, a Service change) would divide a few counts by milliseconds.
+pub const MIN_SAMPLE_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Meter {
+    /// How long until the next sample is due (zero: now).
+    pub fn due_in(&self, now: Instant) -> std::time::Duration {
+        self.at.map_or(std::time::Duration::ZERO, |at| {
+            MIN_SAMPLE_INTERVAL.saturating_sub(now.duration_since(at))
+        })
+    }
+
     /// The sample since the previous call. The first call only takes the baseline (counters
     /// that ran before the control plane started are not a burst); a source first seen later
     /// is new (a pod that just started), so all of its counts are recent.

@@ -258,7 +258,21 @@ impl Reconciler for Autoscaler {
                 scaler: decide::Scaler::new(now),
                 meter: meter::Meter::default(),
             });
-            let sample = t.meter.measure(&counters, now);
+            let sample = if current == 0 {
+                // At zero only the held connections matter (the rates resume with the pods).
+                let held: u64 = counters.iter().map(|c| c.held).sum();
+                decide::Sample {
+                    held,
+                    active: held > 0,
+                    ..decide::Sample::default()
+                }
+            } else {
+                let wait = t.meter.due_in(now);
+                if !wait.is_zero() {
+                    return Ok(Action::RequeueAfter(wait));
+                }
+                t.meter.measure(&counters, now)
+            };
             t.scaler.decide(&settings, &sample, current, ready, now)
         };
         let mut replicas = current;
