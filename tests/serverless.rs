@@ -305,9 +305,13 @@ fn held_requests_get_a_503_saying_why_when_the_pods_cannot_start() -> Result<()>
     );
     s.apply("broken.yaml", &yaml)?;
     let url = node_port_url(&s, "broken")?;
-    let started = Instant::now();
-    let (code, text) = get(&s, &url)?;
-    let took = started.elapsed();
+    // Once the autoscaler has put the activator in front of the Service and the node's rules
+    // follow (until then the Service is like any without endpoints: refused).
+    let (code, text, took) = wait_for("an answer from the activator", || {
+        let started = Instant::now();
+        let (code, text) = get(&s, &url)?;
+        Ok((code != "000").then_some((code, text, started.elapsed())))
+    })?;
     assert_eq!(code, "503", "{text}");
     assert!(
         text.contains("Service default/broken is unavailable")

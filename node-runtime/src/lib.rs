@@ -15,6 +15,8 @@
 //! - [`logs`]: per-container logs in CRI format, rotation, tail and follow.
 //! - [`activator`]: holds scale-to-zero Services' connections while they have no ready
 //!   endpoint, and counts their connections for the autoscaler.
+//! - [`ingress`]: the `skiff` IngressClass: HTTP and HTTPS on every node, routed by host and
+//!   path to Services.
 //! - [`proxy`]: the Service data path (ClusterIP, NodePort, LoadBalancer) in nftables, as
 //!   kube-proxy's nftables mode does it.
 
@@ -24,6 +26,7 @@ pub mod containerd;
 pub mod cri;
 pub mod dns;
 pub mod images;
+pub mod ingress;
 pub mod logs;
 pub mod network;
 pub mod oci;

@@ -46,6 +46,12 @@ pub struct NodeArgs {
     /// ready pod before it gets a 503, e.g. `60s`, `2m`.
     #[arg(long, default_value = "60s", value_parser = super::server::parse_duration)]
     pub activator_timeout: Duration,
+    /// The port Ingress HTTP traffic is served on, on every address of the node (0: none).
+    #[arg(long, default_value_t = skiff_node_runtime::ingress::DEFAULT_HTTP_PORT)]
+    pub ingress_http_port: u16,
+    /// The port Ingress HTTPS traffic is served on, on every address of the node (0: none).
+    #[arg(long, default_value_t = skiff_node_runtime::ingress::DEFAULT_HTTPS_PORT)]
+    pub ingress_https_port: u16,
 }
 
 #[derive(Args, Debug)]
@@ -106,6 +112,8 @@ pub fn config(
     cfg.pod_network = !node.no_pod_network;
     cfg.max_pods = node.max_pods;
     cfg.activator_timeout = node.activator_timeout;
+    cfg.ingress_http_port = node.ingress_http_port;
+    cfg.ingress_https_port = node.ingress_https_port;
     cfg.containerd = match (&node.containerd_socket, node.no_containerd) {
         (_, true) => None,
         (Some(socket), false) => Some(ContainerdMode::External {

@@ -60,6 +60,10 @@ pub struct AgentConfig {
     /// How long the activator holds a connection to a scale-to-zero Service for a ready
     /// endpoint (`--activator-timeout`).
     pub activator_timeout: Duration,
+    /// The Ingress HTTP and HTTPS ports on every address of the node (0: off). Served only
+    /// with the pod network (Ingress traffic goes on through the Service rules).
+    pub ingress_http_port: u16,
+    pub ingress_https_port: u16,
 }
 
 impl AgentConfig {
@@ -88,6 +92,8 @@ impl AgentConfig {
             pod_network: true,
             cluster_cidr: DEFAULT_CLUSTER_CIDR.to_string(),
             activator_timeout: crate::activator::DEFAULT_HOLD_TIMEOUT,
+            ingress_http_port: crate::ingress::DEFAULT_HTTP_PORT,
+            ingress_https_port: crate::ingress::DEFAULT_HTTPS_PORT,
         }
     }
 }

@@ -248,6 +248,24 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
             shutdown_rx.clone(),
         ));
     }
+    if net.network.is_some() && net.proxy.is_some() {
+        let any = |port: u16| {
+            (port != 0)
+                .then(|| std::net::SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), port))
+        };
+        let ingress = crate::ingress::IngressConfig {
+            http: any(cfg.ingress_http_port),
+            https: any(cfg.ingress_https_port),
+        };
+        if ingress.http.is_some() || ingress.https.is_some() {
+            match crate::ingress::start(ingress, view.clone(), shutdown_rx.clone()).await {
+                Ok(t) => tasks.extend(t),
+                Err(e) => {
+                    tracing::error!(error = %e, "this node serves no Ingress traffic (choose other ports with --ingress-http-port/--ingress-https-port)")
+                }
+            }
+        }
+    }
     if let Some(network) = &net.network {
         tasks.push(tokio::spawn(services::sync_loop(
             view,

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use ipnet::Ipv4Net;
-use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
@@ -43,6 +44,10 @@ pub struct ClusterView {
     pub services: Store<Service>,
     pub slices: Store<EndpointSlice>,
     pub nodes: Store<Node>,
+    /// Ingresses (all classes; `ingress::routes` picks the node's).
+    pub ingresses: Store<Ingress>,
+    /// `kubernetes.io/tls` Secrets, for the Ingresses' HTTPS.
+    pub secrets: Store<Secret>,
     changed: Arc<Notify>,
     /// Counts every change the reflectors saw, for those who wait on the view without
     /// batching (the activator, holding connections until an endpoint is ready).
@@ -62,6 +67,7 @@ impl Changed {
 
 fn reflect<K>(
     api: Api<K>,
+    config: watcher::Config,
     changed: Changed,
     mut shutdown: watch::Receiver<bool>,
 ) -> (Store<K>, tokio::task::JoinHandle<()>)
@@ -75,9 +81,7 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer);
+    let stream = watcher(api, config).default_backoff().reflect(writer);
     let task = tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         loop {
@@ -103,18 +107,44 @@ impl ClusterView {
         let notify = Arc::new(Notify::new());
         let generation = Arc::new(watch::Sender::new(0));
         let changed = Changed(notify.clone(), generation.clone());
-        let (services, t1) = reflect(Api::all(client.clone()), changed.clone(), shutdown.clone());
-        let (slices, t2) = reflect(Api::all(client.clone()), changed.clone(), shutdown.clone());
-        let (nodes, t3) = reflect(Api::all(client.clone()), changed, shutdown.clone());
+        let all = watcher::Config::default;
+        let (services, t1) = reflect(
+            Api::all(client.clone()),
+            all(),
+            changed.clone(),
+            shutdown.clone(),
+        );
+        let (slices, t2) = reflect(
+            Api::all(client.clone()),
+            all(),
+            changed.clone(),
+            shutdown.clone(),
+        );
+        let (nodes, t3) = reflect(
+            Api::all(client.clone()),
+            all(),
+            changed.clone(),
+            shutdown.clone(),
+        );
+        let (ingresses, t4) = reflect(
+            Api::all(client.clone()),
+            all(),
+            changed.clone(),
+            shutdown.clone(),
+        );
+        let tls = all().fields("type=kubernetes.io/tls");
+        let (secrets, t5) = reflect(Api::all(client.clone()), tls, changed, shutdown.clone());
         (
             ClusterView {
                 services,
                 slices,
                 nodes,
+                ingresses,
+                secrets,
                 changed: notify,
                 generation,
             },
-            vec![t1, t2, t3],
+            vec![t1, t2, t3, t4, t5],
         )
     }
 

@@ -43,11 +43,17 @@ pub use decide::{
 /// One worker: a tick is a few reads and rarely a write.
 pub const DEFAULT_WORKERS: usize = 1;
 const DEPLOYMENTS: &str = "apps/deployments";
+/// How long the activator is in a Service's path before its last pods go: every node's rules
+/// follow an annotation within a watch event and a rule sync (~100 ms batch), so no
+/// connection is sent to a pod that is going away. Knative waits for the same reason.
+pub const DEFAULT_ZERO_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A workload's history between ticks.
 struct Tracked {
     scaler: decide::Scaler,
     meter: meter::Meter,
+    /// Since when the Services have been in proxy mode (the activator in their path).
+    proxy_since: Option<Instant>,
 }
 
 pub struct Autoscaler {
@@ -221,17 +227,17 @@ impl Reconciler for Autoscaler {
             .collect();
         let all_services = self.objects.list(services_def, ns, None).await?;
         let fronting = services::fronting(&all_services, &dep);
-        let current_mode = all_services
+        // The mode the nodes apply now.
+        let applied = all_services
             .iter()
             .filter(|s| fronting.iter().any(|n| n == object::name(s)))
-            .find_map(|s| services::annotation(s, services::ACTIVATOR_ANNOTATION));
-        let mode = services::mode(&pods, current_mode, &dep);
-        self.mark_services(ns, &key.name, &all_services, &fronting, Some(mode))
-            .await?;
+            .find_map(|s| services::annotation(s, services::ACTIVATOR_ANNOTATION))
+            .map(str::to_string);
 
-        // The sample: the pods' own counts when they count (serve), and the activators'.
+        // The sample: the pods' own counts while they are served directly, and the
+        // activators' (which see every connection in proxy mode, the held ones in serve mode).
         let mut counters = Vec::new();
-        if mode == services::SERVE {
+        if applied.as_deref() == Some(services::SERVE) {
             for p in &pods {
                 counters.extend(
                     self.requests
@@ -257,6 +263,7 @@ impl Reconciler for Autoscaler {
             let t = tracked.entry(key.clone()).or_insert_with(|| Tracked {
                 scaler: decide::Scaler::new(now),
                 meter: meter::Meter::default(),
+                proxy_since: None,
             });
             let sample = if current == 0 {
                 // At zero only the held connections matter (the rates resume with the pods).
@@ -275,6 +282,31 @@ impl Reconciler for Autoscaler {
             };
             t.scaler.decide(&settings, &sample, current, ready, now)
         };
+
+        // The activator goes into the path before the pods go away.
+        let to_zero = decision.replicas == 0 && current > 0;
+        let mode = services::mode(&pods, &dep, decision.replicas == 0);
+        self.mark_services(ns, &key.name, &all_services, &fronting, Some(mode))
+            .await?;
+        let proxied_for = {
+            let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
+            let t = tracked.get_mut(key);
+            match (t, mode) {
+                (Some(t), services::PROXY) => {
+                    // Written now, or already applied (then conservatively from now).
+                    let since = *t.proxy_since.get_or_insert(now);
+                    now.duration_since(since)
+                }
+                (Some(t), _) => {
+                    t.proxy_since = None;
+                    std::time::Duration::ZERO
+                }
+                (None, _) => std::time::Duration::ZERO,
+            }
+        };
+        if to_zero && !fronting.is_empty() && proxied_for < DEFAULT_ZERO_GRACE {
+            return Ok(Action::RequeueAfter(DEFAULT_ZERO_GRACE - proxied_for));
+        }
         let mut replicas = current;
         if decision.replicas != current {
             let desired = decision.replicas;

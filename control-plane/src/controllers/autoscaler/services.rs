@@ -59,10 +59,12 @@ pub fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
     obj.pointer("/metadata/annotations")?.get(key)?.as_str()
 }
 
-/// The activator mode for these pods: `proxy` as soon as one runs a Linux container,
-/// `serve` when they run Wasm only; with no pod started yet, what the Services say now, else
-/// the template's RuntimeClass, else `serve`.
-pub fn mode(pods: &[Value], current: Option<&str>, deployment: &Value) -> &'static str {
+/// The activator mode for these pods: `serve` (straight to the pods) only while at least one
+/// is Ready and all of them run Wasm (they count their own requests); `proxy` (through the
+/// activator) otherwise: pods with a Linux container, whose requests only the activator sees;
+/// no ready pod yet; or `scaling_to_zero`, so that no connection reaches a pod that is going
+/// away (the activator holds it instead, as Knative does before a scale to zero).
+pub fn mode(pods: &[Value], deployment: &Value, scaling_to_zero: bool) -> &'static str {
     let ids: Vec<&str> = pods
         .iter()
         .flat_map(|p| {
@@ -73,22 +75,22 @@ pub fn mode(pods: &[Value], current: Option<&str>, deployment: &Value) -> &'stat
         })
         .filter_map(|c| c.get("containerID").and_then(Value::as_str))
         .collect();
-    if ids.iter().any(|id| id.starts_with("containerd://")) {
-        return PROXY;
-    }
-    if ids.iter().any(|id| id.starts_with("wasm://")) {
-        return SERVE;
-    }
-    match current {
-        Some(PROXY) => PROXY,
-        Some(SERVE) => SERVE,
-        _ => match deployment
+    let containers = ids.iter().any(|id| id.starts_with("containerd://"))
+        || deployment
             .pointer("/spec/template/spec/runtimeClassName")
             .and_then(Value::as_str)
-        {
-            Some("oci") => PROXY,
-            _ => SERVE,
-        },
+            == Some("oci");
+    let ready = pods.iter().any(|p| {
+        p.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    });
+    if ready && !containers && !scaling_to_zero {
+        SERVE
+    } else {
+        PROXY
     }
 }
 
