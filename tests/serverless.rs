@@ -265,7 +265,13 @@ fn a_wasm_service_scales_to_zero_and_answers_from_zero() -> Result<()> {
         "/sleep?ms=300",
         3,
         "serve",
-    )
+    )?;
+    // The node reports the component it holds warm, for the scheduler to prefer it.
+    wait_for("the node to report hello-wasm:v1 among its images", || {
+        let nodes = s.json(&["get", "nodes", "-o", "json"])?;
+        let names = nodes["items"][0]["status"]["images"].to_string();
+        Ok(names.contains("\"hello-wasm:v1\"").then_some(()))
+    })
 }
 
 #[test]

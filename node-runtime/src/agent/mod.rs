@@ -22,6 +22,7 @@ pub mod status;
 pub mod stream;
 mod volume_sources;
 pub mod volumes;
+pub mod warm_images;
 pub mod wasm_ports;
 pub mod workdir;
 mod worker;
@@ -201,6 +202,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
     let mut net = network::setup(&client, &cfg, containerd.is_some()).await;
     let (view, mut view_tasks) = services::ClusterView::start(&client, &shutdown_rx);
     let ctx_client = client.clone();
+    let warm = warm_images::WarmImages::default();
     let ctx = Arc::new(AgentCtx {
         recorder: events::Recorder::new(client.clone(), &cfg.node_name),
         client: client.clone(),
@@ -215,6 +217,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
                         as Arc<dyn crate::wasm::ClusterResolver>
                 }),
                 usage: wasm_usage,
+                warm: warm.clone(),
             }),
             oci: oci.map(Runtime::Oci),
         },
@@ -232,6 +235,12 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
             net.off.clone(),
         )),
         tokio::spawn(pods::run(ctx, shutdown_rx.clone())),
+        tokio::spawn(warm_images::report(
+            ctx_client.clone(),
+            cfg.node_name.clone(),
+            warm,
+            shutdown_rx.clone(),
+        )),
     ];
     tasks.append(&mut view_tasks);
     if let Some(listener) = net.activator.take() {

@@ -34,6 +34,8 @@ pub struct WasmNode {
     pub resolver: Option<Arc<dyn ClusterResolver>>,
     /// The running containers' usage (the stats endpoint reads it).
     pub usage: crate::wasm::UsageRegistry,
+    /// The images whose components are loaded here (reported for the scheduler).
+    pub warm: crate::agent::warm_images::WarmImages,
 }
 
 impl WasmNode {
@@ -161,6 +163,11 @@ impl WasmNode {
             .load(&image.digest, component_path)
             .await
             .map_err(|e| StartError::create(e.to_string()))?;
+        let size = tokio::fs::metadata(component_path)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
+        self.warm.used(&image.reference, size);
         let listeners = match comp.world {
             ComponentWorld::HttpProxy => self.listeners(&spec)?,
             ComponentWorld::Command => Vec::new(),

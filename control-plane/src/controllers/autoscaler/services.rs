@@ -138,18 +138,19 @@ mod tests {
             json!({"metadata": {"name": "db"}, "spec": {"selector": {"app": "db"}}}),
         ];
         assert_eq!(fronting(&services, &dep), vec!["web".to_string()]);
-        let pod = |id: &str| json!({"status": {"containerStatuses": [{"containerID": id}]}});
-        assert_eq!(mode(&[pod("wasm://u/app/1")], None, &dep), SERVE);
-        assert_eq!(
-            mode(
-                &[pod("wasm://u/app/1"), pod("containerd://abc")],
-                None,
-                &dep
-            ),
-            PROXY
-        );
-        assert_eq!(mode(&[], Some(PROXY), &dep), PROXY);
-        assert_eq!(mode(&[], None, &dep), SERVE);
+        let pod = |id: &str, ready: &str| {
+            json!({"status": {"containerStatuses": [{"containerID": id}],
+                              "conditions": [{"type": "Ready", "status": ready}]}})
+        };
+        assert_eq!(mode(&[pod("wasm://u/app/1", "True")], &dep, false), SERVE);
+        assert_eq!(mode(&[pod("wasm://u/app/1", "True")], &dep, true), PROXY);
+        assert_eq!(mode(&[pod("wasm://u/app/1", "False")], &dep, false), PROXY);
+        let mixed = [
+            pod("wasm://u/app/1", "True"),
+            pod("containerd://abc", "True"),
+        ];
+        assert_eq!(mode(&mixed, &dep, false), PROXY);
+        assert_eq!(mode(&[], &dep, false), PROXY);
 
         let mut svc = services[0].clone();
         assert!(set_marks(&mut svc, Some((SERVE, "web"))));

@@ -35,6 +35,8 @@ pub struct NodeInfo {
     /// Pods here with any inter-pod (anti-)affinity term, and with required anti-affinity.
     pub with_affinity: usize,
     pub with_anti_affinity: usize,
+    /// The images the node reports holding (`status.images[].names`, normalized).
+    pub images: std::collections::HashSet<String>,
 }
 
 impl NodeInfo {
@@ -83,6 +85,16 @@ impl NodeInfo {
                 .and_then(quantity)
                 .map(|q| (q.millis() / 1000) as i64)
                 .unwrap_or(DEFAULT_MAX_PODS),
+            images: node
+                .pointer("/status/images")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i.get("names").and_then(Value::as_array))
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(super::podinfo::normalize_image)
+                .collect(),
             ..NodeInfo::default()
         }
     }
@@ -94,6 +106,7 @@ impl NodeInfo {
             || self.unschedulable != o.unschedulable
             || self.allocatable != o.allocatable
             || self.allowed_pods != o.allowed_pods
+            || self.images != o.images
     }
 
     fn add_pod(&mut self, key: &str, p: &Arc<PodInfo>) {
@@ -199,6 +212,7 @@ impl Cache {
             n.unschedulable = fresh.unschedulable;
             n.allocatable = fresh.allocatable;
             n.allowed_pods = fresh.allowed_pods;
+            n.images = fresh.images;
             return NodeChange::Changed;
         }
         let mut fresh = fresh;

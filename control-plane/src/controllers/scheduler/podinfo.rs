@@ -127,6 +127,19 @@ pub struct PodInfo {
     pub spread: Vec<SpreadConstraint>,
     /// Names of the PersistentVolumeClaims the pod mounts.
     pub pvcs: Vec<String>,
+    /// Its containers' images, normalized ([`normalize_image`]).
+    pub images: Vec<String>,
+}
+
+/// An image reference as nodes report it in `status.images`: a reference without a tag or
+/// digest means `:latest`.
+pub fn normalize_image(reference: &str) -> String {
+    let last = reference.rsplit('/').next().unwrap_or(reference);
+    if reference.contains('@') || last.contains(':') {
+        reference.to_string()
+    } else {
+        format!("{reference}:latest")
+    }
 }
 
 fn containers_requests(list: Option<&Value>) -> (Resources, Resources, Vec<&Value>) {
@@ -304,6 +317,14 @@ impl PodInfo {
                 .filter_map(|v| v.pointer("/persistentVolumeClaim/claimName"))
                 .filter_map(Value::as_str)
                 .map(str::to_string)
+                .collect(),
+            images: spec
+                .get("containers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.get("image").and_then(Value::as_str))
+                .map(normalize_image)
                 .collect(),
             labels,
             namespace,

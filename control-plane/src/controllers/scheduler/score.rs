@@ -19,6 +19,24 @@ pub const WEIGHT_NODE_AFFINITY: i64 = 2;
 pub const WEIGHT_INTER_POD_AFFINITY: i64 = 2;
 pub const WEIGHT_SPREAD: i64 = 2;
 pub const WEIGHT_TAINTS: i64 = 3;
+/// Nodes that already hold a pod's images (for Wasm: compiled and pre-instantiated, the
+/// scale-from-zero fast path) are preferred about as much as an empty node over a full one:
+/// kube-scheduler's ImageLocality, scored by the share of the pod's images present rather
+/// than their size (components are kilobytes; the compile they save is what counts).
+pub const WEIGHT_IMAGE_LOCALITY: i64 = 1;
+
+/// The share of the pod's images the node holds, 0–100.
+pub fn image_locality(pod: &PodInfo, node: &NodeInfo) -> i64 {
+    if pod.images.is_empty() {
+        return 0;
+    }
+    let present = pod
+        .images
+        .iter()
+        .filter(|i| node.images.contains(*i))
+        .count();
+    (present * 100 / pod.images.len()) as i64
+}
 
 fn fractions(pod: &PodInfo, node: &NodeInfo) -> (f64, f64) {
     let mut used = node.nonzero_requested;
@@ -124,6 +142,10 @@ pub fn score_nodes(
         min_max_normalize(&mut s);
         add(s, WEIGHT_INTER_POD_AFFINITY);
     }
+    if nodes.iter().any(|n| !n.images.is_empty()) {
+        let s: Vec<i64> = nodes.iter().map(|n| image_locality(pod, n)).collect();
+        add(s, WEIGHT_IMAGE_LOCALITY);
+    }
     if let Some(sp) = spread.filter(|s| s.has_soft()) {
         let raw: Vec<Option<f64>> = nodes.iter().map(|n| sp.score(pod, n)).collect();
         add(spread::normalize(&raw), WEIGHT_SPREAD);
@@ -211,6 +233,25 @@ mod tests {
         let nodes: Vec<&NodeInfo> = cache.nodes().iter().collect();
         let s = score_nodes(&anti, &nodes, Some(&a), None);
         assert!(s[1] > s[0], "{s:?}");
+    }
+
+    #[test]
+    fn nodes_holding_the_pods_images_are_preferred() {
+        let pod = PodInfo::from_pod(&json!({"spec": {"containers": [{"image": "hello-wasm:v1"}]}}));
+        let cold = node("a", "8", json!([]));
+        let warm = NodeInfo::from_node(&json!({"metadata": {"name": "b"},
+            "status": {"allocatable": {"cpu": "8", "memory": "4Gi", "pods": "110"},
+                       "conditions": [{"type": "Ready", "status": "True"}],
+                       "images": [{"names": ["hello-wasm:v1", "registry/hello-wasm@sha256:ab"], "sizeBytes": 1000}]}}));
+        assert_eq!(image_locality(&pod, &warm), 100);
+        assert_eq!(image_locality(&pod, &cold), 0);
+        let s = score_nodes(&pod, &[&cold, &warm], None, None);
+        assert!(s[1] > s[0], "{s:?}");
+        // Untagged means :latest on both sides.
+        let latest = PodInfo::from_pod(&json!({"spec": {"containers": [{"image": "web"}]}}));
+        let node_latest = NodeInfo::from_node(&json!({"metadata": {"name": "c"},
+            "status": {"images": [{"names": ["web:latest"]}]}}));
+        assert_eq!(image_locality(&latest, &node_latest), 100);
     }
 
     #[test]
