@@ -1,4 +1,5 @@
-//! Objects every cluster starts with: the standard namespaces and the `kubernetes` Service.
+//! Objects every cluster starts with: the standard namespaces, the RuntimeClasses, the default
+//! IngressClass and the `kubernetes` Service.
 
 use std::net::IpAddr;
 
@@ -22,6 +23,11 @@ pub const OCI_RUNTIME_CLASS: &str = "oci";
 pub const OCI_HANDLER: &str = "runc";
 /// The label a node agent puts on its Node: `true` when it has containerd.
 pub const OCI_NODE_LABEL: &str = "skiff.dev/runtime-oci";
+
+/// The IngressClass whose Ingresses Skiff's ingress controller serves (the default class).
+pub const INGRESS_CLASS: &str = "skiff";
+/// `spec.controller` of the `skiff` IngressClass: any class naming it is Skiff's.
+pub const INGRESS_CONTROLLER: &str = "skiff.dev/ingress";
 
 pub const BOOTSTRAP_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -83,6 +89,22 @@ pub async fn run(st: &ApiState, advertise: IpAddr, port: u16) -> Result<(), ApiE
         )
         .await?;
     }
+    // Ingresses name it, or get it by DefaultIngressClass admission; `controllers/ingress.rs`
+    // serves them. A class the user changed (or un-defaulted) is left as it is.
+    ensure(
+        st,
+        "networking.k8s.io/v1",
+        "IngressClass",
+        None,
+        json!({
+            "metadata": {
+                "name": INGRESS_CLASS,
+                "annotations": {crate::api::admission::ingress::DEFAULT_CLASS_ANNOTATION: "true"},
+            },
+            "spec": {"controller": INGRESS_CONTROLLER},
+        }),
+    )
+    .await?;
     let first_ip = st.services.first_ip().to_string();
     ensure(
         st,

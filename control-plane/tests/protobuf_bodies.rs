@@ -8,6 +8,7 @@ use k8s_pb::api::apps::v1 as apps;
 use k8s_pb::api::batch::v1 as batch;
 use k8s_pb::api::coordination::v1 as coordination;
 use k8s_pb::api::core::v1 as core;
+use k8s_pb::api::networking::v1 as networking;
 use k8s_pb::apimachinery::pkg::api::resource::Quantity;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_pb::apimachinery::pkg::runtime::{RawExtension, TypeMeta, Unknown};
@@ -319,6 +320,72 @@ fn namespace_like_kubectl_create_namespace() {
             "metadata": {"name": "team-a"},
             "spec": {},
             "status": {}
+        })
+    );
+}
+
+/// `kubectl create ingress web --rule="shop.example/cart*=cart:8080,tls=shop-tls"
+/// --rule="/=web:http"`: no class, a Prefix and an Exact path, a numbered and a named port.
+#[test]
+fn ingress_like_kubectl_create_ingress() {
+    let backend = |name: &str, number: i32, port_name: &str| networking::IngressBackend {
+        service: Some(networking::IngressServiceBackend {
+            name: s(name),
+            port: Some(networking::ServiceBackendPort {
+                name: s(port_name),
+                number: Some(number),
+            }),
+        }),
+        resource: None,
+    };
+    let rule = |host: &str, path: &str, path_type: &str, b: networking::IngressBackend| {
+        networking::IngressRule {
+            host: s(host),
+            ingress_rule_value: Some(networking::IngressRuleValue {
+                http: Some(networking::HttpIngressRuleValue {
+                    paths: vec![networking::HttpIngressPath {
+                        path: s(path),
+                        path_type: s(path_type),
+                        backend: Some(b),
+                    }],
+                }),
+            }),
+        }
+    };
+    let ing = networking::Ingress {
+        metadata: Some(go_meta("web", &[])),
+        spec: Some(networking::IngressSpec {
+            ingress_class_name: None,
+            default_backend: None,
+            tls: vec![networking::IngressTls {
+                hosts: vec!["shop.example".to_owned()],
+                secret_name: s("shop-tls"),
+            }],
+            rules: vec![
+                rule("shop.example", "/cart", "Prefix", backend("cart", 8080, "")),
+                rule("", "/", "Exact", backend("web", 0, "http")),
+            ],
+        }),
+        status: Some(networking::IngressStatus {
+            load_balancer: Some(networking::IngressLoadBalancerStatus::default()),
+        }),
+    };
+    assert_eq!(
+        decode(&body_of("networking.k8s.io/v1", "Ingress", &ing)),
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {"name": "web"},
+            "spec": {
+                "tls": [{"hosts": ["shop.example"], "secretName": "shop-tls"}],
+                "rules": [
+                    {"host": "shop.example", "http": {"paths": [{"path": "/cart", "pathType": "Prefix",
+                        "backend": {"service": {"name": "cart", "port": {"number": 8080}}}}]}},
+                    {"http": {"paths": [{"path": "/", "pathType": "Exact",
+                        "backend": {"service": {"name": "web", "port": {"name": "http"}}}}]}}
+                ]
+            },
+            "status": {"loadBalancer": {}}
         })
     );
 }
@@ -780,7 +847,7 @@ fn unknown_kind_is_an_error() {
         "{msg}"
     );
     // a group Skiff does not serve
-    let body = envelope("networking.k8s.io/v1", "Ingress", vec![]);
+    let body = envelope("rbac.authorization.k8s.io/v1", "Role", vec![]);
     assert!(matches!(
         decode_k8s_protobuf(&body),
         Err(ProtobufError::UnsupportedKind { .. })

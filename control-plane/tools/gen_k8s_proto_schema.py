@@ -48,6 +48,7 @@ SCOPE = [
     "api/discovery/v1",
     "api/node/v1",
     "api/policy/v1",
+    "api/networking/v1",
     "apimachinery/pkg/apis/meta/v1",
     "apimachinery/pkg/util/intstr",
     "apimachinery/pkg/api/resource",
@@ -201,6 +202,12 @@ GO_POINTER_SCALARS: dict[str, str] = {
     "k8s.io.api.discovery.v1.EndpointPort": "Name Protocol Port AppProtocol",
     # ---- k8s.io/api/policy/v1
     "k8s.io.api.policy.v1.PodDisruptionBudgetSpec": "UnhealthyPodEvictionPolicy",
+    # ---- k8s.io/api/networking/v1 (types.go)
+    "k8s.io.api.networking.v1.HTTPIngressPath": "PathType",
+    "k8s.io.api.networking.v1.IngressSpec": "IngressClassName",
+    "k8s.io.api.networking.v1.IngressPortStatus": "Error",
+    "k8s.io.api.networking.v1.IngressClassParametersReference": "APIGroup Scope Namespace",
+    "k8s.io.api.networking.v1.NetworkPolicyPort": "Protocol EndPort",
     # ---- k8s.io/apimachinery/pkg/apis/meta/v1 (types.go)
     "k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta": "DeletionGracePeriodSeconds",
     "k8s.io.apimachinery.pkg.apis.meta.v1.OwnerReference": "Controller BlockOwnerDeletion",

@@ -5,8 +5,8 @@
 // Sources: k8s-pb (k8s-pb-0.9.0) for tags and wire types,
 // k8s-openapi (k8s-openapi-0.29.0, v1_37, v1_36, v1_35, v1_34, v1_33) for JSON names
 // and required fields, plus the script's list of Go pointer scalars.
-// Modules: api/core/v1, api/apps/v1, api/batch/v1, api/autoscaling/v1, api/autoscaling/v2, api/coordination/v1, api/discovery/v1, api/node/v1, api/policy/v1, apimachinery/pkg/apis/meta/v1, apimachinery/pkg/util/intstr, apimachinery/pkg/api/resource, apimachinery/pkg/runtime.
-// 400 messages, 1568 fields.
+// Modules: api/core/v1, api/apps/v1, api/batch/v1, api/autoscaling/v1, api/autoscaling/v2, api/coordination/v1, api/discovery/v1, api/node/v1, api/policy/v1, api/networking/v1, apimachinery/pkg/apis/meta/v1, apimachinery/pkg/util/intstr, apimachinery/pkg/api/resource, apimachinery/pkg/runtime.
+// 435 messages, 1647 fields.
 // Regenerate: python3 tools/gen_k8s_proto_schema.py
 
 /// Protobuf value kind of a field (for maps: of the map value; keys are always strings).
@@ -103,21 +103,21 @@ use Kind::{Bool, Bytes, I32, I64, Str, Msg as M};
 
 /// All messages, sorted by name.
 #[rustfmt::skip]
-pub static MESSAGES: [Msg; 400] = [
+pub static MESSAGES: [Msg; 435] = [
     // 0
     m("k8s.io.api.apps.v1.ControllerRevision", &[
-        f(1, "metadata", M(378), One, 0),
-        f(2, "data", M(396), One, 0),
+        f(1, "metadata", M(413), One, 0),
+        f(2, "data", M(431), One, 0),
         f(3, "revision", I64, One, KEEP_ZERO),
     ]),
     // 1
     m("k8s.io.api.apps.v1.ControllerRevisionList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(0), Rep, 0),
     ]),
     // 2
     m("k8s.io.api.apps.v1.DaemonSet", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(5), One, 0),
         f(3, "status", M(6), One, 0),
     ]),
@@ -125,18 +125,18 @@ pub static MESSAGES: [Msg; 400] = [
     m("k8s.io.api.apps.v1.DaemonSetCondition", &[
         f(1, "type", Str, One, KEEP_ZERO),
         f(2, "status", Str, One, KEEP_ZERO),
-        f(3, "lastTransitionTime", M(390), One, 0),
+        f(3, "lastTransitionTime", M(425), One, 0),
         f(4, "reason", Str, One, 0),
         f(5, "message", Str, One, 0),
     ]),
     // 4
     m("k8s.io.api.apps.v1.DaemonSetList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(2), Rep, 0),
     ]),
     // 5
     m("k8s.io.api.apps.v1.DaemonSetSpec", &[
-        f(1, "selector", M(371), One, 0),
+        f(1, "selector", M(406), One, 0),
         f(2, "template", M(257), One, 0),
         f(3, "updateStrategy", M(7), One, 0),
         f(4, "minReadySeconds", I32, One, 0),
@@ -162,7 +162,7 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 8
     m("k8s.io.api.apps.v1.Deployment", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(11), One, 0),
         f(3, "status", M(12), One, 0),
     ]),
@@ -172,18 +172,18 @@ pub static MESSAGES: [Msg; 400] = [
         f(2, "status", Str, One, KEEP_ZERO),
         f(4, "reason", Str, One, 0),
         f(5, "message", Str, One, 0),
-        f(6, "lastUpdateTime", M(390), One, 0),
-        f(7, "lastTransitionTime", M(390), One, 0),
+        f(6, "lastUpdateTime", M(425), One, 0),
+        f(7, "lastTransitionTime", M(425), One, 0),
     ]),
     // 10
     m("k8s.io.api.apps.v1.DeploymentList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(8), Rep, 0),
     ]),
     // 11
     m("k8s.io.api.apps.v1.DeploymentSpec", &[
         f(1, "replicas", I32, One, KEEP_ZERO),
-        f(2, "selector", M(371), One, 0),
+        f(2, "selector", M(406), One, 0),
         f(3, "template", M(257), One, 0),
         f(4, "strategy", M(13), One, 0),
         f(5, "minReadySeconds", I32, One, 0),
@@ -210,7 +210,7 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 14
     m("k8s.io.api.apps.v1.ReplicaSet", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(17), One, 0),
         f(3, "status", M(18), One, 0),
     ]),
@@ -218,19 +218,19 @@ pub static MESSAGES: [Msg; 400] = [
     m("k8s.io.api.apps.v1.ReplicaSetCondition", &[
         f(1, "type", Str, One, KEEP_ZERO),
         f(2, "status", Str, One, KEEP_ZERO),
-        f(3, "lastTransitionTime", M(390), One, 0),
+        f(3, "lastTransitionTime", M(425), One, 0),
         f(4, "reason", Str, One, 0),
         f(5, "message", Str, One, 0),
     ]),
     // 16
     m("k8s.io.api.apps.v1.ReplicaSetList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(14), Rep, 0),
     ]),
     // 17
     m("k8s.io.api.apps.v1.ReplicaSetSpec", &[
         f(1, "replicas", I32, One, KEEP_ZERO),
-        f(2, "selector", M(371), One, 0),
+        f(2, "selector", M(406), One, 0),
         f(3, "template", M(257), One, 0),
         f(4, "minReadySeconds", I32, One, 0),
     ]),
@@ -246,22 +246,22 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 19
     m("k8s.io.api.apps.v1.RollingUpdateDaemonSet", &[
-        f(1, "maxUnavailable", M(399), One, 0),
-        f(2, "maxSurge", M(399), One, 0),
+        f(1, "maxUnavailable", M(434), One, 0),
+        f(2, "maxSurge", M(434), One, 0),
     ]),
     // 20
     m("k8s.io.api.apps.v1.RollingUpdateDeployment", &[
-        f(1, "maxUnavailable", M(399), One, 0),
-        f(2, "maxSurge", M(399), One, 0),
+        f(1, "maxUnavailable", M(434), One, 0),
+        f(2, "maxSurge", M(434), One, 0),
     ]),
     // 21
     m("k8s.io.api.apps.v1.RollingUpdateStatefulSetStrategy", &[
         f(1, "partition", I32, One, KEEP_ZERO),
-        f(2, "maxUnavailable", M(399), One, 0),
+        f(2, "maxUnavailable", M(434), One, 0),
     ]),
     // 22
     m("k8s.io.api.apps.v1.StatefulSet", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(27), One, 0),
         f(3, "status", M(28), One, 0),
     ]),
@@ -269,13 +269,13 @@ pub static MESSAGES: [Msg; 400] = [
     m("k8s.io.api.apps.v1.StatefulSetCondition", &[
         f(1, "type", Str, One, KEEP_ZERO),
         f(2, "status", Str, One, KEEP_ZERO),
-        f(3, "lastTransitionTime", M(390), One, 0),
+        f(3, "lastTransitionTime", M(425), One, 0),
         f(4, "reason", Str, One, 0),
         f(5, "message", Str, One, 0),
     ]),
     // 24
     m("k8s.io.api.apps.v1.StatefulSetList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(22), Rep, 0),
     ]),
     // 25
@@ -290,7 +290,7 @@ pub static MESSAGES: [Msg; 400] = [
     // 27
     m("k8s.io.api.apps.v1.StatefulSetSpec", &[
         f(1, "replicas", I32, One, KEEP_ZERO),
-        f(2, "selector", M(371), One, 0),
+        f(2, "selector", M(406), One, 0),
         f(3, "template", M(257), One, 0),
         f(4, "volumeClaimTemplates", M(217), Rep, 0),
         f(5, "serviceName", Str, One, 0),
@@ -323,14 +323,14 @@ pub static MESSAGES: [Msg; 400] = [
     m("k8s.io.api.autoscaling.v1.ContainerResourceMetricSource", &[
         f(1, "name", Str, One, 0),
         f(2, "targetAverageUtilization", I32, One, 0),
-        f(3, "targetAverageValue", M(350), One, 0),
+        f(3, "targetAverageValue", M(385), One, 0),
         f(5, "container", Str, One, 0),
     ]),
     // 31
     m("k8s.io.api.autoscaling.v1.ContainerResourceMetricStatus", &[
         f(1, "name", Str, One, 0),
         f(2, "currentAverageUtilization", I32, One, 0),
-        f(3, "currentAverageValue", M(350), One, 0),
+        f(3, "currentAverageValue", M(385), One, 0),
         f(4, "container", Str, One, 0),
     ]),
     // 32
@@ -342,20 +342,20 @@ pub static MESSAGES: [Msg; 400] = [
     // 33
     m("k8s.io.api.autoscaling.v1.ExternalMetricSource", &[
         f(1, "metricName", Str, One, 0),
-        f(2, "metricSelector", M(371), One, 0),
-        f(3, "targetValue", M(350), One, 0),
-        f(4, "targetAverageValue", M(350), One, 0),
+        f(2, "metricSelector", M(406), One, 0),
+        f(3, "targetValue", M(385), One, 0),
+        f(4, "targetAverageValue", M(385), One, 0),
     ]),
     // 34
     m("k8s.io.api.autoscaling.v1.ExternalMetricStatus", &[
         f(1, "metricName", Str, One, 0),
-        f(2, "metricSelector", M(371), One, 0),
-        f(3, "currentValue", M(350), One, 0),
-        f(4, "currentAverageValue", M(350), One, 0),
+        f(2, "metricSelector", M(406), One, 0),
+        f(3, "currentValue", M(385), One, 0),
+        f(4, "currentAverageValue", M(385), One, 0),
     ]),
     // 35
     m("k8s.io.api.autoscaling.v1.HorizontalPodAutoscaler", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(38), One, 0),
         f(3, "status", M(39), One, 0),
     ]),
@@ -363,13 +363,13 @@ pub static MESSAGES: [Msg; 400] = [
     m("k8s.io.api.autoscaling.v1.HorizontalPodAutoscalerCondition", &[
         f(1, "type", Str, One, 0),
         f(2, "status", Str, One, 0),
-        f(3, "lastTransitionTime", M(390), One, 0),
+        f(3, "lastTransitionTime", M(425), One, 0),
         f(4, "reason", Str, One, 0),
         f(5, "message", Str, One, 0),
     ]),
     // 37
     m("k8s.io.api.autoscaling.v1.HorizontalPodAutoscalerList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(35), Rep, 0),
     ]),
     // 38
@@ -382,7 +382,7 @@ pub static MESSAGES: [Msg; 400] = [
     // 39
     m("k8s.io.api.autoscaling.v1.HorizontalPodAutoscalerStatus", &[
         f(1, "observedGeneration", I64, One, KEEP_ZERO),
-        f(2, "lastScaleTime", M(390), One, 0),
+        f(2, "lastScaleTime", M(425), One, 0),
         f(3, "currentReplicas", I32, One, KEEP_ZERO),
         f(4, "desiredReplicas", I32, One, KEEP_ZERO),
         f(5, "currentCPUUtilizationPercentage", I32, One, KEEP_ZERO),
@@ -409,45 +409,45 @@ pub static MESSAGES: [Msg; 400] = [
     m("k8s.io.api.autoscaling.v1.ObjectMetricSource", &[
         f(1, "target", M(32), One, 0),
         f(2, "metricName", Str, One, 0),
-        f(3, "targetValue", M(350), One, 0),
-        f(4, "selector", M(371), One, 0),
-        f(5, "averageValue", M(350), One, 0),
+        f(3, "targetValue", M(385), One, 0),
+        f(4, "selector", M(406), One, 0),
+        f(5, "averageValue", M(385), One, 0),
     ]),
     // 43
     m("k8s.io.api.autoscaling.v1.ObjectMetricStatus", &[
         f(1, "target", M(32), One, 0),
         f(2, "metricName", Str, One, 0),
-        f(3, "currentValue", M(350), One, 0),
-        f(4, "selector", M(371), One, 0),
-        f(5, "averageValue", M(350), One, 0),
+        f(3, "currentValue", M(385), One, 0),
+        f(4, "selector", M(406), One, 0),
+        f(5, "averageValue", M(385), One, 0),
     ]),
     // 44
     m("k8s.io.api.autoscaling.v1.PodsMetricSource", &[
         f(1, "metricName", Str, One, 0),
-        f(2, "targetAverageValue", M(350), One, 0),
-        f(3, "selector", M(371), One, 0),
+        f(2, "targetAverageValue", M(385), One, 0),
+        f(3, "selector", M(406), One, 0),
     ]),
     // 45
     m("k8s.io.api.autoscaling.v1.PodsMetricStatus", &[
         f(1, "metricName", Str, One, 0),
-        f(2, "currentAverageValue", M(350), One, 0),
-        f(3, "selector", M(371), One, 0),
+        f(2, "currentAverageValue", M(385), One, 0),
+        f(3, "selector", M(406), One, 0),
     ]),
     // 46
     m("k8s.io.api.autoscaling.v1.ResourceMetricSource", &[
         f(1, "name", Str, One, 0),
         f(2, "targetAverageUtilization", I32, One, 0),
-        f(3, "targetAverageValue", M(350), One, 0),
+        f(3, "targetAverageValue", M(385), One, 0),
     ]),
     // 47
     m("k8s.io.api.autoscaling.v1.ResourceMetricStatus", &[
         f(1, "name", Str, One, 0),
         f(2, "currentAverageUtilization", I32, One, 0),
-        f(3, "currentAverageValue", M(350), One, 0),
+        f(3, "currentAverageValue", M(385), One, 0),
     ]),
     // 48
     m("k8s.io.api.autoscaling.v1.Scale", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(49), One, 0),
         f(3, "status", M(50), One, 0),
     ]),
@@ -499,11 +499,11 @@ pub static MESSAGES: [Msg; 400] = [
         f(1, "selectPolicy", Str, One, KEEP_ZERO),
         f(2, "policies", M(56), Rep, 0),
         f(3, "stabilizationWindowSeconds", I32, One, KEEP_ZERO),
-        f(4, "tolerance", M(350), One, 0),
+        f(4, "tolerance", M(385), One, 0),
     ]),
     // 58
     m("k8s.io.api.autoscaling.v2.HorizontalPodAutoscaler", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(62), One, 0),
         f(3, "status", M(63), One, 0),
     ]),
@@ -516,13 +516,13 @@ pub static MESSAGES: [Msg; 400] = [
     m("k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerCondition", &[
         f(1, "type", Str, One, KEEP_ZERO),
         f(2, "status", Str, One, KEEP_ZERO),
-        f(3, "lastTransitionTime", M(390), One, 0),
+        f(3, "lastTransitionTime", M(425), One, 0),
         f(4, "reason", Str, One, 0),
         f(5, "message", Str, One, 0),
     ]),
     // 61
     m("k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(58), Rep, 0),
     ]),
     // 62
@@ -536,7 +536,7 @@ pub static MESSAGES: [Msg; 400] = [
     // 63
     m("k8s.io.api.autoscaling.v2.HorizontalPodAutoscalerStatus", &[
         f(1, "observedGeneration", I64, One, KEEP_ZERO),
-        f(2, "lastScaleTime", M(390), One, 0),
+        f(2, "lastScaleTime", M(425), One, 0),
         f(3, "currentReplicas", I32, One, 0),
         f(4, "desiredReplicas", I32, One, KEEP_ZERO),
         f(5, "currentMetrics", M(66), Rep, 0),
@@ -545,7 +545,7 @@ pub static MESSAGES: [Msg; 400] = [
     // 64
     m("k8s.io.api.autoscaling.v2.MetricIdentifier", &[
         f(1, "name", Str, One, KEEP_ZERO),
-        f(2, "selector", M(371), One, 0),
+        f(2, "selector", M(406), One, 0),
     ]),
     // 65
     m("k8s.io.api.autoscaling.v2.MetricSpec", &[
@@ -568,14 +568,14 @@ pub static MESSAGES: [Msg; 400] = [
     // 67
     m("k8s.io.api.autoscaling.v2.MetricTarget", &[
         f(1, "type", Str, One, KEEP_ZERO),
-        f(2, "value", M(350), One, 0),
-        f(3, "averageValue", M(350), One, 0),
+        f(2, "value", M(385), One, 0),
+        f(3, "averageValue", M(385), One, 0),
         f(4, "averageUtilization", I32, One, KEEP_ZERO),
     ]),
     // 68
     m("k8s.io.api.autoscaling.v2.MetricValueStatus", &[
-        f(1, "value", M(350), One, 0),
-        f(2, "averageValue", M(350), One, 0),
+        f(1, "value", M(385), One, 0),
+        f(2, "averageValue", M(385), One, 0),
         f(3, "averageUtilization", I32, One, KEEP_ZERO),
     ]),
     // 69
@@ -612,13 +612,13 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 75
     m("k8s.io.api.batch.v1.CronJob", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(77), One, 0),
         f(3, "status", M(78), One, 0),
     ]),
     // 76
     m("k8s.io.api.batch.v1.CronJobList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(75), Rep, 0),
     ]),
     // 77
@@ -635,12 +635,12 @@ pub static MESSAGES: [Msg; 400] = [
     // 78
     m("k8s.io.api.batch.v1.CronJobStatus", &[
         f(1, "active", M(215), Rep, 0),
-        f(4, "lastScheduleTime", M(390), One, 0),
-        f(5, "lastSuccessfulTime", M(390), One, 0),
+        f(4, "lastScheduleTime", M(425), One, 0),
+        f(5, "lastSuccessfulTime", M(425), One, 0),
     ]),
     // 79
     m("k8s.io.api.batch.v1.Job", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(82), One, 0),
         f(3, "status", M(83), One, 0),
     ]),
@@ -648,14 +648,14 @@ pub static MESSAGES: [Msg; 400] = [
     m("k8s.io.api.batch.v1.JobCondition", &[
         f(1, "type", Str, One, KEEP_ZERO),
         f(2, "status", Str, One, KEEP_ZERO),
-        f(3, "lastProbeTime", M(390), One, 0),
-        f(4, "lastTransitionTime", M(390), One, 0),
+        f(3, "lastProbeTime", M(425), One, 0),
+        f(4, "lastTransitionTime", M(425), One, 0),
         f(5, "reason", Str, One, 0),
         f(6, "message", Str, One, 0),
     ]),
     // 81
     m("k8s.io.api.batch.v1.JobList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(79), Rep, 0),
     ]),
     // 82
@@ -663,7 +663,7 @@ pub static MESSAGES: [Msg; 400] = [
         f(1, "parallelism", I32, One, KEEP_ZERO),
         f(2, "completions", I32, One, KEEP_ZERO),
         f(3, "activeDeadlineSeconds", I64, One, KEEP_ZERO),
-        f(4, "selector", M(371), One, 0),
+        f(4, "selector", M(406), One, 0),
         f(5, "manualSelector", Bool, One, KEEP_ZERO),
         f(6, "template", M(257), One, 0),
         f(7, "backoffLimit", I32, One, KEEP_ZERO),
@@ -680,8 +680,8 @@ pub static MESSAGES: [Msg; 400] = [
     // 83
     m("k8s.io.api.batch.v1.JobStatus", &[
         f(1, "conditions", M(80), Rep, 0),
-        f(2, "startTime", M(390), One, 0),
-        f(3, "completionTime", M(390), One, 0),
+        f(2, "startTime", M(425), One, 0),
+        f(3, "completionTime", M(425), One, 0),
         f(4, "active", I32, One, 0),
         f(5, "succeeded", I32, One, 0),
         f(6, "failed", I32, One, 0),
@@ -693,7 +693,7 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 84
     m("k8s.io.api.batch.v1.JobTemplateSpec", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(82), One, 0),
     ]),
     // 85
@@ -733,20 +733,20 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 92
     m("k8s.io.api.coordination.v1.Lease", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(94), One, 0),
     ]),
     // 93
     m("k8s.io.api.coordination.v1.LeaseList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(92), Rep, 0),
     ]),
     // 94
     m("k8s.io.api.coordination.v1.LeaseSpec", &[
         f(1, "holderIdentity", Str, One, KEEP_ZERO),
         f(2, "leaseDurationSeconds", I32, One, KEEP_ZERO),
-        f(3, "acquireTime", M(377), One, 0),
-        f(4, "renewTime", M(377), One, 0),
+        f(3, "acquireTime", M(412), One, 0),
+        f(4, "renewTime", M(412), One, 0),
         f(5, "leaseTransitions", I32, One, KEEP_ZERO),
         f(6, "strategy", Str, One, KEEP_ZERO),
         f(7, "preferredHolder", Str, One, KEEP_ZERO),
@@ -802,7 +802,7 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 103
     m("k8s.io.api.core.v1.Binding", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "target", M(215), One, 0),
     ]),
     // 104
@@ -871,7 +871,7 @@ pub static MESSAGES: [Msg; 400] = [
     m("k8s.io.api.core.v1.ClusterTrustBundleProjection", &[
         f(1, "name", Str, One, KEEP_ZERO),
         f(2, "signerName", Str, One, KEEP_ZERO),
-        f(3, "labelSelector", M(371), One, 0),
+        f(3, "labelSelector", M(406), One, 0),
         f(4, "path", Str, One, KEEP_ZERO),
         f(5, "optional", Bool, One, KEEP_ZERO),
     ]),
@@ -884,17 +884,17 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 114
     m("k8s.io.api.core.v1.ComponentStatus", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "conditions", M(113), Rep, 0),
     ]),
     // 115
     m("k8s.io.api.core.v1.ComponentStatusList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(114), Rep, 0),
     ]),
     // 116
     m("k8s.io.api.core.v1.ConfigMap", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "data", Str, Map, 0),
         f(3, "binaryData", Bytes, Map, 0),
         f(4, "immutable", Bool, One, KEEP_ZERO),
@@ -912,7 +912,7 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 119
     m("k8s.io.api.core.v1.ConfigMapList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(116), Rep, 0),
     ]),
     // 120
@@ -1006,7 +1006,7 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 131
     m("k8s.io.api.core.v1.ContainerStateRunning", &[
-        f(1, "startedAt", M(390), One, 0),
+        f(1, "startedAt", M(425), One, 0),
     ]),
     // 132
     m("k8s.io.api.core.v1.ContainerStateTerminated", &[
@@ -1014,8 +1014,8 @@ pub static MESSAGES: [Msg; 400] = [
         f(2, "signal", I32, One, 0),
         f(3, "reason", Str, One, 0),
         f(4, "message", Str, One, 0),
-        f(5, "startedAt", M(390), One, 0),
-        f(6, "finishedAt", M(390), One, 0),
+        f(5, "startedAt", M(425), One, 0),
+        f(6, "finishedAt", M(425), One, 0),
         f(7, "containerID", Str, One, 0),
     ]),
     // 133
@@ -1034,7 +1034,7 @@ pub static MESSAGES: [Msg; 400] = [
         f(7, "imageID", Str, One, KEEP_ZERO),
         f(8, "containerID", Str, One, 0),
         f(9, "started", Bool, One, KEEP_ZERO),
-        f(10, "allocatedResources", M(350), Map, 0),
+        f(10, "allocatedResources", M(385), Map, 0),
         f(11, "resources", M(282), One, 0),
         f(12, "volumeMounts", M(324), Rep, 0),
         f(13, "user", M(135), One, 0),
@@ -1068,7 +1068,7 @@ pub static MESSAGES: [Msg; 400] = [
     // 140
     m("k8s.io.api.core.v1.EmptyDirVolumeSource", &[
         f(1, "medium", Str, One, 0),
-        f(2, "sizeLimit", M(350), One, 0),
+        f(2, "sizeLimit", M(385), One, 0),
     ]),
     // 141
     m("k8s.io.api.core.v1.EndpointAddress", &[
@@ -1092,12 +1092,12 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 144
     m("k8s.io.api.core.v1.Endpoints", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "subsets", M(143), Rep, 0),
     ]),
     // 145
     m("k8s.io.api.core.v1.EndpointsList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(144), Rep, 0),
     ]),
     // 146
@@ -1159,16 +1159,16 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 152
     m("k8s.io.api.core.v1.Event", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "involvedObject", M(215), One, 0),
         f(3, "reason", Str, One, 0),
         f(4, "message", Str, One, 0),
         f(5, "source", M(155), One, 0),
-        f(6, "firstTimestamp", M(390), One, 0),
-        f(7, "lastTimestamp", M(390), One, 0),
+        f(6, "firstTimestamp", M(425), One, 0),
+        f(7, "lastTimestamp", M(425), One, 0),
         f(8, "count", I32, One, 0),
         f(9, "type", Str, One, 0),
-        f(10, "eventTime", M(377), One, 0),
+        f(10, "eventTime", M(412), One, 0),
         f(11, "series", M(154), One, 0),
         f(12, "action", Str, One, 0),
         f(13, "related", M(215), One, 0),
@@ -1177,13 +1177,13 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 153
     m("k8s.io.api.core.v1.EventList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(152), Rep, 0),
     ]),
     // 154
     m("k8s.io.api.core.v1.EventSeries", &[
         f(1, "count", I32, One, 0),
-        f(2, "lastObservedTime", M(377), One, 0),
+        f(2, "lastObservedTime", M(412), One, 0),
     ]),
     // 155
     m("k8s.io.api.core.v1.EventSource", &[
@@ -1264,7 +1264,7 @@ pub static MESSAGES: [Msg; 400] = [
     // 167
     m("k8s.io.api.core.v1.HTTPGetAction", &[
         f(1, "path", Str, One, 0),
-        f(2, "port", M(399), One, 0),
+        f(2, "port", M(434), One, 0),
         f(3, "host", Str, One, 0),
         f(4, "scheme", Str, One, 0),
         f(5, "httpHeaders", M(168), Rep, 0),
@@ -1342,21 +1342,21 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 178
     m("k8s.io.api.core.v1.LimitRange", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(181), One, 0),
     ]),
     // 179
     m("k8s.io.api.core.v1.LimitRangeItem", &[
         f(1, "type", Str, One, KEEP_ZERO),
-        f(2, "max", M(350), Map, 0),
-        f(3, "min", M(350), Map, 0),
-        f(4, "default", M(350), Map, 0),
-        f(5, "defaultRequest", M(350), Map, 0),
-        f(6, "maxLimitRequestRatio", M(350), Map, 0),
+        f(2, "max", M(385), Map, 0),
+        f(3, "min", M(385), Map, 0),
+        f(4, "default", M(385), Map, 0),
+        f(5, "defaultRequest", M(385), Map, 0),
+        f(6, "maxLimitRequestRatio", M(385), Map, 0),
     ]),
     // 180
     m("k8s.io.api.core.v1.LimitRangeList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(178), Rep, 0),
     ]),
     // 181
@@ -1371,8 +1371,8 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 183
     m("k8s.io.api.core.v1.List", &[
-        f(1, "metadata", M(374), One, 0),
-        f(2, "items", M(396), Rep, 0),
+        f(1, "metadata", M(409), One, 0),
+        f(2, "items", M(431), Rep, 0),
     ]),
     // 184
     m("k8s.io.api.core.v1.LoadBalancerIngress", &[
@@ -1407,7 +1407,7 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 190
     m("k8s.io.api.core.v1.Namespace", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(193), One, 0),
         f(3, "status", M(194), One, 0),
     ]),
@@ -1415,13 +1415,13 @@ pub static MESSAGES: [Msg; 400] = [
     m("k8s.io.api.core.v1.NamespaceCondition", &[
         f(1, "type", Str, One, KEEP_ZERO),
         f(2, "status", Str, One, KEEP_ZERO),
-        f(4, "lastTransitionTime", M(390), One, 0),
+        f(4, "lastTransitionTime", M(425), One, 0),
         f(5, "reason", Str, One, 0),
         f(6, "message", Str, One, 0),
     ]),
     // 192
     m("k8s.io.api.core.v1.NamespaceList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(190), Rep, 0),
     ]),
     // 193
@@ -1435,7 +1435,7 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 195
     m("k8s.io.api.core.v1.Node", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(210), One, 0),
         f(3, "status", M(211), One, 0),
     ]),
@@ -1453,8 +1453,8 @@ pub static MESSAGES: [Msg; 400] = [
     m("k8s.io.api.core.v1.NodeCondition", &[
         f(1, "type", Str, One, KEEP_ZERO),
         f(2, "status", Str, One, KEEP_ZERO),
-        f(3, "lastHeartbeatTime", M(390), One, 0),
-        f(4, "lastTransitionTime", M(390), One, 0),
+        f(3, "lastHeartbeatTime", M(425), One, 0),
+        f(4, "lastTransitionTime", M(425), One, 0),
         f(5, "reason", Str, One, 0),
         f(6, "message", Str, One, 0),
     ]),
@@ -1479,7 +1479,7 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 203
     m("k8s.io.api.core.v1.NodeList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(195), Rep, 0),
     ]),
     // 204
@@ -1523,8 +1523,8 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 211
     m("k8s.io.api.core.v1.NodeStatus", &[
-        f(1, "capacity", M(350), Map, 0),
-        f(2, "allocatable", M(350), Map, 0),
+        f(1, "capacity", M(385), Map, 0),
+        f(2, "allocatable", M(385), Map, 0),
         f(3, "phase", Str, One, 0),
         f(4, "conditions", M(198), Rep, 0),
         f(5, "addresses", M(196), Rep, 0),
@@ -1573,13 +1573,13 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 216
     m("k8s.io.api.core.v1.PersistentVolume", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(226), One, 0),
         f(3, "status", M(227), One, 0),
     ]),
     // 217
     m("k8s.io.api.core.v1.PersistentVolumeClaim", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(220), One, 0),
         f(3, "status", M(221), One, 0),
     ]),
@@ -1587,14 +1587,14 @@ pub static MESSAGES: [Msg; 400] = [
     m("k8s.io.api.core.v1.PersistentVolumeClaimCondition", &[
         f(1, "type", Str, One, KEEP_ZERO),
         f(2, "status", Str, One, KEEP_ZERO),
-        f(3, "lastProbeTime", M(390), One, 0),
-        f(4, "lastTransitionTime", M(390), One, 0),
+        f(3, "lastProbeTime", M(425), One, 0),
+        f(4, "lastTransitionTime", M(425), One, 0),
         f(5, "reason", Str, One, 0),
         f(6, "message", Str, One, 0),
     ]),
     // 219
     m("k8s.io.api.core.v1.PersistentVolumeClaimList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(217), Rep, 0),
     ]),
     // 220
@@ -1602,7 +1602,7 @@ pub static MESSAGES: [Msg; 400] = [
         f(1, "accessModes", Str, Rep, 0),
         f(2, "resources", M(327), One, 0),
         f(3, "volumeName", Str, One, 0),
-        f(4, "selector", M(371), One, 0),
+        f(4, "selector", M(406), One, 0),
         f(5, "storageClassName", Str, One, KEEP_ZERO),
         f(6, "volumeMode", Str, One, KEEP_ZERO),
         f(7, "dataSource", M(319), One, 0),
@@ -1613,16 +1613,16 @@ pub static MESSAGES: [Msg; 400] = [
     m("k8s.io.api.core.v1.PersistentVolumeClaimStatus", &[
         f(1, "phase", Str, One, 0),
         f(2, "accessModes", Str, Rep, 0),
-        f(3, "capacity", M(350), Map, 0),
+        f(3, "capacity", M(385), Map, 0),
         f(4, "conditions", M(218), Rep, 0),
-        f(5, "allocatedResources", M(350), Map, 0),
+        f(5, "allocatedResources", M(385), Map, 0),
         f(7, "allocatedResourceStatuses", Str, Map, 0),
         f(8, "currentVolumeAttributesClassName", Str, One, KEEP_ZERO),
         f(9, "modifyVolumeStatus", M(188), One, 0),
     ]),
     // 222
     m("k8s.io.api.core.v1.PersistentVolumeClaimTemplate", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(220), One, 0),
     ]),
     // 223
@@ -1632,7 +1632,7 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 224
     m("k8s.io.api.core.v1.PersistentVolumeList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(216), Rep, 0),
     ]),
     // 225
@@ -1662,7 +1662,7 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 226
     m("k8s.io.api.core.v1.PersistentVolumeSpec", &[
-        f(1, "capacity", M(350), Map, 0),
+        f(1, "capacity", M(385), Map, 0),
         f(2, "", M(225), One, INLINE),
         f(3, "accessModes", Str, Rep, 0),
         f(4, "claimRef", M(215), One, 0),
@@ -1678,7 +1678,7 @@ pub static MESSAGES: [Msg; 400] = [
         f(1, "phase", Str, One, 0),
         f(2, "message", Str, One, 0),
         f(3, "reason", Str, One, 0),
-        f(4, "lastPhaseTransitionTime", M(390), One, 0),
+        f(4, "lastPhaseTransitionTime", M(425), One, 0),
     ]),
     // 228
     m("k8s.io.api.core.v1.PhotonPersistentDiskVolumeSource", &[
@@ -1687,7 +1687,7 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 229
     m("k8s.io.api.core.v1.Pod", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(252), One, 0),
         f(3, "status", M(253), One, 0),
     ]),
@@ -1698,10 +1698,10 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 231
     m("k8s.io.api.core.v1.PodAffinityTerm", &[
-        f(1, "labelSelector", M(371), One, 0),
+        f(1, "labelSelector", M(406), One, 0),
         f(2, "namespaces", Str, Rep, 0),
         f(3, "topologyKey", Str, One, KEEP_ZERO),
-        f(4, "namespaceSelector", M(371), One, 0),
+        f(4, "namespaceSelector", M(406), One, 0),
         f(5, "matchLabelKeys", Str, Rep, 0),
         f(6, "mismatchLabelKeys", Str, Rep, 0),
     ]),
@@ -1732,8 +1732,8 @@ pub static MESSAGES: [Msg; 400] = [
     m("k8s.io.api.core.v1.PodCondition", &[
         f(1, "type", Str, One, KEEP_ZERO),
         f(2, "status", Str, One, KEEP_ZERO),
-        f(3, "lastProbeTime", M(390), One, 0),
-        f(4, "lastTransitionTime", M(390), One, 0),
+        f(3, "lastProbeTime", M(425), One, 0),
+        f(4, "lastTransitionTime", M(425), One, 0),
         f(5, "reason", Str, One, 0),
         f(6, "message", Str, One, 0),
         f(7, "observedGeneration", I64, One, 0),
@@ -1769,7 +1769,7 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 241
     m("k8s.io.api.core.v1.PodList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(229), Rep, 0),
     ]),
     // 242
@@ -1778,7 +1778,7 @@ pub static MESSAGES: [Msg; 400] = [
         f(2, "follow", Bool, One, 0),
         f(3, "previous", Bool, One, 0),
         f(4, "sinceSeconds", I64, One, KEEP_ZERO),
-        f(5, "sinceTime", M(390), One, 0),
+        f(5, "sinceTime", M(425), One, 0),
         f(6, "timestamps", Bool, One, 0),
         f(7, "tailLines", I64, One, KEEP_ZERO),
         f(8, "limitBytes", I64, One, KEEP_ZERO),
@@ -1834,7 +1834,7 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 251
     m("k8s.io.api.core.v1.PodSignature", &[
-        f(1, "podController", M(379), One, 0),
+        f(1, "podController", M(414), One, 0),
     ]),
     // 252
     m("k8s.io.api.core.v1.PodSpec", &[
@@ -1869,7 +1869,7 @@ pub static MESSAGES: [Msg; 400] = [
         f(29, "runtimeClassName", Str, One, KEEP_ZERO),
         f(30, "enableServiceLinks", Bool, One, KEEP_ZERO),
         f(31, "preemptionPolicy", Str, One, KEEP_ZERO),
-        f(32, "overhead", M(350), Map, 0),
+        f(32, "overhead", M(385), Map, 0),
         f(33, "topologySpreadConstraints", M(318), Rep, 0),
         f(34, "ephemeralContainers", M(149), Rep, 0),
         f(35, "setHostnameAsFQDN", Bool, One, KEEP_ZERO),
@@ -1889,7 +1889,7 @@ pub static MESSAGES: [Msg; 400] = [
         f(4, "reason", Str, One, 0),
         f(5, "hostIP", Str, One, 0),
         f(6, "podIP", Str, One, 0),
-        f(7, "startTime", M(390), One, 0),
+        f(7, "startTime", M(425), One, 0),
         f(8, "containerStatuses", M(134), Rep, 0),
         f(9, "qosClass", Str, One, 0),
         f(10, "initContainerStatuses", M(134), Rep, 0),
@@ -1901,27 +1901,27 @@ pub static MESSAGES: [Msg; 400] = [
         f(16, "hostIPs", M(170), Rep, 0),
         f(17, "observedGeneration", I64, One, 0),
         f(18, "extendedResourceClaimStatus", M(239), One, 0),
-        f(19, "allocatedResources", M(350), Map, 0),
+        f(19, "allocatedResources", M(385), Map, 0),
         f(20, "resources", M(282), One, 0),
     ]),
     // 254
     m("k8s.io.api.core.v1.PodStatusResult", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "status", M(253), One, 0),
     ]),
     // 255
     m("k8s.io.api.core.v1.PodTemplate", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "template", M(257), One, 0),
     ]),
     // 256
     m("k8s.io.api.core.v1.PodTemplateList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(255), Rep, 0),
     ]),
     // 257
     m("k8s.io.api.core.v1.PodTemplateSpec", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(252), One, 0),
     ]),
     // 258
@@ -1943,7 +1943,7 @@ pub static MESSAGES: [Msg; 400] = [
     // 261
     m("k8s.io.api.core.v1.PreferAvoidPodsEntry", &[
         f(1, "podSignature", M(251), One, 0),
-        f(2, "evictionTime", M(390), One, 0),
+        f(2, "evictionTime", M(425), One, 0),
         f(3, "reason", Str, One, 0),
         f(4, "message", Str, One, 0),
     ]),
@@ -2007,13 +2007,13 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 269
     m("k8s.io.api.core.v1.RangeAllocation", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "range", Str, One, 0),
         f(3, "data", Bytes, One, 0),
     ]),
     // 270
     m("k8s.io.api.core.v1.ReplicationController", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(273), One, 0),
         f(3, "status", M(274), One, 0),
     ]),
@@ -2021,13 +2021,13 @@ pub static MESSAGES: [Msg; 400] = [
     m("k8s.io.api.core.v1.ReplicationControllerCondition", &[
         f(1, "type", Str, One, KEEP_ZERO),
         f(2, "status", Str, One, KEEP_ZERO),
-        f(3, "lastTransitionTime", M(390), One, 0),
+        f(3, "lastTransitionTime", M(425), One, 0),
         f(4, "reason", Str, One, 0),
         f(5, "message", Str, One, 0),
     ]),
     // 272
     m("k8s.io.api.core.v1.ReplicationControllerList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(270), Rep, 0),
     ]),
     // 273
@@ -2055,7 +2055,7 @@ pub static MESSAGES: [Msg; 400] = [
     m("k8s.io.api.core.v1.ResourceFieldSelector", &[
         f(1, "containerName", Str, One, 0),
         f(2, "resource", Str, One, KEEP_ZERO),
-        f(3, "divisor", M(350), One, 0),
+        f(3, "divisor", M(385), One, 0),
     ]),
     // 277
     m("k8s.io.api.core.v1.ResourceHealth", &[
@@ -2064,30 +2064,30 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 278
     m("k8s.io.api.core.v1.ResourceQuota", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(280), One, 0),
         f(3, "status", M(281), One, 0),
     ]),
     // 279
     m("k8s.io.api.core.v1.ResourceQuotaList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(278), Rep, 0),
     ]),
     // 280
     m("k8s.io.api.core.v1.ResourceQuotaSpec", &[
-        f(1, "hard", M(350), Map, 0),
+        f(1, "hard", M(385), Map, 0),
         f(2, "scopes", Str, Rep, 0),
         f(3, "scopeSelector", M(287), One, 0),
     ]),
     // 281
     m("k8s.io.api.core.v1.ResourceQuotaStatus", &[
-        f(1, "hard", M(350), Map, 0),
-        f(2, "used", M(350), Map, 0),
+        f(1, "hard", M(385), Map, 0),
+        f(2, "used", M(385), Map, 0),
     ]),
     // 282
     m("k8s.io.api.core.v1.ResourceRequirements", &[
-        f(1, "limits", M(350), Map, 0),
-        f(2, "requests", M(350), Map, 0),
+        f(1, "limits", M(385), Map, 0),
+        f(2, "requests", M(385), Map, 0),
         f(3, "claims", M(275), Rep, 0),
     ]),
     // 283
@@ -2145,7 +2145,7 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 290
     m("k8s.io.api.core.v1.Secret", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "data", Bytes, Map, 0),
         f(3, "type", Str, One, 0),
         f(4, "stringData", Str, Map, 0),
@@ -2164,7 +2164,7 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 293
     m("k8s.io.api.core.v1.SecretList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(290), Rep, 0),
     ]),
     // 294
@@ -2206,20 +2206,20 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 299
     m("k8s.io.api.core.v1.Service", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "spec", M(306), One, 0),
         f(3, "status", M(307), One, 0),
     ]),
     // 300
     m("k8s.io.api.core.v1.ServiceAccount", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "secrets", M(215), Rep, 0),
         f(3, "imagePullSecrets", M(186), Rep, 0),
         f(4, "automountServiceAccountToken", Bool, One, KEEP_ZERO),
     ]),
     // 301
     m("k8s.io.api.core.v1.ServiceAccountList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(300), Rep, 0),
     ]),
     // 302
@@ -2230,7 +2230,7 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 303
     m("k8s.io.api.core.v1.ServiceList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(299), Rep, 0),
     ]),
     // 304
@@ -2238,7 +2238,7 @@ pub static MESSAGES: [Msg; 400] = [
         f(1, "name", Str, One, 0),
         f(2, "protocol", Str, One, 0),
         f(3, "port", I32, One, KEEP_ZERO),
-        f(4, "targetPort", M(399), One, 0),
+        f(4, "targetPort", M(434), One, 0),
         f(5, "nodePort", I32, One, 0),
         f(6, "appProtocol", Str, One, KEEP_ZERO),
     ]),
@@ -2272,7 +2272,7 @@ pub static MESSAGES: [Msg; 400] = [
     // 307
     m("k8s.io.api.core.v1.ServiceStatus", &[
         f(1, "loadBalancer", M(185), One, 0),
-        f(2, "conditions", M(358), Rep, 0),
+        f(2, "conditions", M(393), Rep, 0),
     ]),
     // 308
     m("k8s.io.api.core.v1.SessionAffinityConfig", &[
@@ -2305,7 +2305,7 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 313
     m("k8s.io.api.core.v1.TCPSocketAction", &[
-        f(1, "port", M(399), One, 0),
+        f(1, "port", M(434), One, 0),
         f(2, "host", Str, One, 0),
     ]),
     // 314
@@ -2313,7 +2313,7 @@ pub static MESSAGES: [Msg; 400] = [
         f(1, "key", Str, One, KEEP_ZERO),
         f(2, "value", Str, One, 0),
         f(3, "effect", Str, One, KEEP_ZERO),
-        f(4, "timeAdded", M(390), One, 0),
+        f(4, "timeAdded", M(425), One, 0),
     ]),
     // 315
     m("k8s.io.api.core.v1.Toleration", &[
@@ -2337,7 +2337,7 @@ pub static MESSAGES: [Msg; 400] = [
         f(1, "maxSkew", I32, One, KEEP_ZERO),
         f(2, "topologyKey", Str, One, KEEP_ZERO),
         f(3, "whenUnsatisfiable", Str, One, KEEP_ZERO),
-        f(4, "labelSelector", M(371), One, 0),
+        f(4, "labelSelector", M(406), One, 0),
         f(5, "minDomains", I32, One, KEEP_ZERO),
         f(6, "nodeAffinityPolicy", Str, One, KEEP_ZERO),
         f(7, "nodeTaintsPolicy", Str, One, KEEP_ZERO),
@@ -2398,8 +2398,8 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 327
     m("k8s.io.api.core.v1.VolumeResourceRequirements", &[
-        f(1, "limits", M(350), Map, 0),
-        f(2, "requests", M(350), Map, 0),
+        f(1, "limits", M(385), Map, 0),
+        f(2, "requests", M(385), Map, 0),
     ]),
     // 328
     m("k8s.io.api.core.v1.VolumeSource", &[
@@ -2490,14 +2490,14 @@ pub static MESSAGES: [Msg; 400] = [
     ]),
     // 337
     m("k8s.io.api.discovery.v1.EndpointSlice", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
         f(2, "endpoints", M(333), Rep, 0),
         f(3, "ports", M(336), Rep, 0),
         f(4, "addressType", Str, One, KEEP_ZERO),
     ]),
     // 338
     m("k8s.io.api.discovery.v1.EndpointSliceList", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "items", M(337), Rep, 0),
     ]),
     // 339
@@ -2509,84 +2509,268 @@ pub static MESSAGES: [Msg; 400] = [
         f(1, "name", Str, One, KEEP_ZERO),
     ]),
     // 341
-    m("k8s.io.api.node.v1.Overhead", &[
-        f(1, "podFixed", M(350), Map, 0),
+    m("k8s.io.api.networking.v1.HTTPIngressPath", &[
+        f(1, "path", Str, One, 0),
+        f(2, "backend", M(348), One, 0),
+        f(3, "pathType", Str, One, KEEP_ZERO),
     ]),
     // 342
-    m("k8s.io.api.node.v1.RuntimeClass", &[
-        f(1, "metadata", M(378), One, 0),
-        f(2, "handler", Str, One, KEEP_ZERO),
-        f(3, "overhead", M(341), One, 0),
-        f(4, "scheduling", M(344), One, 0),
+    m("k8s.io.api.networking.v1.HTTPIngressRuleValue", &[
+        f(1, "paths", M(341), Rep, 0),
     ]),
     // 343
-    m("k8s.io.api.node.v1.RuntimeClassList", &[
-        f(1, "metadata", M(374), One, 0),
-        f(2, "items", M(342), Rep, 0),
+    m("k8s.io.api.networking.v1.IPAddress", &[
+        f(1, "metadata", M(413), One, 0),
+        f(2, "spec", M(345), One, 0),
     ]),
     // 344
+    m("k8s.io.api.networking.v1.IPAddressList", &[
+        f(1, "metadata", M(409), One, 0),
+        f(2, "items", M(343), Rep, 0),
+    ]),
+    // 345
+    m("k8s.io.api.networking.v1.IPAddressSpec", &[
+        f(1, "parentRef", M(370), One, 0),
+    ]),
+    // 346
+    m("k8s.io.api.networking.v1.IPBlock", &[
+        f(1, "cidr", Str, One, KEEP_ZERO),
+        f(2, "except", Str, Rep, 0),
+    ]),
+    // 347
+    m("k8s.io.api.networking.v1.Ingress", &[
+        f(1, "metadata", M(413), One, 0),
+        f(2, "spec", M(360), One, 0),
+        f(3, "status", M(361), One, 0),
+    ]),
+    // 348
+    m("k8s.io.api.networking.v1.IngressBackend", &[
+        f(3, "resource", M(319), One, 0),
+        f(4, "service", M(359), One, 0),
+    ]),
+    // 349
+    m("k8s.io.api.networking.v1.IngressClass", &[
+        f(1, "metadata", M(413), One, 0),
+        f(2, "spec", M(352), One, 0),
+    ]),
+    // 350
+    m("k8s.io.api.networking.v1.IngressClassList", &[
+        f(1, "metadata", M(409), One, 0),
+        f(2, "items", M(349), Rep, 0),
+    ]),
+    // 351
+    m("k8s.io.api.networking.v1.IngressClassParametersReference", &[
+        f(1, "apiGroup", Str, One, KEEP_ZERO),
+        f(2, "kind", Str, One, KEEP_ZERO),
+        f(3, "name", Str, One, KEEP_ZERO),
+        f(4, "scope", Str, One, KEEP_ZERO),
+        f(5, "namespace", Str, One, KEEP_ZERO),
+    ]),
+    // 352
+    m("k8s.io.api.networking.v1.IngressClassSpec", &[
+        f(1, "controller", Str, One, 0),
+        f(2, "parameters", M(351), One, 0),
+    ]),
+    // 353
+    m("k8s.io.api.networking.v1.IngressList", &[
+        f(1, "metadata", M(409), One, 0),
+        f(2, "items", M(347), Rep, 0),
+    ]),
+    // 354
+    m("k8s.io.api.networking.v1.IngressLoadBalancerIngress", &[
+        f(1, "ip", Str, One, 0),
+        f(2, "hostname", Str, One, 0),
+        f(4, "ports", M(356), Rep, 0),
+    ]),
+    // 355
+    m("k8s.io.api.networking.v1.IngressLoadBalancerStatus", &[
+        f(1, "ingress", M(354), Rep, 0),
+    ]),
+    // 356
+    m("k8s.io.api.networking.v1.IngressPortStatus", &[
+        f(1, "port", I32, One, KEEP_ZERO),
+        f(2, "protocol", Str, One, KEEP_ZERO),
+        f(3, "error", Str, One, KEEP_ZERO),
+    ]),
+    // 357
+    m("k8s.io.api.networking.v1.IngressRule", &[
+        f(1, "host", Str, One, 0),
+        f(2, "", M(358), One, INLINE),
+    ]),
+    // 358
+    m("k8s.io.api.networking.v1.IngressRuleValue", &[
+        f(1, "http", M(342), One, 0),
+    ]),
+    // 359
+    m("k8s.io.api.networking.v1.IngressServiceBackend", &[
+        f(1, "name", Str, One, KEEP_ZERO),
+        f(2, "port", M(371), One, 0),
+    ]),
+    // 360
+    m("k8s.io.api.networking.v1.IngressSpec", &[
+        f(1, "defaultBackend", M(348), One, 0),
+        f(2, "tls", M(362), Rep, 0),
+        f(3, "rules", M(357), Rep, 0),
+        f(4, "ingressClassName", Str, One, KEEP_ZERO),
+    ]),
+    // 361
+    m("k8s.io.api.networking.v1.IngressStatus", &[
+        f(1, "loadBalancer", M(355), One, 0),
+    ]),
+    // 362
+    m("k8s.io.api.networking.v1.IngressTLS", &[
+        f(1, "hosts", Str, Rep, 0),
+        f(2, "secretName", Str, One, 0),
+    ]),
+    // 363
+    m("k8s.io.api.networking.v1.NetworkPolicy", &[
+        f(1, "metadata", M(413), One, 0),
+        f(2, "spec", M(369), One, 0),
+    ]),
+    // 364
+    m("k8s.io.api.networking.v1.NetworkPolicyEgressRule", &[
+        f(1, "ports", M(368), Rep, 0),
+        f(2, "to", M(367), Rep, 0),
+    ]),
+    // 365
+    m("k8s.io.api.networking.v1.NetworkPolicyIngressRule", &[
+        f(1, "ports", M(368), Rep, 0),
+        f(2, "from", M(367), Rep, 0),
+    ]),
+    // 366
+    m("k8s.io.api.networking.v1.NetworkPolicyList", &[
+        f(1, "metadata", M(409), One, 0),
+        f(2, "items", M(363), Rep, 0),
+    ]),
+    // 367
+    m("k8s.io.api.networking.v1.NetworkPolicyPeer", &[
+        f(1, "podSelector", M(406), One, 0),
+        f(2, "namespaceSelector", M(406), One, 0),
+        f(3, "ipBlock", M(346), One, 0),
+    ]),
+    // 368
+    m("k8s.io.api.networking.v1.NetworkPolicyPort", &[
+        f(1, "protocol", Str, One, KEEP_ZERO),
+        f(2, "port", M(434), One, 0),
+        f(3, "endPort", I32, One, KEEP_ZERO),
+    ]),
+    // 369
+    m("k8s.io.api.networking.v1.NetworkPolicySpec", &[
+        f(1, "podSelector", M(406), One, 0),
+        f(2, "ingress", M(365), Rep, 0),
+        f(3, "egress", M(364), Rep, 0),
+        f(4, "policyTypes", Str, Rep, 0),
+    ]),
+    // 370
+    m("k8s.io.api.networking.v1.ParentReference", &[
+        f(1, "group", Str, One, 0),
+        f(2, "resource", Str, One, KEEP_ZERO),
+        f(3, "namespace", Str, One, 0),
+        f(4, "name", Str, One, KEEP_ZERO),
+    ]),
+    // 371
+    m("k8s.io.api.networking.v1.ServiceBackendPort", &[
+        f(1, "name", Str, One, 0),
+        f(2, "number", I32, One, 0),
+    ]),
+    // 372
+    m("k8s.io.api.networking.v1.ServiceCIDR", &[
+        f(1, "metadata", M(413), One, 0),
+        f(2, "spec", M(374), One, 0),
+        f(3, "status", M(375), One, 0),
+    ]),
+    // 373
+    m("k8s.io.api.networking.v1.ServiceCIDRList", &[
+        f(1, "metadata", M(409), One, 0),
+        f(2, "items", M(372), Rep, 0),
+    ]),
+    // 374
+    m("k8s.io.api.networking.v1.ServiceCIDRSpec", &[
+        f(1, "cidrs", Str, Rep, 0),
+    ]),
+    // 375
+    m("k8s.io.api.networking.v1.ServiceCIDRStatus", &[
+        f(1, "conditions", M(393), Rep, 0),
+    ]),
+    // 376
+    m("k8s.io.api.node.v1.Overhead", &[
+        f(1, "podFixed", M(385), Map, 0),
+    ]),
+    // 377
+    m("k8s.io.api.node.v1.RuntimeClass", &[
+        f(1, "metadata", M(413), One, 0),
+        f(2, "handler", Str, One, KEEP_ZERO),
+        f(3, "overhead", M(376), One, 0),
+        f(4, "scheduling", M(379), One, 0),
+    ]),
+    // 378
+    m("k8s.io.api.node.v1.RuntimeClassList", &[
+        f(1, "metadata", M(409), One, 0),
+        f(2, "items", M(377), Rep, 0),
+    ]),
+    // 379
     m("k8s.io.api.node.v1.Scheduling", &[
         f(1, "nodeSelector", Str, Map, 0),
         f(2, "tolerations", M(315), Rep, 0),
     ]),
-    // 345
+    // 380
     m("k8s.io.api.policy.v1.Eviction", &[
-        f(1, "metadata", M(378), One, 0),
-        f(2, "deleteOptions", M(360), One, 0),
+        f(1, "metadata", M(413), One, 0),
+        f(2, "deleteOptions", M(395), One, 0),
     ]),
-    // 346
+    // 381
     m("k8s.io.api.policy.v1.PodDisruptionBudget", &[
-        f(1, "metadata", M(378), One, 0),
-        f(2, "spec", M(348), One, 0),
-        f(3, "status", M(349), One, 0),
+        f(1, "metadata", M(413), One, 0),
+        f(2, "spec", M(383), One, 0),
+        f(3, "status", M(384), One, 0),
     ]),
-    // 347
+    // 382
     m("k8s.io.api.policy.v1.PodDisruptionBudgetList", &[
-        f(1, "metadata", M(374), One, 0),
-        f(2, "items", M(346), Rep, 0),
+        f(1, "metadata", M(409), One, 0),
+        f(2, "items", M(381), Rep, 0),
     ]),
-    // 348
+    // 383
     m("k8s.io.api.policy.v1.PodDisruptionBudgetSpec", &[
-        f(1, "minAvailable", M(399), One, 0),
-        f(2, "selector", M(371), One, 0),
-        f(3, "maxUnavailable", M(399), One, 0),
+        f(1, "minAvailable", M(434), One, 0),
+        f(2, "selector", M(406), One, 0),
+        f(3, "maxUnavailable", M(434), One, 0),
         f(4, "unhealthyPodEvictionPolicy", Str, One, KEEP_ZERO),
     ]),
-    // 349
+    // 384
     m("k8s.io.api.policy.v1.PodDisruptionBudgetStatus", &[
         f(1, "observedGeneration", I64, One, 0),
-        f(2, "disruptedPods", M(390), Map, 0),
+        f(2, "disruptedPods", M(425), Map, 0),
         f(3, "disruptionsAllowed", I32, One, KEEP_ZERO),
         f(4, "currentHealthy", I32, One, KEEP_ZERO),
         f(5, "desiredHealthy", I32, One, KEEP_ZERO),
         f(6, "expectedPods", I32, One, KEEP_ZERO),
-        f(7, "conditions", M(358), Rep, 0),
+        f(7, "conditions", M(393), Rep, 0),
     ]),
-    // 350
+    // 385
     m("k8s.io.apimachinery.pkg.api.resource.Quantity", &[
         f(1, "string", Str, One, 0),
     ]),
-    // 351
+    // 386
     m("k8s.io.apimachinery.pkg.api.resource.QuantityValue", &[
         f(1, "string", Str, One, 0),
     ]),
-    // 352
+    // 387
     m("k8s.io.apimachinery.pkg.apis.meta.v1.APIGroup", &[
         f(1, "name", Str, One, KEEP_ZERO),
-        f(2, "versions", M(368), Rep, 0),
-        f(3, "preferredVersion", M(368), One, 0),
-        f(4, "serverAddressByClientCIDRs", M(385), Rep, 0),
+        f(2, "versions", M(403), Rep, 0),
+        f(3, "preferredVersion", M(403), One, 0),
+        f(4, "serverAddressByClientCIDRs", M(420), Rep, 0),
     ]),
-    // 353
+    // 388
     m("k8s.io.apimachinery.pkg.apis.meta.v1.APIGroupList", &[
-        f(1, "groups", M(352), Rep, 0),
+        f(1, "groups", M(387), Rep, 0),
     ]),
-    // 354
+    // 389
     m("k8s.io.apimachinery.pkg.apis.meta.v1.APIResource", &[
         f(1, "name", Str, One, KEEP_ZERO),
         f(2, "namespaced", Bool, One, KEEP_ZERO),
         f(3, "kind", Str, One, KEEP_ZERO),
-        f(4, "verbs", M(394), One, 0),
+        f(4, "verbs", M(429), One, 0),
         f(5, "shortNames", Str, Rep, 0),
         f(6, "singularName", Str, One, KEEP_ZERO),
         f(7, "categories", Str, Rep, 0),
@@ -2594,120 +2778,120 @@ pub static MESSAGES: [Msg; 400] = [
         f(9, "version", Str, One, 0),
         f(10, "storageVersionHash", Str, One, 0),
     ]),
-    // 355
+    // 390
     m("k8s.io.apimachinery.pkg.apis.meta.v1.APIResourceList", &[
         f(1, "groupVersion", Str, One, KEEP_ZERO),
-        f(2, "resources", M(354), Rep, 0),
+        f(2, "resources", M(389), Rep, 0),
     ]),
-    // 356
+    // 391
     m("k8s.io.apimachinery.pkg.apis.meta.v1.APIVersions", &[
         f(1, "versions", Str, Rep, 0),
-        f(2, "serverAddressByClientCIDRs", M(385), Rep, 0),
+        f(2, "serverAddressByClientCIDRs", M(420), Rep, 0),
     ]),
-    // 357
+    // 392
     m("k8s.io.apimachinery.pkg.apis.meta.v1.ApplyOptions", &[
         f(1, "dryRun", Str, Rep, 0),
         f(2, "force", Bool, One, 0),
         f(3, "fieldManager", Str, One, 0),
     ]),
-    // 358
+    // 393
     m("k8s.io.apimachinery.pkg.apis.meta.v1.Condition", &[
         f(1, "type", Str, One, KEEP_ZERO),
         f(2, "status", Str, One, KEEP_ZERO),
         f(3, "observedGeneration", I64, One, 0),
-        f(4, "lastTransitionTime", M(390), One, 0),
+        f(4, "lastTransitionTime", M(425), One, 0),
         f(5, "reason", Str, One, KEEP_ZERO),
         f(6, "message", Str, One, KEEP_ZERO),
     ]),
-    // 359
+    // 394
     m("k8s.io.apimachinery.pkg.apis.meta.v1.CreateOptions", &[
         f(1, "dryRun", Str, Rep, 0),
         f(3, "fieldManager", Str, One, 0),
         f(4, "fieldValidation", Str, One, 0),
     ]),
-    // 360
+    // 395
     m("k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions", &[
         f(1, "gracePeriodSeconds", I64, One, KEEP_ZERO),
-        f(2, "preconditions", M(383), One, 0),
+        f(2, "preconditions", M(418), One, 0),
         f(3, "orphanDependents", Bool, One, KEEP_ZERO),
         f(4, "propagationPolicy", Str, One, KEEP_ZERO),
         f(5, "dryRun", Str, Rep, 0),
         f(6, "ignoreStoreReadErrorWithClusterBreakingPotential", Bool, One, KEEP_ZERO),
     ]),
-    // 361
+    // 396
     m("k8s.io.apimachinery.pkg.apis.meta.v1.Duration", &[
         f(1, "duration", I64, One, 0),
     ]),
-    // 362
+    // 397
     m("k8s.io.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement", &[
         f(1, "key", Str, One, KEEP_ZERO),
         f(2, "operator", Str, One, KEEP_ZERO),
         f(3, "values", Str, Rep, 0),
     ]),
-    // 363
+    // 398
     m("k8s.io.apimachinery.pkg.apis.meta.v1.FieldsV1", &[
         f(1, "raw", Bytes, One, 0),
     ]),
-    // 364
+    // 399
     m("k8s.io.apimachinery.pkg.apis.meta.v1.GetOptions", &[
         f(1, "resourceVersion", Str, One, 0),
     ]),
-    // 365
+    // 400
     m("k8s.io.apimachinery.pkg.apis.meta.v1.GroupKind", &[
         f(1, "group", Str, One, 0),
         f(2, "kind", Str, One, 0),
     ]),
-    // 366
+    // 401
     m("k8s.io.apimachinery.pkg.apis.meta.v1.GroupResource", &[
         f(1, "group", Str, One, KEEP_ZERO),
         f(2, "resource", Str, One, KEEP_ZERO),
     ]),
-    // 367
+    // 402
     m("k8s.io.apimachinery.pkg.apis.meta.v1.GroupVersion", &[
         f(1, "group", Str, One, 0),
         f(2, "version", Str, One, 0),
     ]),
-    // 368
+    // 403
     m("k8s.io.apimachinery.pkg.apis.meta.v1.GroupVersionForDiscovery", &[
         f(1, "groupVersion", Str, One, KEEP_ZERO),
         f(2, "version", Str, One, KEEP_ZERO),
     ]),
-    // 369
+    // 404
     m("k8s.io.apimachinery.pkg.apis.meta.v1.GroupVersionKind", &[
         f(1, "group", Str, One, 0),
         f(2, "version", Str, One, 0),
         f(3, "kind", Str, One, 0),
     ]),
-    // 370
+    // 405
     m("k8s.io.apimachinery.pkg.apis.meta.v1.GroupVersionResource", &[
         f(1, "group", Str, One, 0),
         f(2, "version", Str, One, 0),
         f(3, "resource", Str, One, 0),
     ]),
-    // 371
+    // 406
     m("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector", &[
         f(1, "matchLabels", Str, Map, 0),
-        f(2, "matchExpressions", M(372), Rep, 0),
+        f(2, "matchExpressions", M(407), Rep, 0),
     ]),
-    // 372
+    // 407
     m("k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement", &[
         f(1, "key", Str, One, KEEP_ZERO),
         f(2, "operator", Str, One, KEEP_ZERO),
         f(3, "values", Str, Rep, 0),
     ]),
-    // 373
+    // 408
     m("k8s.io.apimachinery.pkg.apis.meta.v1.List", &[
-        f(1, "metadata", M(374), One, 0),
-        f(2, "items", M(396), Rep, 0),
+        f(1, "metadata", M(409), One, 0),
+        f(2, "items", M(431), Rep, 0),
     ]),
-    // 374
+    // 409
     m("k8s.io.apimachinery.pkg.apis.meta.v1.ListMeta", &[
         f(1, "selfLink", Str, One, 0),
         f(2, "resourceVersion", Str, One, 0),
         f(3, "continue", Str, One, 0),
         f(4, "remainingItemCount", I64, One, KEEP_ZERO),
     ]),
-    // 375
+    // 410
     m("k8s.io.apimachinery.pkg.apis.meta.v1.ListOptions", &[
         f(1, "labelSelector", Str, One, 0),
         f(2, "fieldSelector", Str, One, 0),
@@ -2720,22 +2904,22 @@ pub static MESSAGES: [Msg; 400] = [
         f(10, "resourceVersionMatch", Str, One, 0),
         f(11, "sendInitialEvents", Bool, One, KEEP_ZERO),
     ]),
-    // 376
+    // 411
     m("k8s.io.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry", &[
         f(1, "manager", Str, One, 0),
         f(2, "operation", Str, One, 0),
         f(3, "apiVersion", Str, One, 0),
-        f(4, "time", M(390), One, 0),
+        f(4, "time", M(425), One, 0),
         f(6, "fieldsType", Str, One, 0),
-        f(7, "fieldsV1", M(363), One, 0),
+        f(7, "fieldsV1", M(398), One, 0),
         f(8, "subresource", Str, One, 0),
     ]),
-    // 377
+    // 412
     m("k8s.io.apimachinery.pkg.apis.meta.v1.MicroTime", &[
         f(1, "seconds", I64, One, 0),
         f(2, "nanos", I32, One, 0),
     ]),
-    // 378
+    // 413
     m("k8s.io.apimachinery.pkg.apis.meta.v1.ObjectMeta", &[
         f(1, "name", Str, One, 0),
         f(2, "generateName", Str, One, 0),
@@ -2744,16 +2928,16 @@ pub static MESSAGES: [Msg; 400] = [
         f(5, "uid", Str, One, 0),
         f(6, "resourceVersion", Str, One, 0),
         f(7, "generation", I64, One, 0),
-        f(8, "creationTimestamp", M(390), One, 0),
-        f(9, "deletionTimestamp", M(390), One, 0),
+        f(8, "creationTimestamp", M(425), One, 0),
+        f(9, "deletionTimestamp", M(425), One, 0),
         f(10, "deletionGracePeriodSeconds", I64, One, KEEP_ZERO),
         f(11, "labels", Str, Map, 0),
         f(12, "annotations", Str, Map, 0),
-        f(13, "ownerReferences", M(379), Rep, 0),
+        f(13, "ownerReferences", M(414), Rep, 0),
         f(14, "finalizers", Str, Rep, 0),
-        f(17, "managedFields", M(376), Rep, 0),
+        f(17, "managedFields", M(411), Rep, 0),
     ]),
-    // 379
+    // 414
     m("k8s.io.apimachinery.pkg.apis.meta.v1.OwnerReference", &[
         f(1, "kind", Str, One, KEEP_ZERO),
         f(3, "name", Str, One, KEEP_ZERO),
@@ -2762,111 +2946,111 @@ pub static MESSAGES: [Msg; 400] = [
         f(6, "controller", Bool, One, KEEP_ZERO),
         f(7, "blockOwnerDeletion", Bool, One, KEEP_ZERO),
     ]),
-    // 380
+    // 415
     m("k8s.io.apimachinery.pkg.apis.meta.v1.PartialObjectMetadata", &[
-        f(1, "metadata", M(378), One, 0),
+        f(1, "metadata", M(413), One, 0),
     ]),
-    // 381
+    // 416
     m("k8s.io.apimachinery.pkg.apis.meta.v1.PartialObjectMetadataList", &[
-        f(1, "metadata", M(374), One, 0),
-        f(2, "items", M(380), Rep, 0),
+        f(1, "metadata", M(409), One, 0),
+        f(2, "items", M(415), Rep, 0),
     ]),
-    // 382
+    // 417
     m("k8s.io.apimachinery.pkg.apis.meta.v1.PatchOptions", &[
         f(1, "dryRun", Str, Rep, 0),
         f(2, "force", Bool, One, KEEP_ZERO),
         f(3, "fieldManager", Str, One, 0),
         f(4, "fieldValidation", Str, One, 0),
     ]),
-    // 383
+    // 418
     m("k8s.io.apimachinery.pkg.apis.meta.v1.Preconditions", &[
         f(1, "uid", Str, One, KEEP_ZERO),
         f(2, "resourceVersion", Str, One, KEEP_ZERO),
     ]),
-    // 384
+    // 419
     m("k8s.io.apimachinery.pkg.apis.meta.v1.RootPaths", &[
         f(1, "paths", Str, Rep, 0),
     ]),
-    // 385
+    // 420
     m("k8s.io.apimachinery.pkg.apis.meta.v1.ServerAddressByClientCIDR", &[
         f(1, "clientCIDR", Str, One, KEEP_ZERO),
         f(2, "serverAddress", Str, One, KEEP_ZERO),
     ]),
-    // 386
+    // 421
     m("k8s.io.apimachinery.pkg.apis.meta.v1.Status", &[
-        f(1, "metadata", M(374), One, 0),
+        f(1, "metadata", M(409), One, 0),
         f(2, "status", Str, One, 0),
         f(3, "message", Str, One, 0),
         f(4, "reason", Str, One, 0),
-        f(5, "details", M(388), One, 0),
+        f(5, "details", M(423), One, 0),
         f(6, "code", I32, One, 0),
     ]),
-    // 387
+    // 422
     m("k8s.io.apimachinery.pkg.apis.meta.v1.StatusCause", &[
         f(1, "reason", Str, One, 0),
         f(2, "message", Str, One, 0),
         f(3, "field", Str, One, 0),
     ]),
-    // 388
+    // 423
     m("k8s.io.apimachinery.pkg.apis.meta.v1.StatusDetails", &[
         f(1, "name", Str, One, 0),
         f(2, "group", Str, One, 0),
         f(3, "kind", Str, One, 0),
-        f(4, "causes", M(387), Rep, 0),
+        f(4, "causes", M(422), Rep, 0),
         f(5, "retryAfterSeconds", I32, One, 0),
         f(6, "uid", Str, One, 0),
     ]),
-    // 389
+    // 424
     m("k8s.io.apimachinery.pkg.apis.meta.v1.TableOptions", &[
         f(1, "includeObject", Str, One, 0),
     ]),
-    // 390
+    // 425
     m("k8s.io.apimachinery.pkg.apis.meta.v1.Time", &[
         f(1, "seconds", I64, One, 0),
         f(2, "nanos", I32, One, 0),
     ]),
-    // 391
+    // 426
     m("k8s.io.apimachinery.pkg.apis.meta.v1.Timestamp", &[
         f(1, "seconds", I64, One, 0),
         f(2, "nanos", I32, One, 0),
     ]),
-    // 392
+    // 427
     m("k8s.io.apimachinery.pkg.apis.meta.v1.TypeMeta", &[
         f(1, "kind", Str, One, 0),
         f(2, "apiVersion", Str, One, 0),
     ]),
-    // 393
+    // 428
     m("k8s.io.apimachinery.pkg.apis.meta.v1.UpdateOptions", &[
         f(1, "dryRun", Str, Rep, 0),
         f(2, "fieldManager", Str, One, 0),
         f(3, "fieldValidation", Str, One, 0),
     ]),
-    // 394
+    // 429
     m("k8s.io.apimachinery.pkg.apis.meta.v1.Verbs", &[
         f(1, "items", Str, Rep, 0),
     ]),
-    // 395
+    // 430
     m("k8s.io.apimachinery.pkg.apis.meta.v1.WatchEvent", &[
         f(1, "type", Str, One, 0),
-        f(2, "object", M(396), One, 0),
+        f(2, "object", M(431), One, 0),
     ]),
-    // 396
+    // 431
     m("k8s.io.apimachinery.pkg.runtime.RawExtension", &[
         f(1, "raw", Bytes, One, 0),
     ]),
-    // 397
+    // 432
     m("k8s.io.apimachinery.pkg.runtime.TypeMeta", &[
         f(1, "apiVersion", Str, One, 0),
         f(2, "kind", Str, One, 0),
     ]),
-    // 398
+    // 433
     m("k8s.io.apimachinery.pkg.runtime.Unknown", &[
-        f(1, "typeMeta", M(397), One, 0),
+        f(1, "typeMeta", M(432), One, 0),
         f(2, "raw", Bytes, One, 0),
         f(3, "contentEncoding", Str, One, 0),
         f(4, "contentType", Str, One, 0),
     ]),
-    // 399
+    // 434
     m("k8s.io.apimachinery.pkg.util.intstr.IntOrString", &[
         f(1, "type", I64, One, 0),
         f(2, "intVal", I32, One, 0),

@@ -1,7 +1,7 @@
 //! Decoding of `application/vnd.kubernetes.protobuf` request bodies into the
 //! Kubernetes JSON form of the same object.
 //!
-//! `kubectl create deployment|service|configmap|secret|namespace|job|cronjob ...`
+//! `kubectl create deployment|service|configmap|secret|namespace|job|cronjob|ingress ...`
 //! POSTs its object as protobuf and never falls back to JSON.  The body is the
 //! 4-byte magic `k8s\0` followed by a `runtime.Unknown` message:
 //!
@@ -999,7 +999,15 @@ mod tests {
         assert_eq!(name("apps/v1", "Foo"), None);
         assert_eq!(name("v1", "Pod.Spec"), None);
         assert_eq!(name("x/../v1", "Pod"), None);
-        assert_eq!(name("networking.k8s.io/v1", "Ingress"), None);
+        assert_eq!(
+            name("networking.k8s.io/v1", "Ingress"),
+            Some("k8s.io.api.networking.v1.Ingress")
+        );
+        assert_eq!(
+            name("networking.k8s.io/v1", "IngressClass"),
+            Some("k8s.io.api.networking.v1.IngressClass")
+        );
+        assert_eq!(name("rbac.authorization.k8s.io/v1", "Role"), None);
         assert_eq!(name("", "Pod"), None);
     }
 

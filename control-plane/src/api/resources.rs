@@ -111,6 +111,9 @@ pub static RESOURCES: &[ResourceDef] = &[
     res!("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", true, short: &["hpa"], cat: &["all"], sub: &[STATUS], gen: true, cou: false),
     res!("node.k8s.io", "v1", "runtimeclasses", "runtimeclass", "RuntimeClass", false, short: &[], cat: &[], sub: &[], gen: false, cou: false),
     res!("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", true, short: &["pdb"], cat: &[], sub: &[STATUS], gen: true, cou: false),
+    res!("networking.k8s.io", "v1", "ingresses", "ingress", "Ingress", true, short: &["ing"], cat: &[], sub: &[STATUS], gen: true, cou: false),
+    // Kubernetes' IngressClass strategy counts spec changes in `generation` too.
+    res!("networking.k8s.io", "v1", "ingressclasses", "ingressclass", "IngressClass", false, short: &[], cat: &[], sub: &[], gen: true, cou: false),
 ];
 
 /// Kinds also served at an older version, converted to and from the stored one (the

@@ -13,6 +13,7 @@ pub mod disruption;
 pub mod endpoints;
 pub mod gc;
 pub mod hpa;
+pub mod ingress;
 pub mod job;
 pub mod namespace;
 pub mod nodeipam;
@@ -109,6 +110,13 @@ pub fn spawn_all(st: &ApiState, shutdown: watch::Receiver<bool>) -> Vec<JoinHand
         std::sync::Arc::new(servicelb),
         st.store.clone(),
         servicelb::DEFAULT_WORKERS,
+        shutdown.clone(),
+    ));
+    let ingresses = ingress::IngressController::new(crate::api::handlers::Objects::new(st.clone()));
+    tasks.extend(runner::spawn(
+        std::sync::Arc::new(ingresses),
+        st.store.clone(),
+        ingress::DEFAULT_WORKERS,
         shutdown.clone(),
     ));
     tasks.extend(autoscaler::spawn(

@@ -145,7 +145,7 @@ pub fn ingress_for(nodes: &[Value]) -> Vec<Value> {
 }
 
 /// Whether a node change can change some load balancer's ingress.
-fn node_change_matters(e: &StoreEvent) -> bool {
+pub(crate) fn node_change_matters(e: &StoreEvent) -> bool {
     match &e.prev {
         Some(prev) => {
             e.kind == crate::store::EventType::Deleted

@@ -13,7 +13,7 @@ use futures::StreamExt;
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{Node, Pod, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
@@ -46,6 +46,7 @@ pub struct ClusterView {
     pub nodes: Store<Node>,
     /// Ingresses (all classes; `ingress::routes` picks the node's).
     pub ingresses: Store<Ingress>,
+    pub ingress_classes: Store<IngressClass>,
     /// `kubernetes.io/tls` Secrets, for the Ingresses' HTTPS.
     pub secrets: Store<Secret>,
     changed: Arc<Notify>,
@@ -132,6 +133,12 @@ impl ClusterView {
             changed.clone(),
             shutdown.clone(),
         );
+        let (ingress_classes, t6) = reflect(
+            Api::all(client.clone()),
+            all(),
+            changed.clone(),
+            shutdown.clone(),
+        );
         let tls = all().fields("type=kubernetes.io/tls");
         let (secrets, t5) = reflect(Api::all(client.clone()), tls, changed, shutdown.clone());
         (
@@ -140,11 +147,12 @@ impl ClusterView {
                 slices,
                 nodes,
                 ingresses,
+                ingress_classes,
                 secrets,
                 changed: notify,
                 generation,
             },
-            vec![t1, t2, t3, t4, t5],
+            vec![t1, t2, t3, t4, t5, t6],
         )
     }
 

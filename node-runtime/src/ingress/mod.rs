@@ -148,7 +148,13 @@ async fn refresh(
             .map(|s| (**s).clone())
             .collect();
         let secrets: Vec<_> = view.secrets.state().iter().map(|s| (**s).clone()).collect();
-        let table = RouteTable::build(&ingresses, &services);
+        let classes: Vec<_> = view
+            .ingress_classes
+            .state()
+            .iter()
+            .map(|c| (**c).clone())
+            .collect();
+        let table = RouteTable::build(&ingresses, &classes, &services);
         let problems = certs.update(&table.tls, &secrets);
         if problems != reported {
             for p in &problems {

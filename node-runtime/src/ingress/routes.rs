@@ -13,10 +13,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::networking::v1::{Ingress, IngressBackend};
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 
-/// The IngressClass this node serves (created by the control plane as the default class).
+/// The IngressClass the control plane creates (the default class).
 pub const INGRESS_CLASS: &str = "skiff";
+/// The controller name of IngressClasses this node serves.
+pub const INGRESS_CONTROLLER: &str = "skiff.dev/ingress";
+/// The annotation that makes an IngressClass the default.
+const DEFAULT_CLASS_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 /// The pre-IngressClass annotation some manifests still use.
 const CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 
@@ -84,9 +88,15 @@ pub enum Route<'a> {
     NotFound,
 }
 
-/// Whether this node serves `ingress` (class `skiff`, or no class at all: the control plane
-/// makes `skiff` the default class).
-pub fn served(ingress: &Ingress) -> bool {
+/// Whether this node serves `ingress`: its class (`spec.ingressClassName`, else the old
+/// annotation) names an IngressClass of the `skiff.dev/ingress` controller (or is `skiff`,
+/// before the classes are seen); without a class, when the cluster's default class is one
+/// (the newest default, as Kubernetes picks it). The control plane gives the same Ingresses
+/// their status addresses.
+pub fn served(ingress: &Ingress, classes: &[IngressClass]) -> bool {
+    let ours = |c: &IngressClass| {
+        c.spec.as_ref().and_then(|s| s.controller.as_deref()) == Some(INGRESS_CONTROLLER)
+    };
     let class = ingress
         .spec
         .as_ref()
@@ -99,7 +109,32 @@ pub fn served(ingress: &Ingress) -> bool {
                 .and_then(|a| a.get(CLASS_ANNOTATION))
                 .map(String::as_str)
         });
-    class.is_none_or(|c| c == INGRESS_CLASS)
+    match class {
+        Some(name) => match classes
+            .iter()
+            .find(|c| c.metadata.name.as_deref() == Some(name))
+        {
+            Some(c) => ours(c),
+            None => name == INGRESS_CLASS,
+        },
+        None => classes
+            .iter()
+            .filter(|c| {
+                c.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(DEFAULT_CLASS_ANNOTATION))
+                    .is_some_and(|v| v == "true")
+            })
+            .max_by(|a, b| {
+                let created =
+                    |c: &IngressClass| c.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                created(a)
+                    .cmp(&created(b))
+                    .then(b.metadata.name.cmp(&a.metadata.name))
+            })
+            .is_some_and(ours),
+    }
 }
 
 fn backend(
@@ -158,7 +193,11 @@ fn backend(
 
 impl RouteTable {
     /// The routes of the served Ingresses, oldest first.
-    pub fn build(ingresses: &[Ingress], services: &[Service]) -> RouteTable {
+    pub fn build(
+        ingresses: &[Ingress],
+        classes: &[IngressClass],
+        services: &[Service],
+    ) -> RouteTable {
         let services: HashMap<(&str, &str), &Service> = services
             .iter()
             .filter_map(|s| {
@@ -171,7 +210,7 @@ impl RouteTable {
                 ))
             })
             .collect();
-        let mut ordered: Vec<&Ingress> = ingresses.iter().filter(|i| served(i)).collect();
+        let mut ordered: Vec<&Ingress> = ingresses.iter().filter(|i| served(i, classes)).collect();
         ordered.sort_by(|a, b| {
             (
                 &a.metadata.creation_timestamp.as_ref().map(|t| t.0),

@@ -25,6 +25,48 @@ fn target(route: Route<'_>) -> String {
     }
 }
 
+fn class(name: &str, controller: &str, default: bool) -> IngressClass {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "annotations": if default {
+            json!({"ingressclass.kubernetes.io/is-default-class": "true"})
+        } else { json!({}) }},
+        "spec": {"controller": controller}
+    }))
+    .unwrap()
+}
+
+fn classes() -> Vec<IngressClass> {
+    vec![
+        class("skiff", INGRESS_CONTROLLER, true),
+        class("nginx", "k8s.io/ingress-nginx", false),
+    ]
+}
+
+#[test]
+fn classes_of_the_skiff_controller_are_served() {
+    let with = |class_name: Option<&str>| {
+        ingress(
+            "i",
+            "2026-01-01T00:00:00Z",
+            json!({"ingressClassName": class_name}),
+        )
+    };
+    let edge = class("edge", INGRESS_CONTROLLER, false);
+    let mut all = classes();
+    all.push(edge);
+    assert!(served(&with(Some("skiff")), &all));
+    assert!(served(&with(Some("edge")), &all));
+    assert!(!served(&with(Some("nginx")), &all));
+    assert!(served(&with(None), &all), "the default class is skiff's");
+    let nginx_default = vec![
+        class("skiff", INGRESS_CONTROLLER, false),
+        class("nginx", "k8s.io/ingress-nginx", true),
+    ];
+    assert!(!served(&with(None), &nginx_default));
+    // Before the classes are seen, `skiff` by name.
+    assert!(served(&with(Some("skiff")), &[]));
+}
+
 fn services() -> Vec<Service> {
     vec![
         svc("wasm", "10.43.0.10", json!([{"port": 80}])),
@@ -51,7 +93,7 @@ fn hosts_paths_and_precedence() {
             {"host": "*.apps.example", "http": {"paths": [path("/", "Prefix", "other", json!({"number": 80}))]}},
         ]}),
     );
-    let t = RouteTable::build(&[ing], &services());
+    let t = RouteTable::build(&[ing], &classes(), &services());
     assert_eq!(target(t.route("shop.example", "/a")), "wasm@10.43.0.10:80");
     assert_eq!(
         target(t.route("SHOP.example", "/a/x")),
@@ -102,7 +144,7 @@ fn default_backend_hostless_rules_classes_and_missing_services() {
         json!({"ingressClassName": "nginx", "rules": [{"http": {"paths": [path("/", "Prefix", "wasm", json!({"number": 80}))]}}]}),
     );
     foreign.metadata.name = Some("foreign".into());
-    let t = RouteTable::build(&[second, first, foreign], &services());
+    let t = RouteTable::build(&[second, first, foreign], &classes(), &services());
     assert_eq!(
         target(t.route("any", "/api/v1")),
         "unavailable: Service default/missing does not exist"
@@ -113,7 +155,7 @@ fn default_backend_hostless_rules_classes_and_missing_services() {
         "2026-01-01T00:00:00Z",
         json!({"rules": [{"http": {"paths": [path("/", "Prefix", "wasm", json!({"number": 81}))]}}]}),
     );
-    let t = RouteTable::build(&[wrong_port], &services());
+    let t = RouteTable::build(&[wrong_port], &classes(), &services());
     assert_eq!(
         target(t.route("h", "/")),
         "unavailable: Service default/wasm has no port 81"

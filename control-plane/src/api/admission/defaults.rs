@@ -46,6 +46,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         "Endpoints" => endpoints(obj),
         "EndpointSlice" => endpoint_slice(obj),
         "HorizontalPodAutoscaler" => hpa(obj),
+        "IngressClass" => super::ingress::ingress_class_defaults(obj),
         "PodTemplate" => {
             if let Some(t) = obj_mut(obj, "template") {
                 if let Some(spec) = map_obj_mut(t, "spec") {

@@ -74,6 +74,20 @@ const KINDS: &[(&str, &str, &str, bool, NameKind)] = &[
         true,
         NameKind::Dns1123Subdomain,
     ),
+    (
+        "Ingress",
+        "networking.k8s.io",
+        "v1",
+        true,
+        NameKind::Dns1123Subdomain,
+    ),
+    (
+        "IngressClass",
+        "networking.k8s.io",
+        "v1",
+        false,
+        NameKind::Dns1123Subdomain,
+    ),
 ];
 
 fn find(kind: &str) -> Option<&'static (&'static str, &'static str, &'static str, bool, NameKind)> {

@@ -3,6 +3,7 @@
 
 pub mod defaults;
 pub mod field;
+pub mod ingress;
 pub mod kinds;
 pub mod names;
 pub mod quantity;
@@ -246,6 +247,9 @@ pub async fn prepare_create(
     }
     kind_specific_create(def, &mut obj);
     defaults::apply_defaults(def.kind, &mut obj);
+    if def.kind == "Ingress" {
+        ingress::set_default_class(st, &mut obj).await?;
+    }
     let (guard, others) = service_context(st, def, None).await?;
     let mut causes = validation_causes(def, &obj, None);
     if def.kind == "Service" && causes.is_empty() {
@@ -279,7 +283,8 @@ fn initial_status(def: &ResourceDef, obj: &mut Value) {
         "Pod" => {
             map.insert("status".into(), json!({"phase": "Pending"}));
         }
-        "Service" => {
+        // Go's encoder keeps their non-pointer `loadBalancer` struct.
+        "Service" | "Ingress" => {
             map.insert("status".into(), json!({"loadBalancer": {}}));
         }
         // Nodes report their own status when they register.

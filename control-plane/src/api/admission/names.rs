@@ -119,6 +119,26 @@ pub fn dns1123_subdomain(value: &str) -> Vec<String> {
     errs
 }
 
+const WILDCARD_DNS1123_SUBDOMAIN_FMT: &str =
+    r"\*\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
+const WILDCARD_DNS1123_SUBDOMAIN_MSG: &str = "a wildcard DNS-1123 subdomain must start with '*.', followed by a valid DNS subdomain, which must consist of lower case alphanumeric characters, '-' or '.' and end with an alphanumeric character";
+
+/// `IsWildcardDNS1123Subdomain`: `*.` and a DNS-1123 subdomain (Ingress hosts).
+pub fn wildcard_dns1123_subdomain(value: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if value.len() > DNS1123_SUBDOMAIN_MAX {
+        errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX));
+    }
+    if !value.strip_prefix("*.").is_some_and(subdomain_re) {
+        errs.push(regex_error(
+            WILDCARD_DNS1123_SUBDOMAIN_MSG,
+            WILDCARD_DNS1123_SUBDOMAIN_FMT,
+            &["*.example.com"],
+        ));
+    }
+    errs
+}
+
 /// `IsDNS1035Label`
 pub fn dns1035_label(value: &str) -> Vec<String> {
     let mut errs = Vec::new();

@@ -9,6 +9,7 @@ mod common;
 mod config;
 mod cron;
 mod endpoints;
+pub mod ingress;
 mod meta;
 mod pod;
 mod probes;
@@ -69,6 +70,8 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "HorizontalPodAutoscaler" => cluster::hpa(obj, &mut errs),
         "RuntimeClass" => cluster::runtime_class(obj, old, &mut errs),
         "PodDisruptionBudget" => cluster::pdb(obj, &mut errs),
+        "Ingress" => ingress::ingress(obj, old, &mut errs),
+        "IngressClass" => ingress::ingress_class(obj, old, &mut errs),
         _ => {}
     }
     errs

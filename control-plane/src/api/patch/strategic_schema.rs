@@ -268,9 +268,38 @@ pub fn schema_for_kind(kind: &str) -> Option<&'static TypeSchema> {
         | "PodDisruptionBudget"
         | "PersistentVolumeClaim" => &WITH_CONDITIONS,
         "ServiceAccount" => &SERVICE_ACCOUNT,
-        // Endpoints.subsets and EndpointSlice endpoints/ports are atomic.
+        // Endpoints.subsets and EndpointSlice endpoints/ports are atomic; so are every list
+        // of an Ingress (rules, their paths, tls and its hosts, status ingress points).
         "Endpoints" | "EndpointSlice" | "ConfigMap" | "Secret" | "Event" | "ControllerRevision"
-        | "Lease" | "RuntimeClass" => &METADATA_ONLY,
+        | "Lease" | "RuntimeClass" | "Ingress" | "IngressClass" => &METADATA_ONLY,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::strategic::strategic_merge;
+    use serde_json::json;
+
+    #[test]
+    fn ingress_lists_are_atomic_and_finalizers_merge() {
+        let original = json!({
+            "metadata": {"finalizers": ["a"]},
+            "spec": {
+                "rules": [{"host": "a.example", "http": {"paths": [
+                    {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "a", "port": {"number": 80}}}}
+                ]}}],
+                "tls": [{"hosts": ["a.example"], "secretName": "a"}],
+            },
+        });
+        let patch = json!({
+            "metadata": {"finalizers": ["b"]},
+            "spec": {"rules": [{"host": "b.example"}], "tls": [{"hosts": ["b.example"]}]},
+        });
+        let out = strategic_merge(&original, &patch, "Ingress").expect("patch");
+        assert_eq!(out["spec"]["rules"], json!([{"host": "b.example"}]));
+        assert_eq!(out["spec"]["tls"], json!([{"hosts": ["b.example"]}]));
+        assert_eq!(out["metadata"]["finalizers"], json!(["b", "a"]));
+        assert!(super::schema_for_kind("IngressClass").is_some());
+    }
 }
