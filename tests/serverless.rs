@@ -212,6 +212,27 @@ fn scale_to_zero_cycle(
             .then_some(()))
     })?;
 
+    // The stages of the cold start: on the node (through the API server's node proxy) and
+    // the scheduling stage on the control plane.
+    let node = s.json(&["get", "nodes", "-o", "json"])?["items"][0]["metadata"]["name"]
+        .as_str()
+        .context("node name")?
+        .to_string();
+    let node_metrics = s.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{node}/proxy/metrics"),
+    ])?;
+    for stage in ["pull", "first_byte"] {
+        let line = format!("skiff_cold_start_stage_seconds_count{{stage=\"{stage}\"}}");
+        assert!(node_metrics.contains(&line), "{line} in\n{node_metrics}");
+    }
+    let plane_metrics = s.ok(&["get", "--raw", "/metrics"])?;
+    assert!(
+        plane_metrics.contains("skiff_cold_start_stage_seconds_count{stage=\"schedule\"}"),
+        "{plane_metrics}"
+    );
+
     // Idle again: back to zero after the delay.
     wait_zero(s, app)?;
     assert!(!events(s, "ScaledToZero")?.is_empty());
@@ -266,6 +287,19 @@ fn a_wasm_service_scales_to_zero_and_answers_from_zero() -> Result<()> {
         3,
         "serve",
     )?;
+    let node = s.json(&["get", "nodes", "-o", "json"])?["items"][0]["metadata"]["name"]
+        .as_str()
+        .context("node name")?
+        .to_string();
+    let metrics = s.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{node}/proxy/metrics"),
+    ])?;
+    for stage in ["instantiate", "warm"] {
+        let line = format!("skiff_cold_start_stage_seconds_count{{stage=\"{stage}\"}}");
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
     // The node reports the component it holds warm, for the scheduler to prefer it.
     wait_for("the node to report hello-wasm:v1 among its images", || {
         let nodes = s.json(&["get", "nodes", "-o", "json"])?;

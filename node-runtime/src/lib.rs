@@ -12,6 +12,7 @@
 //! - [`oci`]: container pods through CRI: sandboxes, containers, the pause image.
 //! - [`wasm`]: the wasmtime engine, component cache, commands and `wasi:http` serving.
 //! - [`images`]: pulling images by reference from the cluster registry or any OCI registry.
+//! - [`metrics`]: the node's Prometheus metrics (cold-start stages) at the agent's `/metrics`.
 //! - [`logs`]: per-container logs in CRI format, rotation, tail and follow.
 //! - [`activator`]: holds scale-to-zero Services' connections while they have no ready
 //!   endpoint, and counts their connections for the autoscaler.
@@ -28,6 +29,7 @@ pub mod dns;
 pub mod images;
 pub mod ingress;
 pub mod logs;
+pub mod metrics;
 pub mod network;
 pub mod oci;
 pub mod proxy;

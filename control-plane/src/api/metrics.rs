@@ -21,6 +21,11 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerbLabels {
     pub verb: String,
 }
@@ -60,6 +65,18 @@ impl Metrics {
             "skiff_apiserver_watches",
             "Open watch streams",
             watches.clone(),
+        );
+        // One stage here, shared with the scheduler (which observes it).
+        let stages = Family::<StageLabels, Histogram>::new_with_constructor(|| {
+            crate::controllers::scheduler::SCHEDULE_STAGE.clone()
+        });
+        drop(stages.get_or_create(&StageLabels {
+            stage: "schedule".into(),
+        }));
+        registry.register(
+            "skiff_cold_start_stage_seconds",
+            "Time spent in each stage of starting a pod that the control plane sees (schedule: from the scheduler's first sight of the pod to its bind); the nodes' /metrics have the others",
+            stages,
         );
         Metrics {
             registry: Mutex::new(registry),

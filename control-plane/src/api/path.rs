@@ -11,6 +11,8 @@ pub struct ResourcePath {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
+    /// What follows `nodes/NAME/proxy/` (the node agent's path).
+    pub proxy_path: Option<String>,
 }
 
 /// `segments` are the path parts after `/api/v1` or `/apis/<group>/<version>`.
@@ -41,12 +43,22 @@ pub fn parse(group: &str, version: &str, segments: &[&str]) -> ApiResult<Resourc
                     namespace: Some(segments[1].to_string()),
                     name: segments.get(3).map(|s| s.to_string()),
                     subresource: segments.get(4).map(|s| s.to_string()),
+                    proxy_path: None,
                 });
             }
         }
     }
     let def = resources::find(group, version, segments[0])
         .ok_or_else(|| unknown(&format!("resource {:?}", segments[0])))?;
+    if def.plural == "nodes" && segments.len() >= 3 && segments[2] == "proxy" {
+        return Ok(ResourcePath {
+            def,
+            namespace: None,
+            name: Some(segments[1].to_string()),
+            subresource: Some("proxy".into()),
+            proxy_path: Some(segments[3..].join("/")),
+        });
+    }
     if segments.len() > 3 || (def.namespaced && segments.len() > 1) {
         return Err(unknown(&segments.join("/")));
     }
@@ -55,6 +67,7 @@ pub fn parse(group: &str, version: &str, segments: &[&str]) -> ApiResult<Resourc
         namespace: None,
         name: segments.get(1).map(|s| s.to_string()),
         subresource: segments.get(2).map(|s| s.to_string()),
+        proxy_path: None,
     })
 }
 

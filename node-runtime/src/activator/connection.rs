@@ -77,18 +77,50 @@ pub(super) async fn serve(
         }
     };
     let (mut upstream, held) = upstream;
-    if held {
-        if let Some(since) = counters.take_cold_start() {
-            let took = since.elapsed();
-            tracing::info!(service = %target.service, held_ms = took.as_millis() as u64,
-                "cold start: the first held connection goes on to a ready endpoint");
-            super::events::cold_start(&shared, &target.service, took.max(started.elapsed()));
-        }
+    let cold = if held {
+        counters.take_cold_start()
+    } else {
+        None
+    };
+    if let Some(since) = cold {
+        let took = since.elapsed().max(started.elapsed());
+        tracing::info!(service = %target.service, held_ms = took.as_millis() as u64,
+            "cold start: the first held connection goes on to a ready endpoint");
+        super::events::cold_start(&shared, &target.service, took);
     }
     if !buffered.is_empty() && upstream.write_all(&buffered).await.is_err() {
         return;
     }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+    match cold {
+        None => {
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        }
+        Some(since) => splice_timing_first_byte(client, upstream, since).await,
+    }
+}
+
+/// Splices a cold start's first connection as `copy_bidirectional` does, and records the
+/// time from its hold to the first byte of the answer (the `first_byte` cold-start stage).
+async fn splice_timing_first_byte(client: TcpStream, upstream: TcpStream, since: Instant) {
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut upstream_read, mut upstream_write) = upstream.into_split();
+    let up = async {
+        let _ = tokio::io::copy(&mut client_read, &mut upstream_write).await;
+        let _ = upstream_write.shutdown().await;
+    };
+    let down = async {
+        let mut first = vec![0u8; 16 << 10];
+        if let Ok(n) = upstream_read.read(&mut first).await {
+            if n > 0 {
+                crate::metrics::observe(crate::metrics::Stage::FirstByte, since.elapsed());
+                if client_write.write_all(&first[..n]).await.is_ok() {
+                    let _ = tokio::io::copy(&mut upstream_read, &mut client_write).await;
+                }
+            }
+        }
+        let _ = client_write.shutdown().await;
+    };
+    tokio::join!(up, down);
 }
 
 /// Connects to one of the port's ready endpoints, holding the client while there is none.

@@ -190,7 +190,9 @@ impl Worker {
         let image_ref = self.slots[i].c.image.clone().unwrap_or_default();
         let policy = pull_policy(&self.slots[i].c);
         if self.slots[i].image.is_none() && policy != PullPolicy::Always {
+            let looking = Instant::now();
             if let Some(img) = runtime.present(&image_ref).await {
+                crate::metrics::observe(crate::metrics::Stage::Pull, looking.elapsed());
                 self.defer_event(
                     false,
                     "Pulled",
@@ -229,6 +231,7 @@ impl Worker {
         }
         match runtime.pull(&image_ref, policy, credentials).await {
             Ok(img) => {
+                crate::metrics::observe(crate::metrics::Stage::Pull, started.elapsed());
                 let msg = format!(
                     "Successfully pulled image \"{image_ref}\" in {}ms",
                     started.elapsed().as_millis()

@@ -130,6 +130,21 @@ async fn stats_summary(State(st): State<EndpointState>, headers: HeaderMap) -> R
     axum::Json(st.stats.summary().await).into_response()
 }
 
+/// The node's Prometheus metrics (see [`crate::metrics`]).
+async fn node_metrics(State(st): State<EndpointState>, headers: HeaderMap) -> Response {
+    if !authorized(&st, &headers) {
+        return error(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::encode(),
+    )
+        .into_response()
+}
+
 /// The request counts for the autoscaler, streamed (see [`super::request_stats`]).
 async fn stats_requests(State(st): State<EndpointState>, headers: HeaderMap) -> Response {
     if !authorized(&st, &headers) {
@@ -277,6 +292,7 @@ pub async fn start(
         .route("/containerLogs/{ns}/{pod}/{container}", get(container_logs))
         .route("/stats/summary", get(stats_summary))
         .route("/stats/requests", get(stats_requests))
+        .route("/metrics", get(node_metrics))
         .route(
             "/{kind}/{ns}/{pod}/{container}",
             get(exec_or_attach).post(exec_or_attach),

@@ -158,11 +158,19 @@ impl WasmNode {
         let extra = workdir::mounts(c, &mounts, spec.pod_dir)
             .map_err(|e| StartError::config(e.to_string()))?;
         mounts.extend(extra);
+        let was_loaded = self.engine.is_loaded(&image.digest);
+        let loading = std::time::Instant::now();
         let comp = self
             .engine
             .load(&image.digest, component_path)
             .await
             .map_err(|e| StartError::create(e.to_string()))?;
+        let stage = match (was_loaded, comp.source) {
+            (true, _) => crate::metrics::Stage::Warm,
+            (false, crate::wasm::LoadSource::Compiled) => crate::metrics::Stage::Compile,
+            (false, crate::wasm::LoadSource::DiskCache) => crate::metrics::Stage::DiskCache,
+        };
+        crate::metrics::observe(stage, loading.elapsed());
         let size = tokio::fs::metadata(component_path)
             .await
             .map(|m| m.len())

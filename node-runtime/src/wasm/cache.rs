@@ -85,6 +85,12 @@ impl ComponentCache {
         })
     }
 
+    /// Whether `digest` is loaded in memory.
+    pub(crate) fn is_loaded(&self, digest: &str) -> bool {
+        let loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        loaded.get(digest).is_some_and(|c| c.initialized())
+    }
+
     pub(crate) async fn load(
         &self,
         digest: &str,

@@ -104,6 +104,8 @@ struct Service {
     failures: mpsc::Sender<RequestFailure>,
     aborting: watch::Receiver<bool>,
     _ticker: Arc<EpochTicker>,
+    /// The server's first request is still to come (its instantiation is a cold-start stage).
+    first: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn serve(
@@ -143,6 +145,7 @@ pub(crate) fn serve(
         failures: failures_tx,
         aborting: aborting_rx.clone(),
         _ticker: parts.ticker.clone(),
+        first: std::sync::atomic::AtomicBool::new(true),
     });
     let addrs = bound.iter().map(|(addr, _)| *addr).collect();
     let accept_tasks = bound
@@ -327,7 +330,7 @@ async fn run_guest(
 ) -> Option<ExitReason> {
     let mut aborting = service.aborting.clone();
     let outcome = tokio::select! {
-        result = call_handle(&service.pre, &mut store, req, out) => Some(result),
+        result = call_handle(&service.pre, &mut store, req, out, &service.first) => Some(result),
         // Server shutdown: not the component's failure, so not reported.
         _ = aborting.wait_for(|a| *a) => return Some(ExitReason::Killed),
         // Waiting in the host past the deadline (a spinning guest is stopped by its epoch guard).
@@ -361,8 +364,13 @@ async fn call_handle(
     store: &mut Store<Host>,
     req: Resource<HostIncomingRequest>,
     out: Resource<HostResponseOutparam>,
+    first: &std::sync::atomic::AtomicBool,
 ) -> wasmtime::Result<()> {
+    let started = Instant::now();
     let proxy = pre.instantiate_async(&mut *store).await?;
+    if first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        crate::metrics::observe(crate::metrics::Stage::Instantiate, started.elapsed());
+    }
     proxy
         .wasi_http_incoming_handler()
         .call_handle(&mut *store, req, out)

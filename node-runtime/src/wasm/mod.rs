@@ -193,6 +193,11 @@ impl WasmRuntime {
 
     /// The component at `path`, compiled (or loaded from the on-disk cache) once per `digest`
     /// (`sha256:<hex>`); concurrent loads of one digest compile once.
+    /// Whether the component of `digest` is loaded (compiled and pre-instantiated) already.
+    pub fn is_loaded(&self, digest: &str) -> bool {
+        self.cache.is_loaded(digest)
+    }
+
     pub async fn load(&self, digest: &str, path: &Path) -> Result<Arc<LoadedComponent>, WasmError> {
         self.cache.load(digest, path).await
     }

@@ -57,6 +57,7 @@ impl Objects {
                 namespace: (def.namespaced && !namespace.is_empty()).then(|| namespace.to_string()),
                 name: name.map(str::to_string),
                 subresource: None,
+                proxy_path: None,
             },
             q: query,
             headers: HeaderMap::new(),

@@ -194,6 +194,7 @@ async fn route(
         (&Method::POST, true, Some("binding")) => pods::binding(ctx, body).await,
         (&Method::POST, true, Some("eviction")) => pods::eviction(ctx, body).await,
         (&Method::GET, true, Some("log")) => pods::node_stream(ctx).await,
+        (&Method::GET, true, Some("proxy")) => pods::node_proxy(ctx, raw_query).await,
         (&Method::GET | &Method::POST, true, Some("exec" | "attach" | "portforward")) => {
             pods::stream(ctx, &method, raw_query, upgrade).await
         }

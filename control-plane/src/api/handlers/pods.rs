@@ -197,3 +197,21 @@ pub async fn node_stream(ctx: Ctx) -> ApiResult<Response> {
     let path = format!("/containerLogs/{ns}/{name}/{container}?{}", query.join("&"));
     nodeproxy::get(&ep, &path, &ctx.st.tokens.node).await
 }
+
+/// `nodes/NAME/proxy/PATH`: a GET of the node agent's own endpoint (`metrics`,
+/// `stats/summary`), as the API server proxies to a kubelet.
+pub async fn node_proxy(ctx: Ctx, raw_query: &str) -> ApiResult<Response> {
+    let node = ctx.current().await?;
+    let ep = NodeEndpoint::from_node(&node).ok_or_else(|| {
+        ApiError::unavailable(format!(
+            "node {} has no agent endpoint to proxy to (it has not registered one yet)",
+            ctx.name()
+        ))
+    })?;
+    let mut path = format!("/{}", ctx.rp.proxy_path.as_deref().unwrap_or(""));
+    if !raw_query.is_empty() {
+        path.push('?');
+        path.push_str(raw_query);
+    }
+    nodeproxy::get(&ep, &path, &ctx.st.tokens.node).await
+}

@@ -89,7 +89,19 @@ pub struct Scheduler {
     events_tx: mpsc::UnboundedSender<(serde_json::Value, String)>,
     events_rx: Option<mpsc::UnboundedReceiver<(serde_json::Value, String)>>,
     bind_concurrency: usize,
+    /// When each pending pod was first seen, for the `schedule` cold-start stage.
+    first_seen: HashMap<String, Instant>,
 }
+
+/// Time from a pod's first sighting by the scheduler to its bind: the `schedule` stage of
+/// `skiff_cold_start_stage_seconds` on the control plane's `/metrics` (the nodes have the
+/// other stages).
+pub static SCHEDULE_STAGE: std::sync::LazyLock<prometheus_client::metrics::histogram::Histogram> =
+    std::sync::LazyLock::new(|| {
+        prometheus_client::metrics::histogram::Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.00005, 2.0, 22),
+        )
+    });
 
 enum Wake {
     Pod(Result<Arc<StoreEvent>, StoreError>),
@@ -118,6 +130,7 @@ impl Scheduler {
             results_tx,
             results_rx,
             bind_concurrency: DEFAULT_BIND_CONCURRENCY,
+            first_seen: HashMap::new(),
         }
     }
 
@@ -263,10 +276,12 @@ impl Scheduler {
                 }
             }
             self.queue.remove(&key);
+            self.first_seen.remove(&key);
             return;
         }
         let (info, prev) = self.cache.set_pod(ev.clone());
         if info.wants_scheduling(SCHEDULER_NAME) {
+            self.first_seen.entry(key.clone()).or_insert(now);
             if self.binding.contains_key(&key) {
                 return;
             }
@@ -317,6 +332,11 @@ impl Scheduler {
 
     fn on_bound(&mut self, out: BindOutcome) {
         self.binding.remove(&out.key);
+        if out.result.is_ok() {
+            if let Some(seen) = self.first_seen.remove(&out.key) {
+                SCHEDULE_STAGE.observe(seen.elapsed().as_secs_f64());
+            }
+        }
         let Err(e) = out.result else {
             // A pod landed: pods waiting for pod affinity to it may fit now.
             if self.queue.len_parked() > 0 {
