@@ -363,3 +363,46 @@ fn held_requests_get_a_503_saying_why_when_the_pods_cannot_start() -> Result<()>
     assert!(took < Duration::from_secs(45), "{took:?}: {text}");
     Ok(())
 }
+
+#[test]
+fn removing_the_annotations_hands_the_deployment_back() -> Result<()> {
+    if !common::network_available() {
+        return Ok(());
+    }
+    let s = Skiff::start_networked()?;
+    s.import(&guest("hello_wasm")?, "hello-wasm:v1")?;
+    let yaml = scale_to_zero_app(
+        "hello",
+        "autoscaling.skiff.dev/target-concurrency: \"10\"",
+        3,
+        "      - {name: app, image: hello-wasm:v1, imagePullPolicy: IfNotPresent}",
+    );
+    s.apply("hello.yaml", &yaml)?;
+    wait_for("the Service marked for the autoscaler", || {
+        let svc = s.json(&["get", "svc", "hello", "-o", "json"])?;
+        Ok((svc["metadata"]["annotations"]["skiff.dev/scale-target"] == "hello").then_some(()))
+    })?;
+    s.ok(&[
+        "annotate",
+        "deployment",
+        "hello",
+        "autoscaling.skiff.dev/min-scale-",
+        "autoscaling.skiff.dev/max-scale-",
+        "autoscaling.skiff.dev/scale-down-delay-",
+        "autoscaling.skiff.dev/target-concurrency-",
+    ])?;
+    s.ok(&["scale", "deployment", "hello", "--replicas=2"])?;
+    wait_for("the Service's marks to go", || {
+        let svc = s.json(&["get", "svc", "hello", "-o", "json"])?;
+        let a = &svc["metadata"]["annotations"];
+        Ok(
+            (a["skiff.dev/activator"].is_null() && a["skiff.dev/scale-target"].is_null())
+                .then_some(()),
+        )
+    })?;
+    // Longer than the old scale-down delay with no traffic: the user's count stands.
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(replicas(&s, "hello")?, 2);
+    assert!(events(&s, "ScaledToZero")?.is_empty());
+    Ok(())
+}
