@@ -136,13 +136,29 @@ async fn connect(
     let counters = shared.stats.service(&target.service);
     let deadline = tokio::time::Instant::now() + shared.cfg.hold_timeout;
     let mut targets = shared.targets.clone();
+    let mut local = shared.local.subscribe();
     let mut held = None;
     let mut diagnosis = None;
     loop {
-        let endpoints = match targets.borrow_and_update().find(dst) {
+        local.borrow_and_update();
+        let mut endpoints = match targets.borrow_and_update().find(dst) {
             Some(t) => t.endpoints.clone(),
             None => return Err(Refusal::Unavailable("the Service is gone".into())),
         };
+        if endpoints.is_empty() {
+            // A ready Wasm pod of the Service on this node, before its endpoint is published.
+            if let Some(port) = target.target_port {
+                endpoints = shared
+                    .local
+                    .ready_matching(&target.service.namespace, &target.selector_labels, port)
+                    .into_iter()
+                    .filter_map(|a| match a {
+                        std::net::SocketAddr::V4(a) => Some(a),
+                        std::net::SocketAddr::V6(_) => None,
+                    })
+                    .collect();
+            }
+        }
         if !endpoints.is_empty() {
             if let Some(upstream) = try_endpoints(shared, &endpoints).await {
                 return Ok((upstream, held.is_some()));
@@ -168,6 +184,7 @@ async fn connect(
             r = targets.changed() => if r.is_err() {
                 return Err(Refusal::Unavailable("the node is shutting down".into()));
             },
+            _ = local.changed() => {}
             _ = retry, if !endpoints.is_empty() => {}
             r = diag.changed() => {
                 if r.is_ok() {

@@ -104,6 +104,9 @@ struct Shared {
     diagnoses: Mutex<HashMap<ServiceRef, watch::Sender<Option<diagnose::Diagnosis>>>>,
     /// Round-robin over a port's endpoints.
     next: AtomicUsize,
+    /// This node's serving Wasm components: a held connection goes to a ready local pod of
+    /// its Service before the pod's endpoint is published.
+    local: crate::agent::wasm_ports::WasmPorts,
 }
 
 /// Serves the activator on `listener` until `shutdown`: one task keeps the targets in step
@@ -112,6 +115,7 @@ pub fn start(
     listener: TcpListener,
     cfg: ActivatorConfig,
     view: ClusterView,
+    local: crate::agent::wasm_ports::WasmPorts,
     client: kube::Client,
     stats: ActivatorStats,
     shutdown: watch::Receiver<bool>,
@@ -131,6 +135,7 @@ pub fn start(
         stats,
         diagnoses: Mutex::default(),
         next: AtomicUsize::new(0),
+        local,
     });
     let accept = tokio::spawn(accept(listener, shared, shutdown));
     vec![refresh, accept]

@@ -24,6 +24,11 @@ pub struct Target {
     pub endpoints: Vec<SocketAddrV4>,
     /// The Service's pod selector, to say why no pod is ready.
     pub selector: Option<String>,
+    /// The same selector as pairs, to find this node's ready Wasm pods before their
+    /// endpoints are published.
+    pub selector_labels: std::collections::BTreeMap<String, String>,
+    /// The port's numeric target port (`None` for a named one).
+    pub target_port: Option<u16>,
 }
 
 /// Every activated Service port of the cluster, by original destination.
@@ -81,13 +86,40 @@ impl Targets {
                 ))
             })
             .collect();
+        let by_key: HashMap<(String, String), &Service> = services
+            .iter()
+            .filter_map(|s| {
+                Some((
+                    (
+                        s.metadata.namespace.clone().unwrap_or_default(),
+                        s.metadata.name.clone()?,
+                    ),
+                    s,
+                ))
+            })
+            .collect();
         let mut out = Targets::default();
         for plan in model::plan(&services, &slices, node_name, None) {
             let Some(mode) = plan.activator else {
                 continue;
             };
             let key = (plan.name.namespace.clone(), plan.name.name.clone());
+            let spec = by_key.get(&key).and_then(|s| s.spec.as_ref());
+            let target_port = spec
+                .and_then(|spec| spec.ports.as_ref())
+                .and_then(|ports| ports.iter().find(|p| p.port == i32::from(plan.port)))
+                .and_then(|p| match &p.target_port {
+                    None => u16::try_from(p.port).ok(),
+                    Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n)) => {
+                        u16::try_from(*n).ok()
+                    }
+                    Some(_) => None,
+                });
             let target = Arc::new(Target {
+                selector_labels: spec
+                    .and_then(|spec| spec.selector.clone())
+                    .unwrap_or_default(),
+                target_port,
                 selector: selectors.get(&key).cloned(),
                 service: ServiceRef {
                     namespace: plan.name.namespace.clone(),
@@ -172,6 +204,11 @@ mod tests {
         assert_eq!(web.mode, ActivatorMode::Serve);
         assert_eq!(web.endpoints, vec!["10.42.0.7:8080".parse().unwrap()]);
         assert_eq!(web.selector.as_deref(), Some("app=web"));
+        assert_eq!(web.target_port, Some(8080));
+        assert_eq!(
+            web.selector_labels.get("app").map(String::as_str),
+            Some("web")
+        );
         assert_eq!(
             t.find("192.0.2.1:30080".parse().unwrap()).unwrap().service,
             web.service

@@ -443,11 +443,16 @@ impl Worker {
             Running::WasmHttp(mut server, addrs) => {
                 // Unregistered when the server task ends (dropped with it). A mixed pod's
                 // components listen inside its sandbox: port-forward goes through CRI there.
+                let ready_labels =
+                    s.c.readiness_probe
+                        .is_none()
+                        .then(|| self.pod.metadata.labels.clone().unwrap_or_default());
                 let ports = self.sandbox.is_none().then(|| {
                     self.ctx.wasm_ports.register(
                         self.pod.metadata.namespace.as_deref().unwrap_or(""),
                         self.pod.metadata.name.as_deref().unwrap_or(""),
                         addrs.clone(),
+                        ready_labels,
                     )
                 });
                 s.addrs = addrs;

@@ -234,7 +234,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
             ctx.runtimes.cri().map(|o| o.cri.clone()),
             net.off.clone(),
         )),
-        tokio::spawn(pods::run(ctx, shutdown_rx.clone())),
+        tokio::spawn(pods::run(ctx.clone(), shutdown_rx.clone())),
         tokio::spawn(warm_images::report(
             ctx_client.clone(),
             cfg.node_name.clone(),
@@ -252,6 +252,7 @@ pub async fn start(cfg: AgentConfig) -> Result<RunningAgent, AgentError> {
                 max_held: crate::activator::DEFAULT_MAX_HELD_PER_SERVICE,
             },
             view.clone(),
+            ctx.wasm_ports.clone(),
             ctx_client.clone(),
             activator_stats,
             shutdown_rx.clone(),
