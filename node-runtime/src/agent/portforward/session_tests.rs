@@ -131,7 +131,7 @@ fn replied(f: Option<Frame>, id: u32) {
 async fn forwards_both_ways_with_half_close() {
     let ports = WasmPorts::default();
     let (addr, _pod) = echo_pod().await;
-    let _reg = ports.register("default", "web", vec![(8080, addr)]);
+    let _reg = ports.register("default", "web", vec![(8080, addr)], None);
     let mut c = start(&ports);
     c.open(1, "error", 8080, "0").await;
     replied(c.next().await, 1);
@@ -168,7 +168,7 @@ async fn forwards_both_ways_with_half_close() {
 async fn an_unserved_port_is_reported_on_the_error_stream() {
     let ports = WasmPorts::default();
     let (addr, _pod) = echo_pod().await;
-    let _reg = ports.register("default", "web", vec![(8080, addr)]);
+    let _reg = ports.register("default", "web", vec![(8080, addr)], None);
     let mut c = start(&ports);
     c.open(1, "error", 9999, "0").await;
     replied(c.next().await, 1);
