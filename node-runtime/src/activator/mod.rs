@@ -153,16 +153,50 @@ async fn refresh(
     let mut changes = view.subscribe();
     loop {
         changes.borrow_and_update();
-        let (services, slices) = view.snapshot();
+        // Only activated Services and their slices are copied out of the view.
+        let services: Vec<_> = view
+            .services
+            .state()
+            .iter()
+            .filter(|s| crate::proxy::model::ActivatorMode::of(s).is_some())
+            .map(|s| (**s).clone())
+            .collect();
+        let names: std::collections::HashSet<(String, String)> = services
+            .iter()
+            .map(|s| {
+                (
+                    s.metadata.namespace.clone().unwrap_or_default(),
+                    s.metadata.name.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let slices: Vec<_> = view
+            .slices
+            .state()
+            .iter()
+            .filter(|sl| {
+                let svc = sl
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(crate::proxy::model::SERVICE_NAME_LABEL));
+                svc.is_some_and(|svc| {
+                    names.contains(&(
+                        sl.metadata.namespace.clone().unwrap_or_default(),
+                        svc.clone(),
+                    ))
+                })
+            })
+            .map(|sl| (**sl).clone())
+            .collect();
         let targets = Targets::build(&services, &slices, &node_name);
         {
             let known = targets.services();
             stats.retain(|s| known.contains(s));
         }
         tx.send_replace(Arc::new(targets));
-        tokio::select! {
-            r = changes.changed() => if r.is_err() { return },
-            _ = shutdown.changed() => return,
+        if !ClusterView::next_change(&mut changes, std::time::Instant::now(), &mut shutdown).await {
+            return;
         }
     }
 }

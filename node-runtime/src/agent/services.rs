@@ -31,6 +31,10 @@ pub const DEFAULT_SYNC_BATCH: Duration = Duration::from_millis(100);
 /// How long a container start waits for the first Service list (its environment variables)
 /// right after the agent started; later starts never wait.
 pub const DEFAULT_FIRST_LIST_WAIT: Duration = Duration::from_secs(5);
+/// The shortest time between two rebuilds of what follows the view without batching (the
+/// activator's targets, the Ingress routes): short against a cold start, long enough that a
+/// burst of changes is one rebuild per interval.
+pub const DEFAULT_MIN_REBUILD_INTERVAL: Duration = Duration::from_millis(20);
 /// After a failed sync, the next try (the state is re-read then).
 pub const DEFAULT_SYNC_RETRY: Duration = Duration::from_secs(2);
 
@@ -159,6 +163,29 @@ impl ClusterView {
     /// Changes whenever the view does (no batching).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
+    }
+
+    /// Waits for the next change after `last_rebuild`, at most one per
+    /// [`DEFAULT_MIN_REBUILD_INTERVAL`]: a lone change is seen at once, a storm (a thousand
+    /// Services created) costs a rebuild per interval instead of one per event. False at
+    /// shutdown.
+    pub async fn next_change(
+        changes: &mut watch::Receiver<u64>,
+        last_rebuild: std::time::Instant,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return false },
+            _ = shutdown.changed() => return false,
+        }
+        let since = last_rebuild.elapsed();
+        if since < DEFAULT_MIN_REBUILD_INTERVAL {
+            tokio::select! {
+                _ = tokio::time::sleep(DEFAULT_MIN_REBUILD_INTERVAL - since) => {}
+                _ = shutdown.changed() => return false,
+            }
+        }
+        true
     }
 
     /// The Services and EndpointSlices as they are now.

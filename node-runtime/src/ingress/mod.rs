@@ -163,9 +163,8 @@ async fn refresh(
             reported = problems;
         }
         tx.send_replace(Arc::new(table));
-        tokio::select! {
-            r = changes.changed() => if r.is_err() { return },
-            _ = shutdown.changed() => return,
+        if !ClusterView::next_change(&mut changes, std::time::Instant::now(), &mut shutdown).await {
+            return;
         }
     }
 }

@@ -207,7 +207,12 @@ async fn bad_streams_are_reset() {
 async fn the_pod_connection_closes_when_kubectl_goes() {
     let ports = WasmPorts::default();
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let _reg = ports.register("default", "web", vec![(8080, l.local_addr().unwrap())], None);
+    let _reg = ports.register(
+        "default",
+        "web",
+        vec![(8080, l.local_addr().unwrap())],
+        None,
+    );
     let mut c = start(&ports);
     c.open(1, "error", 8080, "0").await;
     replied(c.next().await, 1);
