@@ -203,7 +203,11 @@ impl Scaler {
             want_stable
         };
 
-        // A lower count applies only once it held for the scale-down delay.
+        // A lower count applies only once it held for the scale-down delay (counted from the
+        // first sight too: a new Deployment keeps its initial scale that long).
+        if self.recent.is_empty() {
+            self.recent.push_back((now, current));
+        }
         self.recent.push_back((now, want));
         while self
             .recent

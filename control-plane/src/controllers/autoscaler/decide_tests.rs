@@ -46,6 +46,20 @@ fn idle_goes_to_zero_after_the_delay_and_held_requests_bring_it_back() {
 }
 
 #[test]
+fn a_new_workload_keeps_its_initial_scale_for_the_delay() {
+    let t0 = Instant::now();
+    let s = Settings {
+        min: 1,
+        ..settings()
+    };
+    let mut sc = Scaler::new(t0);
+    let at = |secs: u64| t0 + Duration::from_secs(secs);
+    assert_eq!(sc.decide(&s, &load(0.0), 3, 0, at(1)).replicas, 3);
+    assert_eq!(sc.decide(&s, &load(0.0), 3, 3, at(4)).replicas, 3);
+    assert!(sc.decide(&s, &load(0.0), 3, 3, at(7)).replicas < 3);
+}
+
+#[test]
 fn a_burst_panics_up_to_the_maximum_and_never_down_in_panic() {
     let t0 = Instant::now();
     let s = settings();
