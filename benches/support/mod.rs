@@ -1,6 +1,6 @@
 //! What the benchmarks that run in a network namespace of their own share (benches/containers.rs,
-//! benches/network.rs): the namespace, re-running the benchmark inside it, and small helpers
-//! for processes, the cluster and percentiles.
+//! benches/network.rs, benches/serverless.rs): the namespace, re-running the benchmark inside
+//! it, and small helpers for processes, the cluster (`kubectl` included) and percentiles.
 #![allow(dead_code)]
 
 #[path = "../../tests/common/process.rs"]
@@ -342,4 +342,46 @@ pub async fn create_until_ready(
         }
     }
     bail!("pod {name} did not become Ready (watch ended)")
+}
+
+/// Whether `program` is a file in one of PATH's directories.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+/// `kubectl` (from PATH) against the server behind `kubeconfig`, with a fresh cache dir of its
+/// own (removed on drop), so no discovery cached by another cluster is used.
+pub struct Kubectl {
+    kubeconfig: PathBuf,
+    cache: tempfile::TempDir,
+}
+
+impl Kubectl {
+    pub fn new(kubeconfig: &Path) -> Result<Kubectl> {
+        Ok(Kubectl {
+            kubeconfig: kubeconfig.to_path_buf(),
+            cache: tempfile::tempdir()?,
+        })
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.env("KUBECONFIG", &self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.cache.path());
+        cmd
+    }
+
+    /// `kubectl ARGS`; its stdout, or an error with its output.
+    pub fn run(&self, args: &[&str]) -> Result<String> {
+        run_ok(self.command().args(args))
+    }
+
+    /// `kubectl apply -f FILE` of `yaml` (YAML or JSON, written to the cache dir first as `name`).
+    pub fn apply(&self, name: &str, yaml: &str) -> Result<String> {
+        let file = self.cache.path().join(name);
+        std::fs::write(&file, yaml)?;
+        run_ok(self.command().arg("apply").arg("-f").arg(&file))
+    }
 }

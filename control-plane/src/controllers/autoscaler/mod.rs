@@ -27,7 +27,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::queue::WorkQueue;
-use super::runner::{namespace_fanout, served, Action, ReconcileError, Reconciler, Trigger};
+use super::runner::{served, Action, ReconcileError, Reconciler, Trigger};
 use crate::api::admission::validation::scale_annotations::ScaleAnnotations;
 use crate::api::handlers::{Objects, Subresource};
 use crate::api::object;
@@ -177,9 +177,46 @@ impl Reconciler for Autoscaler {
     }
 
     fn triggers(&self) -> Vec<Trigger> {
-        // The Deployments themselves, and any Service change in their namespace (a new
-        // Service in front of one, a changed selector).
-        namespace_fanout(DEPLOYMENTS, "core/services")
+        // The Deployments themselves (their pod template labels remembered), and a Service's
+        // change for the Deployments it selects (before and after) or is marked for: a new
+        // Service in front of one, a changed selector, a lost mark.
+        let templates: Arc<Mutex<HashMap<String, HashMap<String, Value>>>> = Arc::default();
+        let (own, deps) = (templates.clone(), templates);
+        vec![
+            Trigger::mapped(DEPLOYMENTS, move |e| {
+                let mut m = own.lock().unwrap_or_else(|p| p.into_inner());
+                let ns = m.entry(e.key.namespace.clone()).or_default();
+                if e.kind == crate::store::EventType::Deleted {
+                    ns.remove(&e.key.name);
+                } else {
+                    let labels = e
+                        .object
+                        .pointer("/spec/template/metadata/labels")
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    ns.insert(e.key.name.clone(), labels);
+                }
+                vec![e.key.clone()]
+            }),
+            Trigger::mapped("core/services", move |e| {
+                let m = deps.lock().unwrap_or_else(|p| p.into_inner());
+                let mut names = std::collections::BTreeSet::new();
+                for svc in std::iter::once(&e.object).chain(e.prev.as_ref()) {
+                    if let Some(t) = services::annotation(svc, services::SCALE_TARGET_ANNOTATION) {
+                        names.insert(t.to_string());
+                    }
+                    for (name, labels) in m.get(&e.key.namespace).into_iter().flatten() {
+                        if services::selects(svc, labels) {
+                            names.insert(name.clone());
+                        }
+                    }
+                }
+                names
+                    .into_iter()
+                    .map(|n| ObjectKey::new(DEPLOYMENTS, &e.key.namespace, &n))
+                    .collect()
+            }),
+        ]
     }
 
     async fn reconcile(&self, key: &ObjectKey) -> Result<Action, ReconcileError> {
@@ -217,9 +254,24 @@ impl Reconciler for Autoscaler {
             .transpose()
             .map_err(|e| ReconcileError::Invalid(e.to_string()))?
             .unwrap_or_else(LabelSelector::nothing);
+        // The API's label selector when the Deployment's is plain matchLabels (most are),
+        // so a namespace of a thousand workloads is not read whole each tick.
+        let by_labels = match dep.pointer("/spec/selector") {
+            Some(sel) if sel.get("matchExpressions").is_none() => sel
+                .get("matchLabels")
+                .and_then(Value::as_object)
+                .filter(|m| !m.is_empty())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }),
+            _ => None,
+        };
         let pods: Vec<Value> = self
             .objects
-            .list(served("", "pods")?, ns, None)
+            .list(served("", "pods")?, ns, by_labels.as_deref())
             .await?
             .into_iter()
             .filter(|p| selector.matches_object(p))
