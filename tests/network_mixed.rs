@@ -197,10 +197,15 @@ spec:
         .as_str()
         .unwrap_or("")
         .to_string();
-    let page = fetch(
-        &s,
-        &format!("http://{wasm_ip}:8080/fetch?url=http://httpd-svc/"),
-    )?;
+    // The httpd has no readiness probe: Ready when started, which can be a moment before it
+    // listens and before the node's rules have its endpoint (a 502 from the fetch meanwhile).
+    let page = wait_for("the container Service through the Wasm pod", || {
+        Ok(fetch(
+            &s,
+            &format!("http://{wasm_ip}:8080/fetch?url=http://httpd-svc/"),
+        )
+        .ok())
+    })?;
     assert_eq!(page.trim(), "container-page");
     // From the node: both ClusterIPs.
     let wasm_vip = cluster_ip(&s, "wasm-svc")?;
