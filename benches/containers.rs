@@ -17,17 +17,15 @@
 //! the end. `HELLO_WASM=/path/hello_wasm.wasm` skips building the Wasm samples;
 //! `BENCH_SERVER_LOG=FILE` keeps the server's log (level from `SKIFF_LOG`, default warn).
 
-#[path = "../tests/common/busybox.rs"]
-mod busybox;
 mod support;
 
 use support::{
-    hello_component, import, pct, rss_kib, run_ok, wait_ready_node, NetNs, Server, NETNS_ENV,
+    announce, busybox, header, hello_component, import, is_root, ms_with, on_path, pct, row,
+    rss_kib, Kind, NetNs, Server, NODE, WAIT,
 };
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -40,36 +38,24 @@ use skiff_node_runtime::oci::{ContainerSpec, OciRuntime, LABEL_MANAGED_BY};
 
 /// Pods of each kind timed for create → Ready and kept running for the memory figure.
 const PODS: usize = 50;
-/// Set (to the namespace's name) in the copy of the benchmark running inside the namespace.
-/// Upper bound for any single wait (a pod Ready, the server up, one command).
-const WAIT: Duration = Duration::from_secs(60);
 /// Upper bound for a batch of pods to be gone after a delete.
 const GONE_WAIT: Duration = Duration::from_secs(180);
 /// Pause before reading RSS, so the last pod's status write and events are done.
 const SETTLE: Duration = Duration::from_secs(3);
-/// The embedded agent's node name.
-const NODE: &str = "bench";
 /// The node label of the sandboxes this benchmark starts directly through CRI (not the
 /// agent's, so neither removes the other's).
 const CRI_NODE: &str = "bench-cri";
 
 fn main() -> Result<()> {
-    match std::env::var(NETNS_ENV) {
-        Ok(ns) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(inside(&ns)),
-        Err(_) => outside(),
-    }
+    support::main(inside, outside)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Outside the namespace: create it, run the benchmark in it, delete it.
 
 fn outside() -> Result<()> {
-    let root = run_ok(Command::new("id").arg("-u"))?.trim() == "0";
-    let containerd = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("containerd").is_file()));
+    let root = is_root()?;
+    let containerd = on_path("containerd");
     if !root || !containerd {
         bail!("the container benchmark needs root (network namespaces) and containerd on PATH (root: {root}, containerd: {containerd})");
     }
@@ -79,13 +65,9 @@ fn outside() -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
+/// Milliseconds, with one decimal below 100 ms.
 fn ms(d: Duration) -> String {
-    let m = d.as_secs_f64() * 1000.0;
-    if m >= 100.0 {
-        format!("{m:.0} ms")
-    } else {
-        format!("{m:.1} ms")
-    }
+    ms_with(d, 1)
 }
 
 fn mib(kib: f64) -> String {
@@ -98,8 +80,7 @@ fn mib(kib: f64) -> String {
 /// Waits until the server answers and its node is Ready, running container pods; returns a
 /// client.
 async fn wait_node(server: &mut Server, kubeconfig: &Path) -> Result<kube::Client> {
-    let ready = wait_ready_node(kubeconfig, NODE, WAIT, || server.alive()).await;
-    let (client, oci) = ready.map_err(|e| e.context(server.log_tail()))?;
+    let (client, oci) = support::wait_node(server, kubeconfig, WAIT).await?;
     if !oci {
         bail!(
             "node {NODE} runs no container pods (containerd did not start); {}",
@@ -111,12 +92,6 @@ async fn wait_node(server: &mut Server, kubeconfig: &Path) -> Result<kube::Clien
 
 // ---------------------------------------------------------------------------------------------
 // Pods.
-
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Container,
-    Wasm,
-}
 
 impl Kind {
     fn label(self) -> &'static str {
@@ -461,12 +436,8 @@ async fn bench(
 fn print(r: &Results) {
     let (c, w) = (&r.container, &r.wasm);
     let (c50, w50) = (pct(&c.ready, 0.5), pct(&w.ready, 0.5));
-    let row = |m: &str, cv: String, wv: String, target: &str| {
-        println!("| {m} | {cv} | {wv} | {target} |");
-    };
     let per = |f: fn(&Rss) -> u64, run: &Run| mib(per_pod(f(&run.loaded), f(&run.base)));
-    println!("| measure | container pods (runc) | Wasm pods (wasmtime) | target |");
-    println!("|---|---|---|---|");
+    header("container pods (runc)", "Wasm pods (wasmtime)");
     row(
         "first pod create → Ready (image unpack / cold compile)",
         ms(c.first),
@@ -542,7 +513,7 @@ fn print(r: &Results) {
     row(
         "pause + httpd processes per pod, RSS (not in the figures above)",
         per(|r| r.workload, c),
-        "—".into(),
+        "—",
         "",
     );
     row(
@@ -564,7 +535,7 @@ fn print(r: &Results) {
 // ---------------------------------------------------------------------------------------------
 // Inside the namespace.
 
-async fn inside(ns: &str) -> Result<()> {
+async fn inside(ns: String) -> Result<()> {
     let component = hello_component()?;
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path();
@@ -583,25 +554,14 @@ async fn inside(ns: &str) -> Result<()> {
                 .to_string()
         })
         .context("no server in kubeconfig.yaml")?;
-    eprintln!(
-        "bench-containers: server pid {} in network namespace {ns}, data dir {}",
-        server.pid(),
-        dir.display()
-    );
+    announce("containers", &ns, &server, dir);
 
     let pods: Api<Pod> = Api::namespaced(client, "default");
-    let (result, interrupted) = tokio::select! {
-        r = bench(&pods, server.pid(), dir, &cluster_host) => (r, false),
-        _ = tokio::signal::ctrl_c() => (Err(anyhow!("interrupted")), true),
-    };
     // Clean up whatever happened: the pods and the sandboxes started through CRI (both by
     // `delete_all`), then the server (SIGTERM: the agent stops containerd).
-    match tokio::time::timeout(GONE_WAIT, delete_all(&pods, dir)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("cleanup: {e:#}"),
-        Err(_) => eprintln!("cleanup: pods not gone within {GONE_WAIT:?}"),
-    }
-    let results = server.finish(result, interrupted)?;
+    let cleanup = delete_all(&pods, dir);
+    let run = bench(&pods, server.pid(), dir, &cluster_host);
+    let results = server.run_bench(run, cleanup, GONE_WAIT).await?;
     print(&results);
     Ok(())
 }

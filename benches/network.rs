@@ -25,8 +25,6 @@
 //! `HELLO_WASM=/path/hello_wasm.wasm` skips building the Wasm samples; `BENCH_SERVER_LOG=FILE`
 //! keeps the server's log (level from `SKIFF_LOG`, default warn).
 
-#[path = "../tests/common/busybox.rs"]
-mod busybox;
 #[path = "network/cluster.rs"]
 mod cluster;
 #[path = "network/load.rs"]
@@ -38,7 +36,9 @@ mod support;
 use cluster::*;
 use load::{clock_ticks, load, ClientPod, Load};
 use report::print;
-use support::{hello_component, import, pct, rss_kib, run_ok, NetNs, NETNS_ENV};
+use support::{
+    announce, met, mib, ms, pct, rss_kib, run_ok, BenchNode, Kind, LONG_WAIT, NODE_ADDR, WAIT,
+};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -54,11 +54,6 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchPara
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Set (to the namespace's name) in the copy of the benchmark running inside the namespace.
-/// The node's address (on the namespace's uplink): the API, NodePorts.
-const NODE_ADDR: &str = "192.168.99.1";
-/// The uplink's gateway, which does not exist (a default route, as every real node has).
-const GATEWAY: &str = "192.168.99.254";
 /// The load comes from client pods: one as a pod of another node would be (an address of
 /// the next node range, on a link of its own into the node, which holds `ROUTED_NODE_ADDR`),
 /// one on this node's bridge (an address at the end of the node's range, which pods take
@@ -67,8 +62,6 @@ const ROUTED_CLIENT_ADDR: &str = "10.42.8.2";
 const ROUTED_NODE_ADDR: &str = "10.42.8.1";
 const BRIDGED_CLIENT_ADDR: &str = "10.42.7.250/21";
 const BRIDGE_ADDR: &str = "10.42.0.1";
-/// The embedded agent's node name.
-const NODE: &str = "bench";
 /// The node's pod range is a /21 of the cluster CIDR (2,046 addresses) and it takes
 /// `MAX_PODS` pods, so `MANY_PODS` fit.
 const NODE_CIDR_MASK_SIZE: &str = "21";
@@ -86,10 +79,6 @@ const CONNECTIONS: usize = 16;
 const LOAD: Duration = Duration::from_secs(5);
 const ROUNDS: usize = 3;
 const WARMUP: Duration = Duration::from_secs(2);
-/// Upper bound for any single wait (a pod Ready, the server up, a Service answering).
-const WAIT: Duration = Duration::from_secs(60);
-/// Upper bound for a batch of pods to be gone after a delete, and for `MANY_PODS` to run.
-const LONG_WAIT: Duration = Duration::from_secs(600);
 /// Pause before reading RSS, so the last status writes and events are done.
 const SETTLE: Duration = Duration::from_secs(3);
 /// README's Wasm create → Ready p50 without the pod network (benches/wasm.rs), and the most
@@ -100,48 +89,18 @@ const READY_BUDGET_MS: f64 = 2.0;
 const CLUSTERIP_RATIO_TARGET: f64 = 0.90;
 const ADDED_P99_TARGET_MS: f64 = 0.5;
 
+/// Outside the namespace: check for root and the tools, create the namespace, run the
+/// benchmark again in it (there: [`inside`]), delete it.
 fn main() -> Result<()> {
-    match std::env::var(NETNS_ENV) {
-        Ok(ns) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(inside(&ns)),
-        Err(_) => outside(),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Outside the namespace: create it, run the benchmark in it, delete it.
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-}
-
-fn outside() -> Result<()> {
-    let root = run_ok(Command::new("id").arg("-u"))?.trim() == "0";
-    if !root {
-        bail!("the network benchmark needs root (it creates a network namespace)");
-    }
-    for tool in ["wrk", "nft", "ip", "nsenter"] {
-        if !on_path(tool) {
-            bail!("{tool} is not on PATH (apt-get install wrk nftables iproute2 util-linux)");
-        }
-    }
-    support::run_in_netns(NetNs::new(Some((NODE_ADDR, GATEWAY)))?)
+    let outside = || {
+        let install = "apt-get install wrk nftables iproute2 util-linux";
+        support::outside("network", &["wrk", "nft", "ip", "nsenter"], install)
+    };
+    support::main(inside, outside)
 }
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
-
-fn ms(d: Duration) -> String {
-    let m = d.as_secs_f64() * 1000.0;
-    if m >= 100.0 {
-        format!("{m:.0} ms")
-    } else {
-        format!("{m:.2} ms")
-    }
-}
 
 /// 12345.6 → "12,346".
 fn thousands(v: f64) -> String {
@@ -154,18 +113,6 @@ fn thousands(v: f64) -> String {
         out.push(c);
     }
     out
-}
-
-fn mib(kib: u64) -> String {
-    format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-fn met(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "MISSED"
-    }
 }
 
 /// One HTTP/1.0 GET of `/` on `addr`: Ok once it answers 200.
@@ -203,12 +150,6 @@ async fn wait_http(addr: &str) -> Result<()> {
 
 // ---------------------------------------------------------------------------------------------
 // 1 + 2: a Service per runtime, loaded on its three paths.
-
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Wasm,
-    Container,
-}
 
 impl Kind {
     fn app(self) -> &'static str {
@@ -516,37 +457,28 @@ async fn bench(
 // ---------------------------------------------------------------------------------------------
 // Inside the namespace.
 
-async fn inside(ns: &str) -> Result<()> {
-    let component = hello_component()?;
-    let tmp = tempfile::tempdir()?;
-    let dir = tmp.path();
-    let kubeconfig = dir.join("kubeconfig.yaml");
-    let has_containerd = on_path("containerd");
-    let mut server = start_server(dir, has_containerd)?;
-    let (client, oci) = wait_node(&mut server, &kubeconfig).await?;
-    import(&kubeconfig, &component, "hello-wasm:v1")?;
-    let containers = if !has_containerd {
-        Err("containerd is not on PATH (apt-get install containerd runc containernetworking-plugins)".to_string())
-    } else if !oci {
-        Err("the node's containerd did not start (see the server log)".to_string())
-    } else {
-        let busybox = busybox::layout_tarball(dir)?;
-        import(&kubeconfig, &busybox, "busybox:1.35")?;
-        let bin_dir = dir.join("bin");
-        build_keepalive_httpd(&bin_dir)?;
-        Ok(bin_dir)
+async fn inside(ns: String) -> Result<()> {
+    // A pod range and a pod limit for the node that `MANY_PODS` fit in.
+    let max_pods = MAX_PODS.to_string();
+    let extra = [
+        "--node-cidr-mask-size",
+        NODE_CIDR_MASK_SIZE,
+        "--max-pods",
+        &max_pods,
+    ];
+    let node = BenchNode::start(&extra, WAIT).await?;
+    let containers = match &node.containers {
+        Ok(()) => {
+            let bin_dir = node.dir().join("bin");
+            build_keepalive_httpd(&bin_dir)?;
+            Ok(bin_dir)
+        }
+        Err(reason) => Err(reason.clone()),
     };
-    eprintln!(
-        "bench-network: server pid {} in network namespace {ns}, data dir {}",
-        server.pid(),
-        dir.display()
-    );
+    announce("network", &ns, &node.server, node.dir());
 
+    let client = &node.client;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let (result, interrupted) = tokio::select! {
-        r = bench(&client, server.pid(), containers) => (r, false),
-        _ = tokio::signal::ctrl_c() => (Err(anyhow!("interrupted")), true),
-    };
     // Clean up whatever happened: the Deployment, Services and pods, then the server (SIGTERM:
     // the agent stops containerd).
     let cleanup = async {
@@ -558,12 +490,9 @@ async fn inside(ns: &str) -> Result<()> {
         }
         delete_pods(&pods, "").await
     };
-    match tokio::time::timeout(LONG_WAIT, cleanup).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("cleanup: {e:#}"),
-        Err(_) => eprintln!("cleanup: pods not gone within {LONG_WAIT:?}"),
-    }
-    let results = server.finish(result, interrupted)?;
+    let server_pid = node.server.pid();
+    let run = bench(client, server_pid, containers);
+    let results = node.server.run_bench(run, cleanup, LONG_WAIT).await?;
     print(&results);
     Ok(())
 }

@@ -32,8 +32,6 @@
 //! `HELLO_WASM=/path/hello_wasm.wasm` skips building the Wasm samples; `BENCH_SERVER_LOG=FILE`
 //! keeps the server's log (level from `SKIFF_LOG`, default warn).
 
-#[path = "../tests/common/busybox.rs"]
-mod busybox;
 #[path = "serverless/cluster.rs"]
 mod cluster;
 #[path = "serverless/http.rs"]
@@ -43,9 +41,8 @@ mod report;
 mod support;
 
 use cluster::*;
-use support::{hello_component, import, on_path, rss_kib, run_ok, Kubectl, NetNs, NETNS_ENV};
+use support::{announce, rss_kib, BenchNode, Kind, Kubectl, LONG_WAIT, WAIT};
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -55,12 +52,6 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
-/// The node's address (on the namespace's uplink): the API.
-const NODE_ADDR: &str = "192.168.99.1";
-/// The uplink's gateway, which does not exist (a default route, as every real node has).
-const GATEWAY: &str = "192.168.99.254";
-/// The embedded agent's node name.
-const NODE: &str = "bench";
 /// The label on everything the benchmark creates (`bench=serverless`), for its cleanup.
 const BENCH_LABEL: &str = "serverless";
 /// The namespace of the density phase's Deployments (the cold-start apps are in `default`).
@@ -94,12 +85,8 @@ const DEFAULT_CREATE_CONCURRENCY: usize = 8;
 /// The longest one request may take: beyond the activator's 60 s hold, so its 503 (with the
 /// reason) arrives first.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(65);
-/// Upper bound for any single wait (the server up, a Service marked).
-const WAIT: Duration = Duration::from_secs(60);
 /// Upper bound for the apps to reach zero (the delay, the zero grace, pod termination).
 const ZERO_WAIT: Duration = Duration::from_secs(120);
-/// Upper bound for the density phase's waits and the cleanup.
-const LONG_WAIT: Duration = Duration::from_secs(600);
 /// Pause before reading RSS, so the last writes and events are done.
 const RSS_SETTLE: Duration = Duration::from_secs(3);
 /// Knative Serving's published cold start (a container, from zero): 2–4 s.
@@ -110,30 +97,14 @@ const WASM_COLD_P50_TARGET: Duration = Duration::from_millis(25);
 const WASM_COLD_P99_TARGET: Duration = Duration::from_millis(100);
 const CONTAINER_COLD_P50_TARGET: Duration = Duration::from_millis(1500);
 
+/// Outside the namespace: check for root and the tools, create the namespace, run the
+/// benchmark again in it (there: [`inside`]), delete it.
 fn main() -> Result<()> {
-    match std::env::var(NETNS_ENV) {
-        Ok(ns) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(inside(&ns)),
-        Err(_) => outside(),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Outside the namespace: create it, run the benchmark in it, delete it.
-
-fn outside() -> Result<()> {
-    let root = run_ok(Command::new("id").arg("-u"))?.trim() == "0";
-    if !root {
-        bail!("the serverless benchmark needs root (it creates a network namespace)");
-    }
-    for tool in ["nft", "ip", "nsenter", "kubectl"] {
-        if !on_path(tool) {
-            bail!("{tool} is not on PATH (apt-get install nftables iproute2 util-linux; kubectl 1.32)");
-        }
-    }
-    support::run_in_netns(NetNs::new(Some((NODE_ADDR, GATEWAY)))?)
+    let outside = || {
+        let install = "apt-get install nftables iproute2 util-linux; kubectl 1.32";
+        support::outside("serverless", &["nft", "ip", "nsenter", "kubectl"], install)
+    };
+    support::main(inside, outside)
 }
 
 /// `name` from the environment, else `default`.
@@ -149,12 +120,6 @@ fn env_count(name: &str, default: usize) -> Result<usize> {
 
 // ---------------------------------------------------------------------------------------------
 // The two cold-start apps.
-
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Wasm,
-    Container,
-}
 
 impl Kind {
     fn app(self) -> &'static str {
@@ -474,25 +439,10 @@ async fn bench(
 // ---------------------------------------------------------------------------------------------
 // Inside the namespace.
 
-async fn inside(ns: &str) -> Result<()> {
-    let component = hello_component()?;
-    let tmp = tempfile::tempdir()?;
-    let dir = tmp.path();
-    let kubeconfig = dir.join("kubeconfig.yaml");
-    let has_containerd = on_path("containerd");
-    let mut server = start_server(dir, has_containerd)?;
-    let (client, oci) = wait_node(&mut server, &kubeconfig).await?;
-    import(&kubeconfig, &component, "hello-wasm:v1")?;
-    let containers = if !has_containerd {
-        Err("containerd is not on PATH (apt-get install containerd runc containernetworking-plugins)".to_string())
-    } else if !oci {
-        Err("the node's containerd did not start (see the server log)".to_string())
-    } else {
-        let busybox = busybox::layout_tarball(dir)?;
-        import(&kubeconfig, &busybox, "busybox:1.35")?;
-        Ok(())
-    };
-    let kubectl = Kubectl::new(&kubeconfig)?;
+async fn inside(ns: String) -> Result<()> {
+    let node = BenchNode::start(&[], WAIT).await?;
+    let client = &node.client;
+    let kubectl = Kubectl::new(&node.kubeconfig)?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(
@@ -500,24 +450,14 @@ async fn inside(ns: &str) -> Result<()> {
             &serde_json::from_value(json!({"metadata": {"name": DENSITY_NS}}))?,
         )
         .await?;
-    eprintln!(
-        "bench-serverless: server pid {} in network namespace {ns}, data dir {}",
-        server.pid(),
-        dir.display()
-    );
+    announce("serverless", &ns, &node.server, node.dir());
 
-    let (result, interrupted) = tokio::select! {
-        r = bench(&client, &kubectl, server.pid(), containers) => (r, false),
-        _ = tokio::signal::ctrl_c() => (Err(anyhow!("interrupted")), true),
-    };
     // Clean up whatever happened: the Deployments, Services and their pods, then the server
     // (SIGTERM: the agent stops containerd and removes its rules).
-    match tokio::time::timeout(LONG_WAIT, delete_all(&client, &["default", DENSITY_NS])).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => eprintln!("cleanup: {e:#}"),
-        Err(_) => eprintln!("cleanup: pods not gone within {LONG_WAIT:?}"),
-    }
-    let results = server.finish(result, interrupted)?;
+    let cleanup = delete_all(client, &["default", DENSITY_NS]);
+    let server_pid = node.server.pid();
+    let run = bench(client, &kubectl, server_pid, node.containers.clone());
+    let results = node.server.run_bench(run, cleanup, LONG_WAIT).await?;
     report::print(&results);
     Ok(())
 }

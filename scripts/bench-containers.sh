@@ -10,20 +10,9 @@
 # (scripts/build-guests.sh) unless HELLO_WASM points at hello_wasm.wasm. Cargo's usual target
 # dir applies (CARGO_TARGET_DIR when set, else target/).
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-if [ "$(id -u)" != 0 ]; then
-    echo "bench-containers: run as root (the benchmark creates a network namespace)" >&2
-    exit 1
-fi
-for tool in containerd runc nsenter ip; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "bench-containers: $tool is not on PATH (apt-get install containerd runc util-linux iproute2 containernetworking-plugins busybox-static)" >&2
-        exit 1
-    fi
-done
-if [ ! -x /bin/busybox ]; then
-    echo "bench-containers: /bin/busybox is missing (apt-get install busybox-static)" >&2
-    exit 1
-fi
-exec cargo bench --bench containers "$@"
+. "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
+bench_init containers
+bench_need_root
+bench_need_tools "apt-get install containerd runc util-linux iproute2 containernetworking-plugins busybox-static" containerd runc nsenter ip
+bench_need_busybox
+bench_run "$@"

@@ -13,26 +13,10 @@
 # points at hello_wasm.wasm. Cargo's usual target dir applies (CARGO_TARGET_DIR when set,
 # else target/).
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-if [ "$(id -u)" != 0 ]; then
-    echo "bench-network: run as root (the benchmark creates a network namespace)" >&2
-    exit 1
-fi
-if ! command -v wrk >/dev/null 2>&1; then
-    echo "bench-network: wrk (the load generator) is not on PATH (apt-get install wrk)" >&2
-    exit 1
-fi
-for tool in nft nsenter ip; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "bench-network: $tool is not on PATH (apt-get install nftables util-linux iproute2)" >&2
-        exit 1
-    fi
-done
-if ! command -v containerd >/dev/null 2>&1; then
-    echo "bench-network: containerd is not on PATH: the container rows will be skipped (apt-get install containerd runc containernetworking-plugins busybox-static)" >&2
-elif [ ! -x /bin/busybox ]; then
-    echo "bench-network: /bin/busybox is missing (apt-get install busybox-static)" >&2
-    exit 1
-fi
-exec cargo bench --bench network "$@"
+. "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
+bench_init network
+bench_need_root
+bench_on_path wrk || bench_fail "wrk (the load generator) is not on PATH (apt-get install wrk)"
+bench_need_tools "apt-get install nftables util-linux iproute2" nft nsenter ip
+bench_optional_containers
+bench_run "$@"

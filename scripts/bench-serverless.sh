@@ -16,26 +16,10 @@
 # (scripts/build-guests.sh) unless HELLO_WASM points at hello_wasm.wasm. Cargo's usual target
 # dir applies (CARGO_TARGET_DIR when set, else target/).
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-if [ "$(id -u)" != 0 ]; then
-    echo "bench-serverless: run as root (the benchmark creates a network namespace)" >&2
-    exit 1
-fi
-for tool in nft nsenter ip; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        echo "bench-serverless: $tool is not on PATH (apt-get install nftables util-linux iproute2)" >&2
-        exit 1
-    fi
-done
-if ! command -v kubectl >/dev/null 2>&1; then
-    echo "bench-serverless: kubectl (1.32) is not on PATH" >&2
-    exit 1
-fi
-if ! command -v containerd >/dev/null 2>&1; then
-    echo "bench-serverless: containerd is not on PATH: the container rows will be skipped (apt-get install containerd runc containernetworking-plugins busybox-static)" >&2
-elif [ ! -x /bin/busybox ]; then
-    echo "bench-serverless: /bin/busybox is missing (apt-get install busybox-static)" >&2
-    exit 1
-fi
-exec cargo bench --bench serverless "$@"
+. "$(dirname "${BASH_SOURCE[0]}")/bench-common.sh"
+bench_init serverless
+bench_need_root
+bench_need_tools "apt-get install nftables util-linux iproute2" nft nsenter ip
+bench_on_path kubectl || bench_fail "kubectl (1.32) is not on PATH"
+bench_optional_containers
+bench_run "$@"

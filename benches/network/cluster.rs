@@ -1,5 +1,5 @@
-//! The network benchmark's cluster: the release `skiff server` it runs, and the pods it
-//! creates and deletes.
+//! The network benchmark's cluster: the pods it creates and deletes, and the container
+//! backend it builds for them (its release `skiff server` is `support::BenchNode`'s).
 
 use std::path::Path;
 use std::process::Command;
@@ -10,32 +10,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::json;
 
-use super::support::{run_ok, wait_ready_node, Server};
+use super::support::run_ok;
 use super::*;
 
 // ---------------------------------------------------------------------------------------------
-// The server.
-
-/// The benchmark's release `skiff server` (agent embedded, pod network on).
-pub(crate) fn start_server(dir: &Path, containerd: bool) -> Result<Server> {
-    let max_pods = MAX_PODS.to_string();
-    let mut args = vec![
-        "--listen",
-        "0.0.0.0:0",
-        "--advertise-address",
-        NODE_ADDR,
-        "--node-name",
-        NODE,
-        "--node-cidr-mask-size",
-        NODE_CIDR_MASK_SIZE,
-        "--max-pods",
-        &max_pods,
-    ];
-    if !containerd {
-        args.push("--no-containerd");
-    }
-    Server::spawn(dir, &args)
-}
+// Pods.
 
 pub(crate) fn is_running(p: &Pod) -> bool {
     p.status
@@ -43,19 +22,6 @@ pub(crate) fn is_running(p: &Pod) -> bool {
         .and_then(|s| s.phase.as_deref())
         .is_some_and(|ph| ph == "Running")
 }
-
-/// Waits until the server answers and its node is Ready; returns a client and whether the
-/// node runs container pods (its containerd started).
-pub(crate) async fn wait_node(
-    server: &mut Server,
-    kubeconfig: &Path,
-) -> Result<(kube::Client, bool)> {
-    let ready = wait_ready_node(kubeconfig, NODE, WAIT, || server.alive()).await;
-    ready.map_err(|e| e.context(server.log_tail()))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Pods.
 
 pub(crate) fn wasm_pod(name: &str, labels: serde_json::Value) -> Result<Pod> {
     Ok(serde_json::from_value(json!({

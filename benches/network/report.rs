@@ -1,6 +1,7 @@
 //! The network benchmark's table.
 
 use super::load::Load;
+use super::support::{cores, header, or_skipped, row};
 use super::*;
 
 pub(crate) fn cell(l: &Load) -> String {
@@ -30,12 +31,7 @@ pub(crate) fn added_p99_ms(path: &Load, direct: &Load) -> f64 {
 }
 
 pub(crate) fn print(r: &Results) {
-    let row = |m: &str, w: String, c: String, target: String| {
-        println!("| {m} | {w} | {c} | {target} |");
-    };
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
+    let cores = cores();
     println!(
         "wrk -t{THREADS} -c{CONNECTIONS} -d{}s (after a {}s warm-up), keep-alive, from a pod of another node (routed by this node: direct, ClusterIP, NodePort) and from a pod on this node's bridge, each path in turn {ROUNDS} times, medians shown, on the same {cores} cores as the server; CPU in % of one core (machine max {}%)",
         LOAD.as_secs(),
@@ -43,51 +39,28 @@ pub(crate) fn print(r: &Results) {
         cores * 100
     );
     println!();
-    println!("| measure | Wasm (hello component) | container (keep-alive httpd) | target |");
-    println!("|---|---|---|---|");
+    header("Wasm (hello component)", "container (keep-alive httpd)");
     let w = &r.wasm;
-    let c_or = |f: &dyn Fn(&ServiceRun) -> String| match &r.container {
-        Ok(c) => f(c),
-        Err(reason) => format!("skipped: {reason}"),
+    // A row of `f` of each Service's run.
+    let both = |m: &str, f: &dyn Fn(&ServiceRun) -> String, target: &str| {
+        row(m, f(w), or_skipped(&r.container, f), target)
     };
-    row(
-        "direct: pod IP",
-        cell(&w.direct),
-        c_or(&|c| cell(&c.direct)),
-        String::new(),
-    );
-    row(
-        "ClusterIP (nftables DNAT)",
-        cell(&w.cluster_ip),
-        c_or(&|c| cell(&c.cluster_ip)),
-        String::new(),
-    );
-    row(
-        &format!("NodePort on {NODE_ADDR}"),
-        cell(&w.node_port),
-        c_or(&|c| cell(&c.node_port)),
-        String::new(),
-    );
+    both("direct: pod IP", &|s| cell(&s.direct), "");
+    both("ClusterIP (nftables DNAT)", &|s| cell(&s.cluster_ip), "");
+    let node_port = format!("NodePort on {NODE_ADDR}");
+    both(&node_port, &|s| cell(&s.node_port), "");
     let ratio_cell = |s: &ServiceRun| {
         let v = ratio(&s.cluster_ip, &s.direct);
         format!("{:.1} % ({})", v * 100.0, met(v >= CLUSTERIP_RATIO_TARGET))
     };
-    row(
-        "ClusterIP / direct throughput",
-        ratio_cell(w),
-        c_or(&ratio_cell),
-        format!("≥ {:.0} %", CLUSTERIP_RATIO_TARGET * 100.0),
-    );
+    let ratio_target = format!("≥ {:.0} %", CLUSTERIP_RATIO_TARGET * 100.0);
+    both("ClusterIP / direct throughput", &ratio_cell, &ratio_target);
     let p99_cell = |s: &ServiceRun| {
         let v = added_p99_ms(&s.cluster_ip, &s.direct);
         format!("{v:+.2} ms ({})", met(v <= ADDED_P99_TARGET_MS))
     };
-    row(
-        "ClusterIP p99 − direct p99",
-        p99_cell(w),
-        c_or(&p99_cell),
-        format!("≤ {ADDED_P99_TARGET_MS} ms"),
-    );
+    let p99_target = format!("≤ {ADDED_P99_TARGET_MS} ms");
+    both("ClusterIP p99 − direct p99", &p99_cell, &p99_target);
     // A path against its direct one: throughput ratio and the p99 it adds.
     let versus = |path: &Load, direct: &Load| {
         format!(
@@ -96,12 +69,10 @@ pub(crate) fn print(r: &Results) {
             added_p99_ms(path, direct)
         )
     };
-    let np_cell = |s: &ServiceRun| versus(&s.node_port, &s.direct);
-    row(
+    both(
         "NodePort / direct throughput, NodePort p99 − direct p99",
-        np_cell(w),
-        c_or(&np_cell),
-        String::new(),
+        &|s| versus(&s.node_port, &s.direct),
+        "",
     );
     let bridged_cell = |s: &ServiceRun| {
         format!(
@@ -111,11 +82,10 @@ pub(crate) fn print(r: &Results) {
             versus(&s.bridged_cluster_ip, &s.bridged_direct)
         )
     };
-    row(
+    both(
         "client pod on the same bridge: direct (bridged) → ClusterIP (routed), ratio, p99 added",
-        bridged_cell(w),
-        c_or(&bridged_cell),
-        String::new(),
+        &bridged_cell,
+        "",
     );
     let rd = &r.ready;
     let p50 = pct(&rd.ready, 0.5);

@@ -1,8 +1,8 @@
-//! The serverless benchmark's cluster: the release `skiff server` it runs, the scale-to-zero
-//! Deployments and Services it creates, and the waits for "at zero, the activator in front".
+//! The serverless benchmark's cluster: the scale-to-zero Deployments and Services it creates,
+//! and the waits for "at zero, the activator in front" (its release `skiff server` is
+//! `support::BenchNode`'s).
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -12,37 +12,8 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::json;
 
-use super::support::{run_ok, wait_ready_node, Kubectl, Server};
+use super::support::{run_ok, Kubectl};
 use super::*;
-
-// ---------------------------------------------------------------------------------------------
-// The server.
-
-/// The benchmark's release `skiff server` (agent embedded, pod network and activator on).
-pub(crate) fn start_server(dir: &Path, containerd: bool) -> Result<Server> {
-    let mut args = vec![
-        "--listen",
-        "0.0.0.0:0",
-        "--advertise-address",
-        NODE_ADDR,
-        "--node-name",
-        NODE,
-    ];
-    if !containerd {
-        args.push("--no-containerd");
-    }
-    Server::spawn(dir, &args)
-}
-
-/// Waits until the server answers and its node is Ready; returns a client and whether the
-/// node runs container pods (its containerd started).
-pub(crate) async fn wait_node(
-    server: &mut Server,
-    kubeconfig: &Path,
-) -> Result<(kube::Client, bool)> {
-    let ready = wait_ready_node(kubeconfig, NODE, WAIT, || server.alive()).await;
-    ready.map_err(|e| e.context(server.log_tail()))
-}
 
 // ---------------------------------------------------------------------------------------------
 // The workloads.

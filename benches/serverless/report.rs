@@ -2,17 +2,16 @@
 
 use std::time::Duration;
 
-use super::support::pct;
+use super::support::{cores, header, met, mib, or_skipped, pct, row};
 use super::*;
 
+/// A duration: seconds with two decimals from 1 s, else [`support::ms`](super::support::ms).
 pub(crate) fn ms(d: Duration) -> String {
     let m = d.as_secs_f64() * 1000.0;
     if m >= 1000.0 {
         format!("{:.2} s", m / 1000.0)
-    } else if m >= 100.0 {
-        format!("{m:.0} ms")
     } else {
-        format!("{m:.2} ms")
+        super::support::ms(d)
     }
 }
 
@@ -22,18 +21,6 @@ fn round(d: Duration) -> String {
         format!("{} ms", d.as_millis())
     } else {
         format!("{} s", d.as_secs_f64())
-    }
-}
-
-fn mib(kib: u64) -> String {
-    format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-fn met(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "MISSED"
     }
 }
 
@@ -108,30 +95,21 @@ fn path(mode: &str) -> &'static str {
 }
 
 pub(crate) fn print(r: &Results) {
-    let row = |m: &str, w: String, c: String, target: String| {
-        println!("| {m} | {w} | {c} | {target} |");
-    };
-    let c_or = |f: &dyn Fn(&KindRun) -> String| match &r.container {
-        Ok(c) => f(c),
-        Err(reason) => format!("skipped: {reason}"),
-    };
+    let c_or = |f: &dyn Fn(&KindRun) -> String| or_skipped(&r.container, f);
     let n = r.rounds;
     let w = &r.wasm;
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
+    // A row of `f` of each runtime's run, without a target.
+    let both = |m: &str, f: &dyn Fn(&KindRun) -> String| row(m, f(w), c_or(f), "");
+    let cores = cores();
     println!(
         "One node, {cores} cores; scale-down-delay {DEFAULT_SCALE_DOWN_DELAY}; each cold start after both Deployments are at zero (no pod, Service `skiff.dev/activator: proxy`, the node's rules on the activator) and a {} ms settle; one HTTP/1.1 GET to the ClusterIP from the node, new connection, connect → complete response, 200 required",
         DEFAULT_SETTLE.as_millis()
     );
     println!();
-    println!("| measure | Wasm (hello component) | container (busybox httpd) | target |");
-    println!("|---|---|---|---|");
-    row(
+    header("Wasm (hello component)", "container (busybox httpd)");
+    both(
         "first cold start from zero (image pull + compile / pull + unpack)",
-        first(&w.first),
-        c_or(&|c| first(&c.first)),
-        String::new(),
+        &|k| first(&k.first),
     );
     row(
         &format!("cold start from zero p50 ({n} per runtime, alternating)"),
@@ -149,12 +127,9 @@ pub(crate) fn print(r: &Results) {
         c_or(&|c| cold_p99(c, None)),
         format!("Wasm p99 ≤ {}", round(WASM_COLD_P99_TARGET)),
     );
-    row(
-        "cold starts failed (not 200, or no answer)",
-        failures(&w.cold_failures, n),
-        c_or(&|c| failures(&c.cold_failures, n)),
-        String::new(),
-    );
+    both("cold starts failed (not 200, or no answer)", &|k| {
+        failures(&k.cold_failures, n)
+    });
     let knative = format!(
         "{}–{}",
         round(KNATIVE_COLD_MIN).trim_end_matches(" s"),
@@ -166,39 +141,27 @@ pub(crate) fn print(r: &Results) {
         knative.clone(),
         String::new(),
     );
-    row(
+    both(
         &format!("Knative's {knative} / Skiff's cold p50"),
-        versus_knative(w),
-        c_or(&versus_knative),
-        String::new(),
+        &versus_knative,
     );
     let warm = |k: &KindRun| format!("{} — {}", spread(&k.warm), path(&k.warm_mode));
-    row(
+    both(
         &format!(
             "warm GET p50 / p99 / max ({DEFAULT_WARM_REQUESTS} one after another, new connection each; path)"
         ),
-        warm(w),
-        c_or(&warm),
-        String::new(),
+        &warm,
     );
-    row(
-        "warm requests failed",
-        failures(&w.warm_failures, DEFAULT_WARM_REQUESTS),
-        c_or(&|c| failures(&c.warm_failures, DEFAULT_WARM_REQUESTS)),
-        String::new(),
-    );
+    both("warm requests failed", &|k| {
+        failures(&k.warm_failures, DEFAULT_WARM_REQUESTS)
+    });
     let added = |k: &KindRun| {
         if k.cold.is_empty() || k.warm.is_empty() {
             return "—".into();
         }
         ms(pct(&k.cold, 0.5).saturating_sub(pct(&k.warm, 0.5)))
     };
-    row(
-        "cold p50 − warm p50 (what starting from zero adds)",
-        added(w),
-        c_or(&added),
-        String::new(),
-    );
+    both("cold p50 − warm p50 (what starting from zero adds)", &added);
     let d = &r.density;
     let k = d.count;
     let secs = |t: Duration| format!("{:.1} s", t.as_secs_f64());

@@ -1,12 +1,18 @@
 //! What the benchmarks that run in a network namespace of their own share (benches/containers.rs,
-//! benches/network.rs, benches/serverless.rs): the namespace, re-running the benchmark inside
-//! it, and small helpers for processes, the cluster (`kubectl` included) and percentiles.
+//! benches/network.rs, benches/serverless.rs): `main`, the namespace and re-running the
+//! benchmark inside it, the release server and its node, and small helpers for processes, the
+//! cluster (`kubectl` included) and percentiles; table.rs formats their tables.
 #![allow(dead_code)]
 
+#[path = "../../tests/common/busybox.rs"]
+pub mod busybox;
 #[path = "../../tests/common/process.rs"]
 mod process;
+mod table;
 pub use process::run_ok;
+pub use table::*;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -15,6 +21,63 @@ use anyhow::{bail, Context, Result};
 
 /// Set for the benchmark's run inside its namespace: the namespace's name.
 pub const NETNS_ENV: &str = "SKIFF_BENCH_NETNS";
+/// The node's address on the namespace's uplink (benchmarks with one: network, serverless): the
+/// API, NodePorts.
+pub const NODE_ADDR: &str = "192.168.99.1";
+/// The uplink's gateway, which does not exist (a default route, as every real node has).
+pub const GATEWAY: &str = "192.168.99.254";
+/// The embedded agent's node name.
+pub const NODE: &str = "bench";
+/// Upper bound for any single wait (the server up, a pod Ready, a Service answering or on its
+/// steady path).
+pub const WAIT: Duration = Duration::from_secs(60);
+/// Upper bound for a wait on many objects (a thousand pods Running, or gone after a delete; a
+/// thousand Services marked for the activator) and for the cleanup after a run.
+pub const LONG_WAIT: Duration = Duration::from_secs(600);
+
+/// The two runtimes a benchmark sets side by side; each benchmark gives them what it needs
+/// (names, ports) in an `impl Kind` of its own.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Kind {
+    Wasm,
+    Container,
+}
+
+/// A benchmark's `main`: inside its namespace ([`NETNS_ENV`] set) `inside` with the
+/// namespace's name, on a multi-thread runtime; else `outside`.
+pub fn main<F>(inside: impl FnOnce(String) -> F, outside: impl FnOnce() -> Result<()>) -> Result<()>
+where
+    F: Future<Output = Result<()>>,
+{
+    match std::env::var(NETNS_ENV) {
+        Ok(ns) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(inside(ns)),
+        Err(_) => outside(),
+    }
+}
+
+/// Whether this process runs as root (`id -u` is 0).
+pub fn is_root() -> Result<bool> {
+    Ok(run_ok(Command::new("id").arg("-u"))?.trim() == "0")
+}
+
+/// Outside the namespace of a benchmark with an uplink (the `bench` benchmark: "network",
+/// "serverless"): checks for root and `tools` on PATH (a missing one's error names it and
+/// `install`, where the tools come from), then creates the namespace with the uplink
+/// ([`NODE_ADDR`]/24, default route via [`GATEWAY`]) and runs the benchmark in it.
+pub fn outside(bench: &str, tools: &[&str], install: &str) -> Result<()> {
+    if !is_root()? {
+        bail!("the {bench} benchmark needs root (it creates a network namespace)");
+    }
+    for tool in tools {
+        if !on_path(tool) {
+            bail!("{tool} is not on PATH ({install})");
+        }
+    }
+    run_in_netns(NetNs::new(Some((NODE_ADDR, GATEWAY)))?)
+}
 
 /// A network namespace with loopback up (`ip netns add`), and optionally an uplink (an
 /// address/24 on a veth whose peer stays in the namespace, a default route via a gateway that
@@ -187,6 +250,97 @@ pub async fn wait_ready_node(
     }
 }
 
+/// Waits (at most `wait`) until the server answers and its node [`NODE`] is Ready; returns a
+/// client and whether the node runs container pods (its containerd started). A failure carries
+/// the server's log tail.
+pub async fn wait_node(
+    server: &mut Server,
+    kubeconfig: &Path,
+    wait: Duration,
+) -> Result<(kube::Client, bool)> {
+    let ready = wait_ready_node(kubeconfig, NODE, wait, || server.alive()).await;
+    ready.map_err(|e| e.context(server.log_tail()))
+}
+
+/// The release `skiff server` of a benchmark with an uplink (agent embedded, pod network on):
+/// listening on every address, advertising [`NODE_ADDR`], node [`NODE`], then `extra`;
+/// `--no-containerd` unless `containerd`.
+pub fn start_server(dir: &Path, containerd: bool, extra: &[&str]) -> Result<Server> {
+    let mut args = vec![
+        "--listen",
+        "0.0.0.0:0",
+        "--advertise-address",
+        NODE_ADDR,
+        "--node-name",
+        NODE,
+    ];
+    args.extend_from_slice(extra);
+    if !containerd {
+        args.push("--no-containerd");
+    }
+    Server::spawn(dir, &args)
+}
+
+/// The start of a run inside the namespace of a benchmark with an uplink (network,
+/// serverless): the hello component (see [`hello_component`]), a server ([`start_server`], with
+/// a managed containerd when one is on PATH) in a temporary data dir, its node Ready, the hello
+/// component imported as `hello-wasm:v1` and, when the node runs container pods, busybox as
+/// `busybox:1.35`.
+pub struct BenchNode {
+    pub server: Server,
+    pub client: kube::Client,
+    pub kubeconfig: PathBuf,
+    /// Ok when the container rows run; else why they are skipped.
+    pub containers: std::result::Result<(), String>,
+    /// The data dir; declared last, so it is removed after the server has stopped.
+    tmp: tempfile::TempDir,
+}
+
+impl BenchNode {
+    /// `extra` server arguments; waits at most `wait` for the node.
+    pub async fn start(extra: &[&str], wait: Duration) -> Result<BenchNode> {
+        let component = hello_component()?;
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path();
+        let kubeconfig = dir.join("kubeconfig.yaml");
+        let has_containerd = on_path("containerd");
+        let mut server = start_server(dir, has_containerd, extra)?;
+        let (client, oci) = wait_node(&mut server, &kubeconfig, wait).await?;
+        import(&kubeconfig, &component, "hello-wasm:v1")?;
+        let containers = if !has_containerd {
+            Err("containerd is not on PATH (apt-get install containerd runc containernetworking-plugins)".to_string())
+        } else if !oci {
+            Err("the node's containerd did not start (see the server log)".to_string())
+        } else {
+            let busybox = busybox::layout_tarball(dir)?;
+            import(&kubeconfig, &busybox, "busybox:1.35")?;
+            Ok(())
+        };
+        Ok(BenchNode {
+            server,
+            client,
+            kubeconfig,
+            containers,
+            tmp,
+        })
+    }
+
+    /// The server's data dir.
+    pub fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+}
+
+/// Says where the `bench` benchmark runs: "bench-BENCH: server pid … in network namespace …,
+/// data dir …".
+pub fn announce(bench: &str, ns: &str, server: &Server, dir: &Path) {
+    eprintln!(
+        "bench-{bench}: server pid {} in network namespace {ns}, data dir {}",
+        server.pid(),
+        dir.display()
+    );
+}
+
 /// A release `skiff server` (agent embedded) in its own process group, so a Ctrl-C reaches
 /// only the benchmark, which stops it with SIGTERM; its log is `server.log` in its data dir.
 pub struct Server {
@@ -249,6 +403,26 @@ impl Server {
     /// SIGKILL after that.
     pub fn stop(&mut self) -> Result<()> {
         stop_server(self.child.take(), STOP_WAIT)
+    }
+
+    /// Runs `bench` until it ends or a Ctrl-C, then `cleanup` whatever happened (for at most
+    /// `cleanup_wait`; its failure is only printed), then [`finish`](Server::finish)es.
+    pub async fn run_bench<T>(
+        self,
+        bench: impl Future<Output = Result<T>>,
+        cleanup: impl Future<Output = Result<()>>,
+        cleanup_wait: Duration,
+    ) -> Result<T> {
+        let (result, interrupted) = tokio::select! {
+            r = bench => (r, false),
+            _ = tokio::signal::ctrl_c() => (Err(anyhow::anyhow!("interrupted")), true),
+        };
+        match tokio::time::timeout(cleanup_wait, cleanup).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("cleanup: {e:#}"),
+            Err(_) => eprintln!("cleanup: pods not gone within {cleanup_wait:?}"),
+        }
+        self.finish(result, interrupted)
     }
 
     /// Stops the server after a run and returns the run's outcome; a failure carries the
