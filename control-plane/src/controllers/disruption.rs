@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::runner::{namespace_fanout, Action, ReconcileError, Reconciler, Trigger};
+use super::runner::{selector_fanout, Action, ReconcileError, Reconciler, SelectorKind, Trigger};
 use crate::api::handlers::{Objects, Subresource};
 use crate::api::object;
 use crate::api::resources::{self, ResourceDef};
@@ -268,7 +268,12 @@ impl Reconciler for DisruptionController {
     }
 
     fn triggers(&self) -> Vec<Trigger> {
-        namespace_fanout("policy/poddisruptionbudgets", "core/pods")
+        selector_fanout(
+            "policy/poddisruptionbudgets",
+            "core/pods",
+            "/spec/selector",
+            SelectorKind::LabelSelector,
+        )
     }
 
     async fn reconcile(&self, key: &ObjectKey) -> Result<Action, ReconcileError> {

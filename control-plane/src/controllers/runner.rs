@@ -81,6 +81,84 @@ pub fn namespace_fanout(resource: &'static str, dependents: &'static str) -> Vec
     ]
 }
 
+/// How a [`selector_fanout`] resource selects its dependents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelectorKind {
+    /// A plain label map (a Service's `spec.selector`); empty or missing selects nothing.
+    Map,
+    /// A `metav1.LabelSelector` (matchLabels/matchExpressions; empty selects everything).
+    LabelSelector,
+}
+
+/// Triggers for a controller of `resource` objects that each select `dependents` (pods) of
+/// their namespace by the selector at `selector_path`: a change of one reconciles it, and a
+/// change of a dependent reconciles only the objects whose selector matches its labels before
+/// or after the change (as Kubernetes' controllers look the selecting objects up in their
+/// caches) — a namespace of a thousand Services is not reconciled whole at every pod event.
+pub fn selector_fanout(
+    resource: &'static str,
+    dependents: &'static str,
+    selector_path: &'static str,
+    kind: SelectorKind,
+) -> Vec<Trigger> {
+    type Index = std::collections::HashMap<String, std::collections::HashMap<String, Value>>;
+    let index: Arc<std::sync::Mutex<Index>> = Arc::default();
+    let (own, deps) = (index.clone(), index);
+    vec![
+        Trigger::mapped(resource, move |e| {
+            let mut m = own.lock().unwrap_or_else(|e| e.into_inner());
+            let set = m.entry(e.key.namespace.clone()).or_default();
+            if e.kind == EventType::Deleted {
+                set.remove(&e.key.name);
+            } else {
+                let selector = e
+                    .object
+                    .pointer(selector_path)
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                set.insert(e.key.name.clone(), selector);
+            }
+            vec![e.key.clone()]
+        }),
+        Trigger::mapped(dependents, move |e| {
+            let m = deps.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(set) = m.get(&e.key.namespace) else {
+                return Vec::new();
+            };
+            let objects: Vec<&Value> = std::iter::once(&e.object).chain(e.prev.as_ref()).collect();
+            set.iter()
+                .filter(|(_, selector)| objects.iter().any(|o| selects(kind, selector, o)))
+                .map(|(name, _)| ObjectKey::new(resource, &e.key.namespace, name))
+                .collect()
+        }),
+    ]
+}
+
+/// Whether `selector` (of `kind`) selects `obj` by its labels.
+fn selects(kind: SelectorKind, selector: &Value, obj: &Value) -> bool {
+    match kind {
+        SelectorKind::Map => {
+            let Some(pairs) = selector.as_object().filter(|m| !m.is_empty()) else {
+                return false;
+            };
+            let labels = obj.pointer("/metadata/labels");
+            pairs
+                .iter()
+                .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        }
+        SelectorKind::LabelSelector => {
+            if selector.is_null() {
+                return false;
+            }
+            match crate::api::selectors::LabelSelector::from_k8s(selector) {
+                Ok(s) => s.matches_object(obj),
+                // An invalid selector: reconcile it anyway, it reports the problem.
+                Err(_) => true,
+            }
+        }
+    }
+}
+
 /// Maps a change of a watched resource to the keys of the objects to reconcile.
 pub type KeyMapper = Box<dyn Fn(&StoreEvent) -> Vec<ObjectKey> + Send + Sync>;
 

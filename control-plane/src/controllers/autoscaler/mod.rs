@@ -61,7 +61,13 @@ pub struct Autoscaler {
     requests: RequestStore,
     recorder: EventRecorder,
     tracked: Mutex<HashMap<ObjectKey, Tracked>>,
+    /// Every Service's selector and marks by namespace, kept by the Service trigger, so a
+    /// reconcile does not read a namespace's Services from the store.
+    services: Arc<Mutex<ServiceIndex>>,
 }
+
+/// namespace → Service name → the Service trimmed to its name, selector and marks.
+type ServiceIndex = HashMap<String, HashMap<String, Value>>;
 
 impl Autoscaler {
     pub fn new(objects: Objects) -> Self {
@@ -71,6 +77,7 @@ impl Autoscaler {
             requests: st.requests.clone(),
             objects,
             tracked: Mutex::default(),
+            services: Arc::default(),
         }
     }
 
@@ -120,6 +127,14 @@ impl Autoscaler {
                 .await?;
         }
         Ok(())
+    }
+
+    /// The Services of `ns` as the index has them (trimmed).
+    fn namespace_services(&self, ns: &str) -> Vec<Value> {
+        let idx = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        idx.get(ns)
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Whether a HorizontalPodAutoscaler in `ns` scales Deployment `name`.
@@ -182,6 +197,7 @@ impl Reconciler for Autoscaler {
         // Service in front of one, a changed selector, a lost mark.
         let templates: Arc<Mutex<HashMap<String, HashMap<String, Value>>>> = Arc::default();
         let (own, deps) = (templates.clone(), templates);
+        let index = self.services.clone();
         vec![
             Trigger::mapped(DEPLOYMENTS, move |e| {
                 let mut m = own.lock().unwrap_or_else(|p| p.into_inner());
@@ -199,6 +215,15 @@ impl Reconciler for Autoscaler {
                 vec![e.key.clone()]
             }),
             Trigger::mapped("core/services", move |e| {
+                {
+                    let mut idx = index.lock().unwrap_or_else(|p| p.into_inner());
+                    let ns = idx.entry(e.key.namespace.clone()).or_default();
+                    if e.kind == crate::store::EventType::Deleted {
+                        ns.remove(&e.key.name);
+                    } else {
+                        ns.insert(e.key.name.clone(), services::trimmed(&e.object));
+                    }
+                }
                 let m = deps.lock().unwrap_or_else(|p| p.into_inner());
                 let mut names = std::collections::BTreeSet::new();
                 for svc in std::iter::once(&e.object).chain(e.prev.as_ref()) {
@@ -221,7 +246,6 @@ impl Reconciler for Autoscaler {
 
     async fn reconcile(&self, key: &ObjectKey) -> Result<Action, ReconcileError> {
         let ns = key.namespace.as_str();
-        let services_def = served("", "services")?;
         let deployment = self
             .objects
             .get(served("apps", "deployments")?, ns, &key.name)
@@ -233,7 +257,7 @@ impl Reconciler for Autoscaler {
         let (Some(dep), Some(annotations)) = (deployment, annotations) else {
             // Not (or no longer) autoscaled: hand the Services back.
             self.forget(key);
-            let services = self.objects.list(services_def, ns, None).await?;
+            let services = self.namespace_services(ns);
             if !services::marked_for(&services, &key.name).is_empty() {
                 self.mark_services(ns, &key.name, &services, &[], None)
                     .await?;
@@ -277,7 +301,7 @@ impl Reconciler for Autoscaler {
             .filter(|p| selector.matches_object(p))
             .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
             .collect();
-        let all_services = self.objects.list(services_def, ns, None).await?;
+        let all_services = self.namespace_services(ns);
         let fronting = services::fronting(&all_services, &dep);
         // The mode the nodes apply now.
         let applied = all_services

@@ -33,6 +33,20 @@ pub fn selects(service: &Value, template_labels: &Value) -> bool {
         .all(|(k, v)| template_labels.get(k).is_some_and(|l| l == v))
 }
 
+/// `service` reduced to what the autoscaler reads: its name, selector and marks.
+pub fn trimmed(service: &Value) -> Value {
+    let mut annotations = serde_json::Map::new();
+    for key in [ACTIVATOR_ANNOTATION, SCALE_TARGET_ANNOTATION] {
+        if let Some(v) = annotation(service, key) {
+            annotations.insert(key.to_string(), Value::String(v.to_string()));
+        }
+    }
+    serde_json::json!({
+        "metadata": {"name": object::name(service), "annotations": annotations},
+        "spec": {"selector": service.pointer("/spec/selector").cloned().unwrap_or(Value::Null)},
+    })
+}
+
 /// The names of the Services (of one namespace) that front `deployment`.
 pub fn fronting(services: &[Value], deployment: &Value) -> Vec<String> {
     let labels = deployment

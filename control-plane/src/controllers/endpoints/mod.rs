@@ -10,7 +10,9 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-use super::runner::{namespace_fanout, served, Action, ReconcileError, Reconciler, Trigger};
+use super::runner::{
+    selector_fanout, served, Action, ReconcileError, Reconciler, SelectorKind, Trigger,
+};
 use crate::api::handlers::{DeleteOptions, Objects, Subresource};
 use crate::api::object;
 use crate::api::resources::{self, ResourceDef};
@@ -41,7 +43,12 @@ impl Reconciler for EndpointsController {
     }
 
     fn triggers(&self) -> Vec<Trigger> {
-        namespace_fanout("core/services", "core/pods")
+        selector_fanout(
+            "core/services",
+            "core/pods",
+            "/spec/selector",
+            SelectorKind::Map,
+        )
     }
 
     async fn reconcile(&self, key: &ObjectKey) -> Result<Action, ReconcileError> {
@@ -61,7 +68,20 @@ impl Reconciler for EndpointsController {
         if !has_selector {
             return Ok(Action::Done);
         }
-        let pods = self.objects.list(served("", "pods")?, ns, None).await?;
+        // Only the selected pods are read (the API's label selector over the Service's).
+        let selector = svc
+            .pointer("/spec/selector")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            });
+        let pods = self
+            .objects
+            .list(served("", "pods")?, ns, selector.as_deref())
+            .await?;
         let eps: Vec<compute::PodEndpoint> = pods
             .iter()
             .filter_map(|p| compute::pod_endpoint(&svc, p))
