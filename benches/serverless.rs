@@ -381,6 +381,9 @@ async fn run_density(client: &kube::Client, server_pid: u32, count: usize) -> Re
 
 struct Results {
     rounds: usize,
+    /// The cold-start stages' mean and count over the cold phase (both runtimes), from the
+    /// control plane's and the node's `skiff_cold_start_stage_seconds`; or why not.
+    stages: std::result::Result<Vec<(String, Duration, u64)>, String>,
     wasm: KindRun,
     container: std::result::Result<KindRun, String>,
     density: DensityRun,
@@ -412,6 +415,7 @@ async fn bench(
             .join(" and ")
     );
     let mut runs = run_cold(client, &apps, rounds).await?;
+    let stages = stage_means(kubectl).map_err(|e| format!("{e:#}"));
     eprintln!("bench-serverless: warm requests");
     run_warm(client, &apps, &mut runs).await?;
     // Back to zero before the density phase, so its RSS "before" is an idle node's.
@@ -430,10 +434,59 @@ async fn bench(
     };
     Ok(Results {
         rounds,
+        stages,
         wasm,
         container,
         density,
     })
+}
+
+/// Each cold-start stage's mean and count so far: `schedule` from the control plane's
+/// `/metrics`, the others from the node's (through the API server's node proxy).
+fn stage_means(kubectl: &Kubectl) -> Result<Vec<(String, Duration, u64)>> {
+    let mut text = kubectl.run(&["get", "--raw", "/metrics"])?;
+    text.push_str(&kubectl.run(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{}/proxy/metrics", support::NODE),
+    ])?);
+    let value = |line: &str, prefix: &str| -> Option<(String, f64)> {
+        let rest = line.strip_prefix(prefix)?.strip_prefix("{stage=\"")?;
+        let (stage, rest) = rest.split_once("\"}")?;
+        Some((stage.to_string(), rest.trim().parse().ok()?))
+    };
+    let mut sums = std::collections::BTreeMap::new();
+    let mut counts = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if let Some((stage, v)) = value(line, "skiff_cold_start_stage_seconds_sum") {
+            sums.insert(stage, v);
+        } else if let Some((stage, v)) = value(line, "skiff_cold_start_stage_seconds_count") {
+            counts.insert(stage, v as u64);
+        }
+    }
+    let order = [
+        "schedule",
+        "pull",
+        "compile",
+        "disk_cache",
+        "warm",
+        "instantiate",
+        "first_byte",
+    ];
+    Ok(order
+        .iter()
+        .filter_map(|stage| {
+            let n = *counts.get(*stage)?;
+            let sum = sums.get(*stage)?;
+            (n > 0).then(|| {
+                (
+                    stage.to_string(),
+                    Duration::from_secs_f64(sum / n as f64),
+                    n,
+                )
+            })
+        })
+        .collect())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -130,6 +130,21 @@ pub(crate) fn print(r: &Results) {
     both("cold starts failed (not 200, or no answer)", &|k| {
         failures(&k.cold_failures, n)
     });
+    let stages = match &r.stages {
+        Ok(list) if !list.is_empty() => list
+            .iter()
+            .map(|(stage, mean, count)| format!("{stage} {} ({count})", ms(*mean)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        Ok(_) => "no stage recorded".to_string(),
+        Err(e) => format!("unavailable: {e}"),
+    };
+    row(
+        "where cold starts go: `skiff_cold_start_stage_seconds` mean (count), both runtimes",
+        stages,
+        String::new(),
+        "",
+    );
     let knative = format!(
         "{}–{}",
         round(KNATIVE_COLD_MIN).trim_end_matches(" s"),

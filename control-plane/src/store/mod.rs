@@ -32,9 +32,12 @@ pub(crate) const META_REVISION: &str = "revision";
 /// How many changes the log keeps for watches. Kubernetes keeps ~5 minutes of etcd history;
 /// 10,000 changes covers far more than that at this cluster size while bounding disk use.
 pub const DEFAULT_WATCH_HISTORY: u64 = 10_000;
-/// How many live events a slow watcher may fall behind before it is told 410 Gone and must
-/// re-list (the same contract as the Kubernetes watch cache).
-pub const DEFAULT_WATCH_BUFFER: usize = 4_096;
+/// How many live events the broadcast to watchers holds. A watcher that falls further behind
+/// catches up from the change log (on disk), so this bounds memory, not correctness: the
+/// broadcast keeps its last events (each an object and its previous version, tens of KiB as
+/// JSON values) until they are overwritten, and 4,096 of them held ~300 MiB once a thousand
+/// Deployments had churned through it.
+pub const DEFAULT_WATCH_BUFFER: usize = 256;
 /// The most write requests folded into one commit; bounds the latency one batch adds.
 pub const DEFAULT_MAX_BATCH: usize = 256;
 
@@ -261,7 +264,7 @@ impl Store {
         let backlog = self
             .read(move |db| watch::read_history(db, &prefix, from))
             .await?;
-        Ok(Watcher::new(rx, backlog, from, scope))
+        Ok(Watcher::new(rx, backlog, from, scope, self.clone()))
     }
 
     /// Stops the writer after it has committed everything queued, and waits for it.

@@ -159,3 +159,26 @@ async fn watch_from_a_pruned_revision_is_gone() {
     let mut w = store.watch(scope, 7).await.unwrap();
     assert_eq!(w.next().await.unwrap().revision, 8);
 }
+
+#[tokio::test]
+async fn a_watcher_behind_the_broadcast_catches_up_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).await.unwrap();
+    let mut w = store
+        .watch(ListScope::new("core/configmaps", Some("default")), 0)
+        .await
+        .unwrap();
+    // Far more changes than the broadcast holds, none read meanwhile.
+    let n = DEFAULT_WATCH_BUFFER as u64 * 3;
+    for i in 0..n {
+        store
+            .create(key(&format!("c{i}")), obj(&format!("c{i}")))
+            .await
+            .unwrap();
+    }
+    for i in 0..n {
+        let e = w.next().await.expect("no Gone: the log has them");
+        assert_eq!(e.revision, i + 1);
+        assert_eq!(e.key.name, format!("c{i}"));
+    }
+}

@@ -123,11 +123,14 @@ pub(crate) fn read_history(
 }
 
 /// Delivers the changes of one scope in revision order: first the logged backlog, then live.
+/// A watcher that falls behind the live broadcast catches up from the change log, so it is
+/// told `Gone` only when the log no longer holds its position.
 pub struct Watcher {
     rx: broadcast::Receiver<Arc<StoreEvent>>,
     backlog: VecDeque<Arc<StoreEvent>>,
     last: u64,
     scope: ListScope,
+    store: super::Store,
 }
 
 impl Watcher {
@@ -136,22 +139,38 @@ impl Watcher {
         backlog: VecDeque<Arc<StoreEvent>>,
         from: u64,
         scope: ListScope,
+        store: super::Store,
     ) -> Self {
         Watcher {
             rx,
             backlog,
             last: from,
             scope,
+            store,
         }
     }
 
-    /// The next change in scope. `Gone` when this watcher fell too far behind (re-list);
-    /// `Closed` when the store shut down.
+    /// The next change in scope. `Gone` when this watcher fell behind further than the change
+    /// log reaches (re-list); `Closed` when the store shut down.
     pub async fn next(&mut self) -> Result<Arc<StoreEvent>, StoreError> {
-        if let Some(e) = self.backlog.pop_front() {
-            self.last = e.revision;
-            return Ok(e);
+        loop {
+            if let Some(e) = self.backlog.pop_front() {
+                self.last = e.revision;
+                return Ok(e);
+            }
+            match self.next_live().await {
+                Err(StoreError::Gone { .. }) => {
+                    // Behind the broadcast: read the log from where this watcher stands.
+                    let fresh = self.store.watch(self.scope.clone(), self.last).await?;
+                    self.rx = fresh.rx;
+                    self.backlog = fresh.backlog;
+                }
+                other => return other,
+            }
         }
+    }
+
+    async fn next_live(&mut self) -> Result<Arc<StoreEvent>, StoreError> {
         loop {
             match self.rx.recv().await {
                 Ok(e) => {
