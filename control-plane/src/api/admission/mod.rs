@@ -451,9 +451,18 @@ pub async fn prepare_update(
         }
     }
     let own = (object::namespace(current).to_string(), name.clone());
-    let (guard, others) = service_context(st, def, Some((own.0.as_str(), own.1.as_str()))).await?;
+    // Only a change of a Service's spec can need addresses or ports: a metadata or status
+    // change (an annotation, a controller's mark) does not take the allocator's lock or read
+    // every Service.
+    let allocates =
+        def.kind == "Service" && sub == Subresource::Main && obj.get("spec") != current.get("spec");
+    let (guard, others) = if allocates {
+        service_context(st, def, Some((own.0.as_str(), own.1.as_str()))).await?
+    } else {
+        (None, Vec::new())
+    };
     let mut causes = validation_causes(def, &obj, Some(current));
-    if def.kind == "Service" && causes.is_empty() && sub == Subresource::Main {
+    if allocates && causes.is_empty() {
         causes = st.services.assign(&mut obj, Some(current), &others);
     }
     if !causes.is_empty() {
