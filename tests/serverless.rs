@@ -170,6 +170,24 @@ fn events(s: &Skiff, reason: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The node's `/metrics` (through the API server's node proxy) has observed each of `stages`.
+fn assert_node_stages(s: &Skiff, stages: &[&str]) -> Result<()> {
+    let node = s.json(&["get", "nodes", "-o", "json"])?["items"][0]["metadata"]["name"]
+        .as_str()
+        .context("node name")?
+        .to_string();
+    let metrics = s.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{node}/proxy/metrics"),
+    ])?;
+    for stage in stages {
+        let line = format!("skiff_cold_start_stage_seconds_count{{stage=\"{stage}\"}}");
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+    Ok(())
+}
+
 /// What both runtimes go through: to zero, the first request, back to zero, a burst at zero,
 /// growth under load.
 fn scale_to_zero_cycle(
@@ -214,19 +232,7 @@ fn scale_to_zero_cycle(
 
     // The stages of the cold start: on the node (through the API server's node proxy) and
     // the scheduling stage on the control plane.
-    let node = s.json(&["get", "nodes", "-o", "json"])?["items"][0]["metadata"]["name"]
-        .as_str()
-        .context("node name")?
-        .to_string();
-    let node_metrics = s.ok(&[
-        "get",
-        "--raw",
-        &format!("/api/v1/nodes/{node}/proxy/metrics"),
-    ])?;
-    for stage in ["pull", "first_byte"] {
-        let line = format!("skiff_cold_start_stage_seconds_count{{stage=\"{stage}\"}}");
-        assert!(node_metrics.contains(&line), "{line} in\n{node_metrics}");
-    }
+    assert_node_stages(s, &["pull", "first_byte"])?;
     let plane_metrics = s.ok(&["get", "--raw", "/metrics"])?;
     assert!(
         plane_metrics.contains("skiff_cold_start_stage_seconds_count{stage=\"schedule\"}"),
@@ -265,20 +271,26 @@ fn scale_to_zero_cycle(
     Ok(())
 }
 
+/// A Wasm-only networked cluster with the scale-to-zero `hello` app (max-scale 3) applied.
+fn hello_cluster(target_concurrency: &str) -> Result<Skiff> {
+    let s = Skiff::start_networked()?;
+    s.import(&guest("hello_wasm")?, "hello-wasm:v1")?;
+    let yaml = scale_to_zero_app(
+        "hello",
+        &format!("autoscaling.skiff.dev/target-concurrency: \"{target_concurrency}\""),
+        3,
+        "      - {name: app, image: hello-wasm:v1, imagePullPolicy: IfNotPresent}",
+    );
+    s.apply("hello.yaml", &yaml)?;
+    Ok(s)
+}
+
 #[test]
 fn a_wasm_service_scales_to_zero_and_answers_from_zero() -> Result<()> {
     if !common::network_available() {
         return Ok(());
     }
-    let s = Skiff::start_networked()?;
-    s.import(&guest("hello_wasm")?, "hello-wasm:v1")?;
-    let yaml = scale_to_zero_app(
-        "hello",
-        "autoscaling.skiff.dev/target-concurrency: \"2\"",
-        3,
-        "      - {name: app, image: hello-wasm:v1, imagePullPolicy: IfNotPresent}",
-    );
-    s.apply("hello.yaml", &yaml)?;
+    let s = hello_cluster("2")?;
     scale_to_zero_cycle(
         &s,
         "hello",
@@ -287,19 +299,7 @@ fn a_wasm_service_scales_to_zero_and_answers_from_zero() -> Result<()> {
         3,
         "serve",
     )?;
-    let node = s.json(&["get", "nodes", "-o", "json"])?["items"][0]["metadata"]["name"]
-        .as_str()
-        .context("node name")?
-        .to_string();
-    let metrics = s.ok(&[
-        "get",
-        "--raw",
-        &format!("/api/v1/nodes/{node}/proxy/metrics"),
-    ])?;
-    for stage in ["instantiate", "warm"] {
-        let line = format!("skiff_cold_start_stage_seconds_count{{stage=\"{stage}\"}}");
-        assert!(metrics.contains(&line), "{line} in\n{metrics}");
-    }
+    assert_node_stages(&s, &["instantiate", "warm"])?;
     // The node reports the component it holds warm, for the scheduler to prefer it.
     wait_for("the node to report hello-wasm:v1 among its images", || {
         let nodes = s.json(&["get", "nodes", "-o", "json"])?;
@@ -369,15 +369,7 @@ fn removing_the_annotations_hands_the_deployment_back() -> Result<()> {
     if !common::network_available() {
         return Ok(());
     }
-    let s = Skiff::start_networked()?;
-    s.import(&guest("hello_wasm")?, "hello-wasm:v1")?;
-    let yaml = scale_to_zero_app(
-        "hello",
-        "autoscaling.skiff.dev/target-concurrency: \"10\"",
-        3,
-        "      - {name: app, image: hello-wasm:v1, imagePullPolicy: IfNotPresent}",
-    );
-    s.apply("hello.yaml", &yaml)?;
+    let s = hello_cluster("10")?;
     wait_for("the Service marked for the autoscaler", || {
         let svc = s.json(&["get", "svc", "hello", "-o", "json"])?;
         Ok((svc["metadata"]["annotations"]["skiff.dev/scale-target"] == "hello").then_some(()))

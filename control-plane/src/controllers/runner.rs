@@ -50,37 +50,6 @@ pub fn served(group: &str, plural: &str) -> Result<&'static ResourceDef, Reconci
         .ok_or_else(|| ReconcileError::Invalid(format!("resource {group}/{plural} is not served")))
 }
 
-/// Triggers for a controller of `resource` objects that each select pods (or other
-/// `dependents`) in their namespace: a change of one of them reconciles it, and a change of a
-/// dependent reconciles every `resource` object of its namespace. The names come from the
-/// `resource` watch itself.
-pub fn namespace_fanout(resource: &'static str, dependents: &'static str) -> Vec<Trigger> {
-    let names: Arc<
-        std::sync::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
-    > = Arc::default();
-    let (own, deps) = (names.clone(), names);
-    vec![
-        Trigger::mapped(resource, move |e| {
-            let mut m = own.lock().unwrap_or_else(|e| e.into_inner());
-            let set = m.entry(e.key.namespace.clone()).or_default();
-            if e.kind == EventType::Deleted {
-                set.remove(&e.key.name);
-            } else {
-                set.insert(e.key.name.clone());
-            }
-            vec![e.key.clone()]
-        }),
-        Trigger::mapped(dependents, move |e| {
-            let m = deps.lock().unwrap_or_else(|e| e.into_inner());
-            m.get(&e.key.namespace)
-                .into_iter()
-                .flatten()
-                .map(|n| ObjectKey::new(resource, &e.key.namespace, n))
-                .collect()
-        }),
-    ]
-}
-
 /// How a [`selector_fanout`] resource selects its dependents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SelectorKind {

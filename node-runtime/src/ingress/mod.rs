@@ -26,6 +26,25 @@ use crate::agent::services::ClusterView;
 use routes::RouteTable;
 use tls::CertStore;
 
+/// Objects by (namespace, name).
+pub(crate) fn by_name<K: kube::Resource>(
+    items: &[K],
+) -> std::collections::HashMap<(&str, &str), &K> {
+    items
+        .iter()
+        .filter_map(|o| {
+            let meta = o.meta();
+            Some((
+                (
+                    meta.namespace.as_deref().unwrap_or("default"),
+                    meta.name.as_deref()?,
+                ),
+                o,
+            ))
+        })
+        .collect()
+}
+
 /// The Ingress HTTP port (`--ingress-http-port`; 0 turns it off).
 pub const DEFAULT_HTTP_PORT: u16 = 80;
 /// The Ingress HTTPS port (`--ingress-https-port`; 0 turns it off).

@@ -198,18 +198,7 @@ impl RouteTable {
         classes: &[IngressClass],
         services: &[Service],
     ) -> RouteTable {
-        let services: HashMap<(&str, &str), &Service> = services
-            .iter()
-            .filter_map(|s| {
-                Some((
-                    (
-                        s.metadata.namespace.as_deref().unwrap_or("default"),
-                        s.metadata.name.as_deref()?,
-                    ),
-                    s,
-                ))
-            })
-            .collect();
+        let services = super::by_name(services);
         let mut ordered: Vec<&Ingress> = ingresses.iter().filter(|i| served(i, classes)).collect();
         ordered.sort_by(|a, b| {
             (

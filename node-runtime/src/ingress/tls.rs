@@ -75,18 +75,7 @@ impl CertStore {
     /// Takes the TLS hosts (host, namespace, Secret) from the Ingresses and the Secrets as
     /// they are now; returns what could not be used, to report.
     pub fn update(&self, tls: &[(String, String, String)], secrets: &[Secret]) -> Vec<String> {
-        let by_name: HashMap<(&str, &str), &Secret> = secrets
-            .iter()
-            .filter_map(|s| {
-                Some((
-                    (
-                        s.metadata.namespace.as_deref().unwrap_or("default"),
-                        s.metadata.name.as_deref()?,
-                    ),
-                    s,
-                ))
-            })
-            .collect();
+        let by_name = super::by_name(secrets);
         let mut next = Certs::default();
         let mut problems = Vec::new();
         let mut parsed: HashMap<(&str, &str), Arc<CertifiedKey>> = HashMap::new();
