@@ -368,7 +368,10 @@ async fn call_handle(
 ) -> wasmtime::Result<()> {
     let started = Instant::now();
     let proxy = pre.instantiate_async(&mut *store).await?;
-    if first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+    // A plain read first: after the first request this stays a shared, unwritten cache line.
+    if first.load(std::sync::atomic::Ordering::Relaxed)
+        && first.swap(false, std::sync::atomic::Ordering::Relaxed)
+    {
         crate::metrics::observe(crate::metrics::Stage::Instantiate, started.elapsed());
     }
     proxy
