@@ -4,6 +4,7 @@ pub mod admission;
 pub mod conversion;
 pub mod discovery;
 pub mod handlers;
+pub mod managed;
 pub mod metrics;
 pub mod metrics_api;
 pub mod nodeproxy;

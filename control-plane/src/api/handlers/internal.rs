@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::delete::{delete_one, DeleteOpts};
 use super::read::list_matching;
-use super::write::{create_value, write_loop, Subresource};
+use super::write::{create_value, write_loop, Subresource, Track};
 use super::Ctx;
 use crate::api::object;
 use crate::api::path::ResourcePath;
@@ -60,7 +60,7 @@ impl Objects {
                 proxy_path: None,
             },
             q: query,
-            headers: HeaderMap::new(),
+            headers: controller_headers(),
             served: None,
         }
     }
@@ -124,7 +124,11 @@ impl Objects {
         let rv = object::meta_str(&obj, "resourceVersion")
             .filter(|s| !s.is_empty())
             .map(str::to_string);
-        Ok(write_loop(&ctx, sub, rv, |_| Ok(obj.clone())).await?.0)
+        Ok(
+            write_loop(&ctx, sub, rv, &Track::Update, |_| Ok(obj.clone()))
+                .await?
+                .0,
+        )
     }
 
     /// Reads the latest object, changes it with `change`, and writes it back, retrying on
@@ -141,7 +145,7 @@ impl Objects {
         F: Fn(&mut Value) -> ApiResult<()>,
     {
         let ctx = self.ctx(def, namespace, Some(name), Query::default());
-        let result = write_loop(&ctx, sub, None, |current| {
+        let result = write_loop(&ctx, sub, None, &Track::Update, |current| {
             let mut next = current.clone();
             change(&mut next)?;
             Ok(next)
@@ -179,4 +183,16 @@ impl Objects {
             Err(e) => Err(e),
         }
     }
+}
+
+/// In-process writers (controllers, bootstrap) own their fields as this manager.
+const CONTROLLER_MANAGER: &str = "skiff-controller-manager";
+
+fn controller_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(CONTROLLER_MANAGER),
+    );
+    h
 }

@@ -5,7 +5,7 @@ use axum::response::Response;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use super::write::{write_loop, Subresource};
+use super::write::{write_loop, Subresource, Track};
 use super::{json_response, Ctx};
 use crate::api::object;
 use crate::api::patch::{self, PatchType};
@@ -110,7 +110,7 @@ pub async fn update(ctx: Ctx, body: Body, is_patch: bool) -> ApiResult<Response>
     let client_rv = object::meta_str(&input, "resourceVersion")
         .filter(|s| !s.is_empty())
         .map(str::to_string);
-    let (stored, warnings) = write_loop(&ctx, Subresource::Main, client_rv, |current| {
+    let (stored, warnings) = write_loop(&ctx, Subresource::Main, client_rv, &Track::Update, |current| {
         let scale = match pt {
             Some(pt) => patch::apply_patch(pt, &to_scale(current), &input, "Scale")?,
             None => input.clone(),

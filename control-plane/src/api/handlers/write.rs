@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::{json_response, Ctx};
 use crate::api::admission::{self, Prepared};
+use crate::api::managed::{self, ManagedFields, Writer};
 use crate::api::object;
 use crate::api::patch::{self, PatchType};
 use crate::api::request::{content_type, decode_object};
@@ -22,12 +23,55 @@ const MAX_INTERNAL_RETRIES: usize = 16;
 pub async fn create(ctx: Ctx, body: Body) -> ApiResult<Response> {
     let bytes = ctx.body(body).await?;
     let obj = ctx.incoming(decode_object(&ctx.headers, &bytes)?);
-    create_object(&ctx, obj).await
+    create_object(&ctx, obj, &Track::Update).await
 }
 
-async fn create_object(ctx: &Ctx, obj: Value) -> ApiResult<Response> {
-    let (status, stored, warnings) = create_value(ctx, obj).await?;
+async fn create_object(ctx: &Ctx, obj: Value, track: &Track<'_>) -> ApiResult<Response> {
+    let (status, stored, warnings) = create_tracked(ctx, obj, track).await?;
     Ok(json_response(status, &stored, &warnings))
+}
+
+/// How a write's `managedFields` are recorded.
+pub(crate) enum Track<'a> {
+    /// Create, update and the non-apply patches: the manager owns what it changed.
+    Update,
+    /// Server-side apply of this configuration.
+    Apply { config: &'a Value, force: bool },
+}
+
+/// The manager and version a request writes as.
+fn writer<'a>(
+    ctx: &'a Ctx,
+    manager: &'a str,
+    api_version: &'a str,
+    sub: Subresource,
+) -> Writer<'a> {
+    Writer {
+        manager,
+        api_version,
+        subresource: if sub == Subresource::Status {
+            "status"
+        } else {
+            ""
+        },
+        kind: ctx.rp.def.kind,
+        has_status: ctx.rp.def.has_status(),
+    }
+}
+
+/// The request's field manager: `fieldManager`, else the client's user agent.
+fn manager_name(ctx: &Ctx) -> ApiResult<String> {
+    match ctx.q.field_manager.as_deref().filter(|m| !m.is_empty()) {
+        Some(m) => {
+            managed::check_manager(m)?;
+            Ok(m.to_string())
+        }
+        None => Ok(managed::default_manager(
+            ctx.headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        )),
+    }
 }
 
 /// Admits and stores a new object; what `POST` does, for in-process callers too.
@@ -35,8 +79,38 @@ pub(crate) async fn create_value(
     ctx: &Ctx,
     obj: Value,
 ) -> ApiResult<(StatusCode, Value, Vec<String>)> {
+    create_tracked(ctx, obj, &Track::Update).await
+}
+
+async fn create_tracked(
+    ctx: &Ctx,
+    obj: Value,
+    track: &Track<'_>,
+) -> ApiResult<(StatusCode, Value, Vec<String>)> {
     let dry_run = ctx.q.dry_run()?;
-    let prepared = admission::prepare_create(
+    let manager = manager_name(ctx)?;
+    let api_version = ctx.rp.def.api_version();
+    let w = writer(ctx, &manager, &api_version, Subresource::Main);
+    let mut mf = ManagedFields::default();
+    let obj = match track {
+        Track::Update => obj,
+        Track::Apply { config, force } => match mf.apply(&w, &Value::Null, config, *force)? {
+            Ok(mut merged) => {
+                if let (Some(m), Some(name)) =
+                    (merged.get_mut("metadata"), obj.pointer("/metadata/name"))
+                {
+                    if let Some(m) = m.as_object_mut() {
+                        m.insert("name".into(), name.clone());
+                    }
+                }
+                merged
+            }
+            Err(c) => {
+                return Err(c.to_api_error(ctx.rp.def.plural, ctx.rp.def.group, object::name(&obj)))
+            }
+        },
+    };
+    let mut prepared = admission::prepare_create(
         &ctx.st,
         ctx.rp.def,
         ctx.rp.namespace.as_deref(),
@@ -44,6 +118,10 @@ pub(crate) async fn create_value(
         &ctx.q,
     )
     .await?;
+    if matches!(track, Track::Update) {
+        mf.record_update(&w, &Value::Null, &prepared.object)?;
+    }
+    mf.encode_into(&mut prepared.object);
     let name = object::name(&prepared.object).to_string();
     if dry_run {
         return Ok((StatusCode::CREATED, prepared.object, prepared.warnings));
@@ -71,9 +149,12 @@ pub async fn update(ctx: Ctx, body: Body, sub: Subresource) -> ApiResult<Respons
         .map(str::to_string);
     let exists = ctx.exists().await?;
     if !exists && ctx.rp.def.create_on_update && sub == Subresource::Main {
-        return create_object(&ctx, obj).await;
+        return create_object(&ctx, obj, &Track::Update).await;
     }
-    let (stored, warnings) = write_loop(&ctx, sub, client_rv, |_current| Ok(obj.clone())).await?;
+    let (stored, warnings) = write_loop(&ctx, sub, client_rv, &Track::Update, |_current| {
+        Ok(obj.clone())
+    })
+    .await?;
     Ok(json_response(StatusCode::OK, &stored, &warnings))
 }
 
@@ -81,12 +162,26 @@ pub async fn patch(ctx: Ctx, body: Body, sub: Subresource) -> ApiResult<Response
     let pt = PatchType::from_content_type(&content_type(&ctx.headers))?;
     let bytes = ctx.body(body).await?;
     let p = patch::parse_patch(pt, &bytes)?;
+    if pt == PatchType::Apply && ctx.q.field_manager.as_deref().unwrap_or("").is_empty() {
+        return Err(ApiError::bad_request(
+            "fieldManager: Required value: is required for apply patch (kubectl sends --field-manager, default \"kubectl\")",
+        ));
+    }
+    let force = crate::api::request::is_true(&ctx.q.force);
+    if force && pt != PatchType::Apply {
+        return Err(ApiError::bad_request(
+            "force: Invalid value: true: may not be specified for non-apply patch",
+        ));
+    }
+    // Server-side apply tracks ownership at the stored version; a kind served converted
+    // (autoscaling/v1 HPAs) is applied as a merge recorded as an update.
+    let ssa = pt == PatchType::Apply && ctx.served.is_none();
+    let track = if ssa {
+        Track::Apply { config: &p, force }
+    } else {
+        Track::Update
+    };
     if pt == PatchType::Apply && sub == Subresource::Main {
-        if ctx.q.field_manager.as_deref().unwrap_or("").is_empty() {
-            return Err(ApiError::bad_request(
-                "fieldManager: Required value: is required for apply patch (kubectl sends --field-manager, default \"kubectl\")",
-            ));
-        }
         let exists = ctx.exists().await?;
         if !exists {
             let given = object::name(&p);
@@ -96,9 +191,9 @@ pub async fn patch(ctx: Ctx, body: Body, sub: Subresource) -> ApiResult<Response
                     ctx.name()
                 )));
             }
-            let mut obj = ctx.incoming(p);
+            let mut obj = ctx.incoming(p.clone());
             object::meta_mut(&mut obj).insert("name".into(), Value::String(ctx.name().to_string()));
-            return create_object(&ctx, obj).await;
+            return create_object(&ctx, obj, &track).await;
         }
     }
     // A resourceVersion inside the patch is a precondition, as in Kubernetes.
@@ -107,7 +202,7 @@ pub async fn patch(ctx: Ctx, body: Body, sub: Subresource) -> ApiResult<Response
         _ => object::meta_str(&p, "resourceVersion").map(str::to_string),
     };
     let kind = ctx.rp.def.kind;
-    let (stored, warnings) = write_loop(&ctx, sub, client_rv, |current| {
+    let (stored, warnings) = write_loop(&ctx, sub, client_rv, &track, |current| {
         let mut base = current.clone();
         if pt == PatchType::Apply {
             // Applied configuration never carries server-owned fields.
@@ -133,12 +228,16 @@ pub(crate) async fn write_loop<F>(
     ctx: &Ctx,
     sub: Subresource,
     client_rv: Option<String>,
+    track: &Track<'_>,
     build: F,
 ) -> ApiResult<(Value, Vec<String>)>
 where
     F: Fn(&Value) -> ApiResult<Value>,
 {
     let dry_run = ctx.q.dry_run()?;
+    let manager = manager_name(ctx)?;
+    let api_version = ctx.rp.def.api_version();
+    let w = writer(ctx, &manager, &api_version, sub);
     let name = ctx.name().to_string();
     let key = ctx.key(&name);
     for _ in 0..MAX_INTERNAL_RETRIES {
@@ -159,9 +258,41 @@ where
                 ));
             }
         }
-        let new = build(&current)?;
-        let prepared =
+        // Stored entries are ours; unreadable ones (written before tracking) start afresh.
+        let mut mf = ManagedFields::decode(&current).unwrap_or_default();
+        let new = match track {
+            Track::Update => {
+                let new = build(&current)?;
+                // A client may rewrite managedFields (kubectl's client-side → server-side
+                // apply upgrade does); `[{}]` clears them.
+                if new.pointer("/metadata/managedFields")
+                    != current.pointer("/metadata/managedFields")
+                    && new
+                        .pointer("/metadata/managedFields")
+                        .and_then(Value::as_array)
+                        .is_some_and(|a| !a.is_empty())
+                {
+                    mf = ManagedFields::decode(&new)?;
+                }
+                new
+            }
+            Track::Apply { config, force } => {
+                let mut live = current.clone();
+                object::meta_mut(&mut live).remove("managedFields");
+                match mf.apply(&w, &live, config, *force)? {
+                    Ok(merged) => merged,
+                    Err(c) => {
+                        return Err(c.to_api_error(ctx.rp.def.plural, ctx.rp.def.group, &name))
+                    }
+                }
+            }
+        };
+        let mut prepared =
             admission::prepare_update(&ctx.st, ctx.rp.def, &current, new, sub, &ctx.q).await?;
+        if matches!(track, Track::Update) {
+            mf.record_update(&w, &current, &prepared.object)?;
+        }
+        mf.encode_into(&mut prepared.object);
         if dry_run {
             return Ok((prepared.object, prepared.warnings));
         }

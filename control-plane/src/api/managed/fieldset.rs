@@ -1,0 +1,502 @@
+//! Field sets as server-side apply tracks them: a tree of path elements whose members are
+//! the fields a manager owns, read from and written to the `FieldsV1` JSON form.
+//!
+//! A path element is kept in its `FieldsV1` spelling, which is also its identity:
+//! `f:<field>` (a field of a map or struct), `k:{"name":"web"}` (an element of a list
+//! merged by key; the keys as canonical JSON), `v:"value"` (an element of a set list) and
+//! `i:<index>` (read only). A node is a *member* when the manager owns the field itself:
+//! written as `{}` for a leaf and as the `".": {}` entry beside its children otherwise.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::api::patch::strategic_schema::{FieldSchema, ListStrategy, TypeSchema};
+
+/// A FieldsV1 document that is not a tree of `f:`/`k:`/`v:`/`i:` keys.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FieldSetError {
+    #[error("fieldsV1 must be a JSON object of path elements, found {0}")]
+    NotAnObject(&'static str),
+    #[error("fieldsV1 has an unknown path element {0:?} (expected f:, k:, v:, i: or .)")]
+    BadElement(String),
+    #[error("{path}: element of a list merged by {key:?} has no {key:?}")]
+    MissingKey { path: String, key: String },
+}
+
+/// Where a value sits in the schema: how a list there is merged, and its children's schema.
+#[derive(Clone, Copy)]
+pub struct Shape {
+    pub child: Option<&'static TypeSchema>,
+    pub list: ListStrategy,
+    /// A map or struct owned as a whole (a `LabelSelector`), a leaf for ownership.
+    pub atomic: bool,
+}
+
+impl Shape {
+    pub fn object(schema: Option<&'static TypeSchema>) -> Shape {
+        Shape {
+            child: schema,
+            list: ListStrategy::Atomic,
+            atomic: false,
+        }
+    }
+
+    fn of_field(parent: Option<&'static TypeSchema>, name: &str) -> Shape {
+        let field = parent
+            .and_then(|s| s.field(name))
+            .copied()
+            .unwrap_or(FieldSchema::UNKNOWN);
+        Shape {
+            child: field.child,
+            list: field.list,
+            atomic: false,
+        }
+    }
+}
+
+/// One node of a field set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldSet {
+    pub member: bool,
+    pub children: BTreeMap<String, FieldSet>,
+}
+
+pub fn field_key(name: &str) -> String {
+    format!("f:{name}")
+}
+
+fn value_key(v: &Value) -> String {
+    format!("v:{v}")
+}
+
+/// The `k:` element of a list item merged by `key`.
+pub fn item_key(item: &Value, key: &str, path: &str) -> Result<String, FieldSetError> {
+    let Some(k) = item.get(key) else {
+        return Err(FieldSetError::MissingKey {
+            path: path.to_string(),
+            key: key.to_string(),
+        });
+    };
+    let mut m = Map::new();
+    m.insert(key.to_string(), k.clone());
+    Ok(format!("k:{}", Value::Object(m)))
+}
+
+impl FieldSet {
+    pub fn leaf() -> FieldSet {
+        FieldSet {
+            member: true,
+            children: BTreeMap::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        !self.member && self.children.is_empty()
+    }
+
+    /// Parses `fieldsV1`.
+    pub fn from_fields_v1(v: &Value) -> Result<FieldSet, FieldSetError> {
+        let Value::Object(m) = v else {
+            return Err(FieldSetError::NotAnObject(kind_name(v)));
+        };
+        let mut set = FieldSet::default();
+        if m.is_empty() {
+            set.member = true;
+            return Ok(set);
+        }
+        for (k, child) in m {
+            if k == "." {
+                set.member = true;
+                continue;
+            }
+            if !["f:", "k:", "v:", "i:"].iter().any(|p| k.starts_with(p)) {
+                return Err(FieldSetError::BadElement(k.clone()));
+            }
+            set.children
+                .insert(k.clone(), FieldSet::from_fields_v1(child)?);
+        }
+        Ok(set)
+    }
+
+    /// The `fieldsV1` form.
+    pub fn to_fields_v1(&self) -> Value {
+        let mut m = Map::new();
+        if self.member && !self.children.is_empty() {
+            m.insert(".".into(), Value::Object(Map::new()));
+        }
+        for (k, child) in &self.children {
+            if !child.is_empty() {
+                m.insert(k.clone(), child.to_fields_v1());
+            }
+        }
+        Value::Object(m)
+    }
+
+    /// Every path of `other` becomes (or stays) part of `self`.
+    pub fn union(&mut self, other: &FieldSet) {
+        self.member |= other.member;
+        for (k, child) in &other.children {
+            self.children.entry(k.clone()).or_default().union(child);
+        }
+    }
+
+    /// Removes every member of `other` from `self`, with all that `self` holds below it
+    /// (a field replaced or removed as a whole takes its parts with it).
+    pub fn remove_subtrees(&mut self, other: &FieldSet) {
+        if other.member {
+            self.member = false;
+            self.children.clear();
+            return;
+        }
+        for (k, child) in &other.children {
+            if let Some(mine) = self.children.get_mut(k) {
+                mine.remove_subtrees(child);
+                if mine.is_empty() {
+                    self.children.remove(k);
+                }
+            }
+        }
+    }
+
+    /// Removes the members of `other` from `self`, keeping what lies below them.
+    pub fn difference(&mut self, other: &FieldSet) {
+        if other.member {
+            self.member = false;
+        }
+        for (k, child) in &other.children {
+            if let Some(mine) = self.children.get_mut(k) {
+                mine.difference(child);
+                if mine.is_empty() {
+                    self.children.remove(k);
+                }
+            }
+        }
+    }
+
+    /// Whether `self` holds a member at or below the path `at`.
+    pub fn has_member_within(&self, at: &[String]) -> bool {
+        match at.split_first() {
+            None => self.member || self.children.values().any(|c| !c.is_empty()),
+            Some((first, rest)) => self
+                .children
+                .get(first)
+                .is_some_and(|c| c.has_member_within(rest)),
+        }
+    }
+
+    /// The members of `self` that `owned` also holds, at the same path or below it: the
+    /// fields a change to `self` would take from `owned`'s manager.
+    pub fn overlap(&self, owned: &FieldSet) -> FieldSet {
+        let mut out = FieldSet::default();
+        if self.member && owned.has_member_within(&[]) {
+            return owned.clone();
+        }
+        for (k, child) in &self.children {
+            if let Some(theirs) = owned.children.get(k) {
+                let o = child.overlap(theirs);
+                if !o.is_empty() {
+                    out.children.insert(k.clone(), o);
+                }
+            }
+        }
+        out
+    }
+
+    /// The member paths, each as its element keys.
+    pub fn member_paths(&self) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        self.collect(&mut Vec::new(), &mut out);
+        out
+    }
+
+    fn collect(&self, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        if self.member {
+            out.push(prefix.clone());
+        }
+        for (k, child) in &self.children {
+            prefix.push(k.clone());
+            child.collect(prefix, out);
+            prefix.pop();
+        }
+    }
+
+    /// The set of every field `value` sets: what a manager applying it owns. Lists merged by
+    /// key own each element (`k:`) and its fields; set lists each value; other lists, empty
+    /// maps, atomic maps and scalars are leaves.
+    pub fn from_value(value: &Value, shape: Shape) -> Result<FieldSet, FieldSetError> {
+        from_value_at(value, shape, &mut String::new())
+    }
+}
+
+fn from_value_at(
+    value: &Value,
+    shape: Shape,
+    path: &mut String,
+) -> Result<FieldSet, FieldSetError> {
+    match value {
+        Value::Object(m) if !m.is_empty() && !shape.atomic => {
+            let mut set = FieldSet::default();
+            for (k, v) in m {
+                let child_shape = field_shape(shape.child, k);
+                let len = path.len();
+                path.push('.');
+                path.push_str(k);
+                let child = from_value_at(v, child_shape, path)?;
+                path.truncate(len);
+                set.children.insert(field_key(k), child);
+            }
+            Ok(set)
+        }
+        Value::Array(items) if !items.is_empty() => match shape.list {
+            ListStrategy::Atomic => Ok(FieldSet::leaf()),
+            ListStrategy::SetMerge => {
+                let mut set = FieldSet::default();
+                for item in items {
+                    set.children.insert(value_key(item), FieldSet::leaf());
+                }
+                Ok(set)
+            }
+            ListStrategy::MergeByKey(key) => {
+                let mut set = FieldSet::default();
+                for item in items {
+                    let k = item_key(item, key, path)?;
+                    let mut child = match item {
+                        Value::Object(_) => {
+                            let len = path.len();
+                            path.push_str(&format!(
+                                "[{key}={}]",
+                                item.get(key).unwrap_or(&Value::Null)
+                            ));
+                            let c = from_value_at(item, Shape::object(shape.child), path)?;
+                            path.truncate(len);
+                            c
+                        }
+                        _ => FieldSet::default(),
+                    };
+                    child.member = true;
+                    set.children.insert(k, child);
+                }
+                Ok(set)
+            }
+        },
+        _ => Ok(FieldSet::leaf()),
+    }
+}
+
+/// The shape of field `name` of an object whose schema is `parent`.
+pub fn field_shape(parent: Option<&'static TypeSchema>, name: &str) -> Shape {
+    let mut shape = Shape::of_field(parent, name);
+    if atomic_fields(parent, name) {
+        shape.atomic = true;
+    }
+    shape
+}
+
+/// Fields Kubernetes owns as a whole (`x-kubernetes-map-type: atomic`): the label selectors
+/// of workload specs.
+fn atomic_fields(parent: Option<&'static TypeSchema>, name: &str) -> bool {
+    name == "selector"
+        && parent
+            .is_some_and(|p| p.field("template").is_some() || p.field("minAvailable").is_some())
+}
+
+/// The paths where `old` and `new` differ: `changed` holds what `new` adds or sets to a new
+/// value (added maps and list elements as members themselves), `removed` what it drops.
+pub fn diff(old: &Value, new: &Value, shape: Shape) -> Result<(FieldSet, FieldSet), FieldSetError> {
+    let mut changed = FieldSet::default();
+    let mut removed = FieldSet::default();
+    diff_at(
+        old,
+        new,
+        shape,
+        &mut changed,
+        &mut removed,
+        &mut String::new(),
+    )?;
+    Ok((changed, removed))
+}
+
+fn added(new: &Value, shape: Shape, path: &mut String) -> Result<FieldSet, FieldSetError> {
+    let mut set = from_value_at(new, shape, path)?;
+    set.member = true;
+    Ok(set)
+}
+
+fn diff_at(
+    old: &Value,
+    new: &Value,
+    shape: Shape,
+    changed: &mut FieldSet,
+    removed: &mut FieldSet,
+    path: &mut String,
+) -> Result<(), FieldSetError> {
+    if old == new {
+        return Ok(());
+    }
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) if !shape.atomic && !a.is_empty() && !b.is_empty() => {
+            for (k, nv) in b {
+                let child_shape = field_shape(shape.child, k);
+                let len = path.len();
+                path.push('.');
+                path.push_str(k);
+                match a.get(k) {
+                    None => {
+                        changed
+                            .children
+                            .insert(field_key(k), added(nv, child_shape, path)?);
+                    }
+                    Some(ov) => {
+                        let mut c = FieldSet::default();
+                        let mut r = FieldSet::default();
+                        diff_at(ov, nv, child_shape, &mut c, &mut r, path)?;
+                        if !c.is_empty() {
+                            changed.children.insert(field_key(k), c);
+                        }
+                        if !r.is_empty() {
+                            removed.children.insert(field_key(k), r);
+                        }
+                    }
+                }
+                path.truncate(len);
+            }
+            for k in a.keys().filter(|k| !b.contains_key(*k)) {
+                removed.children.insert(field_key(k), FieldSet::leaf());
+            }
+            Ok(())
+        }
+        (Value::Array(a), Value::Array(b)) if !a.is_empty() && !b.is_empty() => match shape.list {
+            ListStrategy::Atomic => {
+                changed.member = true;
+                Ok(())
+            }
+            ListStrategy::SetMerge => {
+                for v in b.iter().filter(|v| !a.contains(v)) {
+                    changed.children.insert(value_key(v), FieldSet::leaf());
+                }
+                for v in a.iter().filter(|v| !b.contains(v)) {
+                    removed.children.insert(value_key(v), FieldSet::leaf());
+                }
+                Ok(())
+            }
+            ListStrategy::MergeByKey(key) => {
+                let index = |items: &[Value]| -> Result<BTreeMap<String, Value>, FieldSetError> {
+                    items
+                        .iter()
+                        .map(|i| Ok((item_key(i, key, path)?, i.clone())))
+                        .collect()
+                };
+                let (ia, ib) = (index(a)?, index(b)?);
+                for (k, nv) in &ib {
+                    let elem = Shape::object(shape.child);
+                    match ia.get(k) {
+                        None => {
+                            changed.children.insert(k.clone(), added(nv, elem, path)?);
+                        }
+                        Some(ov) => {
+                            let mut c = FieldSet::default();
+                            let mut r = FieldSet::default();
+                            diff_at(ov, nv, elem, &mut c, &mut r, path)?;
+                            if !c.is_empty() {
+                                changed.children.insert(k.clone(), c);
+                            }
+                            if !r.is_empty() {
+                                removed.children.insert(k.clone(), r);
+                            }
+                        }
+                    }
+                }
+                for k in ia.keys().filter(|k| !ib.contains_key(*k)) {
+                    removed.children.insert(k.clone(), FieldSet::leaf());
+                }
+                Ok(())
+            }
+        },
+        _ => {
+            // A scalar, an atomic or an emptied/filled map or list changed as a whole.
+            *changed = from_value_at(new, shape, path)?;
+            changed.member = true;
+            Ok(())
+        }
+    }
+}
+
+/// A path as Kubernetes prints it in conflicts: `.spec.containers[name="web"].image`.
+pub fn path_string(path: &[String]) -> String {
+    let mut s = String::new();
+    for el in path {
+        if let Some(f) = el.strip_prefix("f:") {
+            s.push('.');
+            s.push_str(f);
+        } else if let Some(k) = el.strip_prefix("k:") {
+            match serde_json::from_str::<Map<String, Value>>(k) {
+                Ok(m) => {
+                    let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    s.push_str(&format!("[{}]", parts.join(",")));
+                }
+                Err(_) => s.push_str(&format!("[{k}]")),
+            }
+        } else if let Some(v) = el.strip_prefix("v:") {
+            s.push_str(&format!("[={v}]"));
+        } else if let Some(i) = el.strip_prefix("i:") {
+            s.push_str(&format!("[{i}]"));
+        }
+    }
+    s
+}
+
+/// Removes the field at `path` from `value` (a map key, a list element by key or value).
+/// Missing paths are no-ops.
+pub fn remove_path(value: &mut Value, path: &[String]) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    match value {
+        Value::Object(m) => {
+            let Some(name) = first.strip_prefix("f:") else {
+                return;
+            };
+            if rest.is_empty() {
+                m.remove(name);
+            } else if let Some(child) = m.get_mut(name) {
+                remove_path(child, rest);
+            }
+        }
+        Value::Array(items) => {
+            let pos = items.iter().position(|item| element_matches(item, first));
+            if let Some(pos) = pos {
+                if rest.is_empty() {
+                    items.remove(pos);
+                } else {
+                    remove_path(&mut items[pos], rest);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn element_matches(item: &Value, el: &str) -> bool {
+    if let Some(k) = el.strip_prefix("k:") {
+        let Ok(keys) = serde_json::from_str::<Map<String, Value>>(k) else {
+            return false;
+        };
+        keys.iter().all(|(k, v)| item.get(k) == Some(v))
+    } else if let Some(v) = el.strip_prefix("v:") {
+        serde_json::from_str::<Value>(v).is_ok_and(|v| &v == item)
+    } else {
+        false
+    }
+}
+
+fn kind_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
