@@ -133,6 +133,12 @@ pub fn hpa_v2_to_v1(mut obj: Value) -> Value {
     }
     if let Some(status) = obj.get("status").cloned().filter(Value::is_object) {
         let mut v1 = same_status_fields(&status);
+        // v1 always sends both counts (not `omitempty` there, unlike v2's currentReplicas).
+        for k in ["currentReplicas", "desiredReplicas"] {
+            if v1.get(k).is_none() {
+                v1[k] = json!(0);
+            }
+        }
         let current = status
             .get("currentMetrics")
             .and_then(Value::as_array)

@@ -7,6 +7,7 @@ pub mod handlers;
 pub mod managed;
 pub mod metrics;
 pub mod metrics_api;
+pub mod negotiate;
 pub mod nodeproxy;
 pub mod object;
 pub mod openapi;
@@ -84,6 +85,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/version", get(version))
+        // Kubernetes answers these with a trailing slash too (the Python client asks so).
+        .route("/version/", get(version))
+        .route("/api/", get(discovery::api_versions))
+        .route("/apis/", get(discovery::api_groups))
+        .route("/api/v1/", get(discovery::core_resources))
+        .route("/apis/{group}/", get(discovery::api_group))
+        .route("/apis/{group}/{version}/", get(discovery::group_resources))
         .route("/metrics", get(metrics::serve))
         .route("/api", get(discovery::api_versions))
         .route("/apis", get(discovery::api_groups))
@@ -100,6 +108,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/openapi/v3/{*rest}", get(openapi::group_version))
         .merge(crate::registry::routes::router(state.registry.clone()))
         .fallback(not_found)
+        .layer(middleware::from_fn(negotiate::negotiate))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)

@@ -25,6 +25,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
     if !obj.is_object() {
         return;
     }
+    super::status_counters::fill(kind, obj);
     match kind {
         "Pod" => pod_defaults(obj),
         "Deployment" => deployment(obj),

@@ -9,6 +9,7 @@ pub mod names;
 pub mod quantity;
 pub mod schema;
 pub mod services;
+pub mod status_counters;
 pub mod tolerations;
 mod util;
 pub mod validation;
