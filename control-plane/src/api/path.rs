@@ -11,7 +11,8 @@ pub struct ResourcePath {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
-    /// What follows `nodes/NAME/proxy/` (the node agent's path).
+    /// What follows `nodes/NAME/proxy/` (the node agent's path) or a pod's or Service's
+    /// `proxy/` (the path requested from the pod).
     pub proxy_path: Option<String>,
 }
 
@@ -29,8 +30,26 @@ pub fn parse(group: &str, version: &str, segments: &[&str]) -> ApiResult<Resourc
             format!("the server could not find the requested resource ({what} in {gv})"),
         )
     };
-    if segments.is_empty() || segments.iter().any(|s| s.is_empty()) {
+    // `namespaces/NS/pods|services/NAME/proxy/PATH`: PATH may be anything, trailing `/` too.
+    let proxied = segments.len() >= 5
+        && segments[0] == "namespaces"
+        && matches!(segments[2], "pods" | "services")
+        && segments[4] == "proxy"
+        && group.is_empty();
+    let checked = if proxied { &segments[..5] } else { segments };
+    if segments.is_empty() || checked.iter().any(|s| s.is_empty()) {
         return Err(unknown("empty path segment"));
+    }
+    if proxied {
+        if let Some(def) = resources::find(group, version, segments[2]) {
+            return Ok(ResourcePath {
+                def,
+                namespace: Some(segments[1].to_string()),
+                name: Some(segments[3].to_string()),
+                subresource: Some("proxy".into()),
+                proxy_path: Some(segments[5..].join("/")),
+            });
+        }
     }
     if segments[0] == "namespaces" && segments.len() >= 3 {
         if let Some(def) = resources::find(group, version, segments[2]) {

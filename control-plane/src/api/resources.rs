@@ -76,6 +76,9 @@ macro_rules! res {
     };
 }
 
+/// What `pods/proxy` and `services/proxy` accept (forwarded to the pod).
+const PROXY_VERBS: &[&str] = &["create", "delete", "get", "patch", "update"];
+
 pub static RESOURCES: &[ResourceDef] = &[
     res!("", "v1", "namespaces", "namespace", "Namespace", false, short: &["ns"], cat: &[],
         sub: &[STATUS, SubresourceDef { name: "finalize", group: "", version: "", kind: "", verbs: &["update"] }],
@@ -89,12 +92,15 @@ pub static RESOURCES: &[ResourceDef] = &[
             SubresourceDef { name: "exec", group: "", version: "v1", kind: "PodExecOptions", verbs: &["create", "get"] },
             SubresourceDef { name: "attach", group: "", version: "v1", kind: "PodAttachOptions", verbs: &["create", "get"] },
             SubresourceDef { name: "portforward", group: "", version: "v1", kind: "PodPortForwardOptions", verbs: &["create", "get"] },
+            SubresourceDef { name: "proxy", group: "", version: "v1", kind: "PodProxyOptions", verbs: PROXY_VERBS },
         ],
         gen: false, cou: false),
     res!("", "v1", "nodes", "node", "Node", false, short: &["no"], cat: &[],
         sub: &[STATUS, SubresourceDef { name: "proxy", group: "", version: "v1", kind: "NodeProxyOptions", verbs: &["get"] }],
         gen: false, cou: false),
-    res!("", "v1", "services", "service", "Service", true, short: &["svc"], cat: &["all"], sub: &[STATUS], gen: false, cou: false),
+    res!("", "v1", "services", "service", "Service", true, short: &["svc"], cat: &["all"],
+        sub: &[STATUS, SubresourceDef { name: "proxy", group: "", version: "v1", kind: "ServiceProxyOptions", verbs: PROXY_VERBS }],
+        gen: false, cou: false),
     res!("", "v1", "endpoints", "endpoints", "Endpoints", true, short: &["ep"], cat: &[], sub: &[], gen: false, cou: true),
     res!("", "v1", "configmaps", "configmap", "ConfigMap", true, short: &["cm"], cat: &[], sub: &[], gen: false, cou: false),
     res!("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true, short: &["pvc"], cat: &[], sub: &[STATUS], gen: false, cou: false),

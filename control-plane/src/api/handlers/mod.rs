@@ -3,6 +3,7 @@
 mod delete;
 pub mod internal;
 mod pods;
+mod proxy;
 mod read;
 mod scale;
 mod watch;
@@ -194,6 +195,9 @@ async fn route(
         (&Method::POST, true, Some("binding")) => pods::binding(ctx, body).await,
         (&Method::POST, true, Some("eviction")) => pods::eviction(ctx, body).await,
         (&Method::GET, true, Some("log")) => pods::node_stream(ctx).await,
+        (_, true, Some("proxy")) if matches!(ctx.rp.def.plural, "pods" | "services") => {
+            proxy::forward(ctx, method, raw_query, body).await
+        }
         (&Method::GET, true, Some("proxy")) => pods::node_proxy(ctx, raw_query).await,
         (&Method::GET | &Method::POST, true, Some("exec" | "attach" | "portforward")) => {
             pods::stream(ctx, &method, raw_query, upgrade).await
