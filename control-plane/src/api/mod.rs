@@ -104,6 +104,7 @@ pub fn router(state: ApiState) -> Router {
             get(metrics_api::serve),
         )
         .route("/apis/{group}/{version}/{*rest}", any(handlers::grouped))
+        .route("/openapi/v2", get(openapi::v2))
         .route("/openapi/v3", get(openapi::index))
         .route("/openapi/v3/{*rest}", get(openapi::group_version))
         .merge(crate::registry::routes::router(state.registry.clone()))
