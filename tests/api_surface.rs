@@ -83,11 +83,12 @@ async fn trailing_slashes_yaml_and_not_acceptable() -> Result<()> {
         code == 404 && body.contains("reason: NotFound"),
         "{code} {body}"
     );
-    // JSON stays the answer when JSON is acceptable at all.
+    // The first acceptable type wins: JSON before protobuf is JSON (protobuf answers are
+    // tests/protobuf_answers.rs).
     let (code, ct, _) = get(
         &client,
         "/api/v1/namespaces/default/configmaps/yaml-cm",
-        Some("application/vnd.kubernetes.protobuf, application/json"),
+        Some("application/json, application/vnd.kubernetes.protobuf"),
     )
     .await?;
     ensure!(

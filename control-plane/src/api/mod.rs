@@ -201,12 +201,17 @@ async fn observe(State(st): State<ApiState>, req: Request, next: Next) -> Respon
 /// so every failure a client sees has the Kubernetes shape.
 async fn as_status(resp: Response) -> Response {
     let code = resp.status();
-    let is_json = resp
+    // A Status already (JSON, or re-encoded by `negotiate` as YAML or protobuf).
+    let is_status = resp
         .headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !(code.is_client_error() || code.is_server_error()) || is_json {
+        .is_some_and(|v| {
+            v.starts_with("application/json")
+                || v.starts_with("application/yaml")
+                || v.starts_with(protobuf::CONTENT_TYPE)
+        });
+    if !(code.is_client_error() || code.is_server_error()) || is_status {
         return resp;
     }
     let body = axum::body::to_bytes(resp.into_body(), 64 * 1024)

@@ -1,5 +1,6 @@
 //! Decoding of `application/vnd.kubernetes.protobuf` request bodies into the
-//! Kubernetes JSON form of the same object.
+//! Kubernetes JSON form of the same object (and, in `protobuf/encode.rs`, the inverse: JSON
+//! answers as protobuf for clients that ask for it).
 //!
 //! `kubectl create deployment|service|configmap|secret|namespace|job|cronjob|ingress ...`
 //! POSTs its object as protobuf and never falls back to JSON.  The body is the
@@ -38,6 +39,14 @@ use base64::Engine as _;
 use serde_json::{Map, Number, Value};
 
 use crate::api::proto_schema::{self as schema, Card, Field, Kind, Msg, INLINE, KEEP_ZERO};
+
+mod encode;
+#[cfg(test)]
+mod encode_tests;
+
+pub use encode::{
+    encode_k8s_protobuf, group_version_has_protobuf, has_protobuf, watch_frame, EncodeError,
+};
 
 /// The media type of Kubernetes protobuf bodies.
 pub const CONTENT_TYPE: &str = "application/vnd.kubernetes.protobuf";
@@ -149,15 +158,7 @@ fn resolve_kind(api_version: &str, kind: &str) -> Option<&'static Msg> {
     {
         return None;
     }
-    // "" -> core, "apps" -> apps, "coordination.k8s.io" -> coordination,
-    // "rbac.authorization.k8s.io" -> rbac.
-    let package = if group.is_empty() {
-        "core"
-    } else {
-        let short = group.strip_suffix(".k8s.io").unwrap_or(group);
-        short.split('.').next().unwrap_or(short)
-    };
-    if package != "meta" {
+    if let Some(package) = package_of(group).filter(|p| *p != "meta") {
         let name = format!("k8s.io.api.{package}.{version}.{kind}");
         if let Some(msg) = schema::message_index(&name).and_then(schema::message) {
             return Some(msg);
@@ -168,6 +169,22 @@ fn resolve_kind(api_version: &str, kind: &str) -> Option<&'static Msg> {
         return schema::message_index(&name).and_then(schema::message);
     }
     None
+}
+
+/// The k8s-pb package of a built-in API group: "" -> core, "apps" -> apps,
+/// "coordination.k8s.io" -> coordination, "rbac.authorization.k8s.io" -> rbac.  Groups of
+/// custom resources (always dotted, never `*.k8s.io`) have none, so a CRD in
+/// `apps.example.com` is never mistaken for `apps`.
+fn package_of(group: &str) -> Option<&str> {
+    if group.is_empty() {
+        Some("core")
+    } else if !group.contains('.') {
+        Some(group)
+    } else {
+        group
+            .strip_suffix(".k8s.io")
+            .and_then(|short| short.split('.').next())
+    }
 }
 
 fn decode_envelope(buf: Buf<'_>, depth: u32) -> Result<Value> {
@@ -1008,6 +1025,9 @@ mod tests {
             Some("k8s.io.api.networking.v1.IngressClass")
         );
         assert_eq!(name("rbac.authorization.k8s.io/v1", "Role"), None);
+        // Custom resource groups never resolve to a built-in kind of the same short name.
+        assert_eq!(name("apps.example.com/v1", "Deployment"), None);
+        assert_eq!(name("metrics.k8s.io/v1beta1", "NodeMetrics"), None);
         assert_eq!(name("", "Pod"), None);
     }
 
