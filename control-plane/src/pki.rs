@@ -98,6 +98,9 @@ pub struct Credentials {
     pub server_key_pem: String,
     pub admin_token: String,
     pub node_token: String,
+    /// The HMAC key list continue tokens are signed with, so a client can neither forge nor
+    /// alter one, and tokens stay valid across restarts.
+    pub continue_key: [u8; 32],
 }
 
 /// Loads the CA and tokens from `dir` (creating them the first time) and issues a fresh server
@@ -144,7 +147,33 @@ pub fn load_or_create(dir: &Path, sans: &[String]) -> Result<Credentials, PkiErr
         server_key_pem,
         admin_token: load_or_create_token(&dir.join("admin-token"))?,
         node_token: load_or_create_token(&dir.join("node-token"))?,
+        continue_key: load_or_create_key(&pki.join("continue-token.key"))?,
     })
+}
+
+/// A 32-byte secret key kept hex-encoded in `path`, made the first time.
+fn load_or_create_key(path: &Path) -> Result<[u8; 32], PkiError> {
+    if path.exists() {
+        let text = fs::read_to_string(path).map_err(io(path))?;
+        let text = text.trim();
+        let invalid = || PkiError::Invalid {
+            path: path.into(),
+            why: "a key is 64 hexadecimal digits".into(),
+        };
+        if text.len() != 64 || !text.is_ascii() {
+            return Err(invalid());
+        }
+        let mut key = [0u8; 32];
+        for (i, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| invalid())?;
+        }
+        return Ok(key);
+    }
+    use rand::Rng;
+    let key: [u8; 32] = rand::rng().random();
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(path, hex.as_bytes())?;
+    Ok(key)
 }
 
 /// The admin kubeconfig for `server_url` (`https://host:port`).
@@ -186,9 +215,17 @@ mod tests {
         assert_eq!(a.ca_pem, b.ca_pem);
         assert_eq!(a.admin_token, b.admin_token);
         assert_ne!(a.admin_token, a.node_token);
+        assert_eq!(
+            a.continue_key, b.continue_key,
+            "continue tokens outlive restarts"
+        );
+        assert_ne!(a.continue_key, [0; 32]);
         assert!(a.server_cert_pem.contains("BEGIN CERTIFICATE"));
         let kc = kubeconfig("https://127.0.0.1:1", &a.ca_pem, &a.admin_token);
         assert!(kc.contains(&a.admin_token));
+        fs::write(dir.path().join("pki/continue-token.key"), "zz").unwrap();
+        assert!(load_or_create(dir.path(), &sans).is_err());
+        fs::remove_file(dir.path().join("pki/continue-token.key")).unwrap();
         fs::write(dir.path().join("admin-token"), "x").unwrap();
         assert!(load_or_create(dir.path(), &sans).is_err());
     }

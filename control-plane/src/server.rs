@@ -152,6 +152,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         &cfg.data_dir.join("state.redb"),
         StoreOptions {
             watch_history: cfg.watch_history,
+            continue_key: Some(crate::store::ContinueKey::new(creds.continue_key)),
         },
     )
     .await?;

@@ -6,7 +6,7 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::status::{ApiError, ApiResult};
+use super::status::{ApiError, ApiResult, Cause};
 
 /// Kubernetes' request body limit: larger bodies are refused before being read whole.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -93,6 +93,106 @@ impl Query {
                 ))
             }),
         }
+    }
+}
+
+/// Which revision a list is read at, from `resourceVersion` and `resourceVersionMatch`
+/// (Kubernetes' "semantics for get and list").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListVersion {
+    /// No resourceVersion: the newest revision (a consistent read).
+    Latest,
+    /// `resourceVersion=0`: any revision. Kubernetes serves these from its watch cache, which
+    /// ignores `limit`; so does Skiff (the whole list, at the newest revision, in one page).
+    Any,
+    /// `resourceVersionMatch=NotOlderThan`, or a legacy `resourceVersion` without `limit`.
+    NotOlderThan(u64),
+    /// `resourceVersionMatch=Exact`, or a legacy `resourceVersion` with `limit`.
+    Exact(u64),
+}
+
+/// A list request's paging and version options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListOptions {
+    /// `limit`; `None` when absent or not positive (everything).
+    pub limit: Option<usize>,
+    /// `continue`, when not empty.
+    pub continue_token: Option<String>,
+    pub version: ListVersion,
+}
+
+impl Query {
+    /// The options of a list (not a watch), validated as Kubernetes' `ValidateListOptions`
+    /// (422) and its storage layer (400) do. A continue token's own checks come later, with
+    /// the scope it must belong to.
+    pub fn list_options(&self) -> ApiResult<ListOptions> {
+        let rv = self.resource_version.as_deref().unwrap_or("");
+        let rv_match = self.resource_version_match.as_deref().unwrap_or("");
+        let continue_token = self
+            .continue_token
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(str::to_string);
+        let mut causes = Vec::new();
+        let forbidden = |message: &str| Cause {
+            reason: "FieldValueForbidden".into(),
+            message: format!("Forbidden: {message}"),
+            field: "resourceVersionMatch".into(),
+        };
+        if !rv_match.is_empty() {
+            if rv.is_empty() {
+                causes.push(forbidden(
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            if continue_token.is_some() {
+                causes.push(forbidden(
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+            if rv_match != "Exact" && rv_match != "NotOlderThan" {
+                causes.push(Cause {
+                    reason: "FieldValueNotSupported".into(),
+                    message: format!(
+                        "Unsupported value: \"{rv_match}\": supported values: \"Exact\", \"NotOlderThan\", \"\""
+                    ),
+                    field: "resourceVersionMatch".into(),
+                });
+            }
+            if rv_match == "Exact" && rv == "0" {
+                causes.push(forbidden(
+                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
+            }
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid("ListOptions", "meta.k8s.io", "", causes));
+        }
+        let limit = match self.int_param("limit", &self.limit)? {
+            Some(n) if n > 0 => Some(usize::try_from(n).unwrap_or(usize::MAX)),
+            _ => None,
+        };
+        let parsed = match rv {
+            "" => None,
+            s => Some(s.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "invalid resource version: resourceVersion: Invalid value: \"{s}\": must be an integer revision from a list or an object"
+                ))
+            })?),
+        };
+        let version = match (parsed, rv_match) {
+            (None, _) => ListVersion::Latest,
+            (Some(0), _) => ListVersion::Any,
+            (Some(n), "Exact") => ListVersion::Exact(n),
+            (Some(n), "NotOlderThan") => ListVersion::NotOlderThan(n),
+            (Some(n), _) if limit.is_some() => ListVersion::Exact(n),
+            (Some(n), _) => ListVersion::NotOlderThan(n),
+        };
+        Ok(ListOptions {
+            limit,
+            continue_token,
+            version,
+        })
     }
 }
 
@@ -209,6 +309,79 @@ mod tests {
             .unwrap()
             .dry_run()
             .is_err());
+    }
+
+    #[test]
+    fn list_options_follow_kubernetes() {
+        let opts = |q: &str| Query::parse(Some(q)).unwrap().list_options();
+        let o = opts("limit=500&continue=abc").unwrap();
+        assert_eq!(o.limit, Some(500));
+        assert_eq!(o.continue_token.as_deref(), Some("abc"));
+        assert_eq!(o.version, ListVersion::Latest);
+        assert_eq!(opts("limit=0").unwrap().limit, None);
+        assert_eq!(opts("limit=-3").unwrap().limit, None);
+        assert_eq!(
+            opts("limit=x").unwrap_err().code,
+            http::StatusCode::BAD_REQUEST
+        );
+        // rv=0: any revision (limit is ignored by the caller); legacy rv=N: exact with a limit,
+        // not-older-than without one.
+        assert_eq!(
+            opts("resourceVersion=0&limit=5").unwrap().version,
+            ListVersion::Any
+        );
+        assert_eq!(
+            opts("resourceVersion=7&limit=5").unwrap().version,
+            ListVersion::Exact(7)
+        );
+        assert_eq!(
+            opts("resourceVersion=7").unwrap().version,
+            ListVersion::NotOlderThan(7)
+        );
+        assert_eq!(
+            opts("resourceVersion=7&resourceVersionMatch=NotOlderThan&limit=5")
+                .unwrap()
+                .version,
+            ListVersion::NotOlderThan(7)
+        );
+        assert_eq!(
+            opts("resourceVersion=7&resourceVersionMatch=Exact")
+                .unwrap()
+                .version,
+            ListVersion::Exact(7)
+        );
+        assert_eq!(
+            opts("resourceVersion=abc").unwrap_err().code,
+            http::StatusCode::BAD_REQUEST
+        );
+        for (q, want) in [
+            (
+                "resourceVersionMatch=Exact",
+                "forbidden unless resourceVersion is provided",
+            ),
+            (
+                "resourceVersion=1&resourceVersionMatch=Exact&continue=x",
+                "forbidden when continue is provided",
+            ),
+            (
+                "resourceVersion=1&resourceVersionMatch=Newest",
+                "Unsupported value: \"Newest\"",
+            ),
+            (
+                "resourceVersion=0&resourceVersionMatch=Exact",
+                "forbidden for resourceVersion \"0\"",
+            ),
+        ] {
+            let e = opts(q).unwrap_err();
+            assert_eq!(e.code, http::StatusCode::UNPROCESSABLE_ENTITY, "{q}");
+            assert!(
+                e.message
+                    .starts_with("ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: "),
+                "{q}: {}",
+                e.message
+            );
+            assert!(e.message.contains(want), "{q}: {}", e.message);
+        }
     }
 
     #[tokio::test]

@@ -5,8 +5,11 @@
 //! groups concurrent requests into a single `Durability::Immediate` commit; every caller gets its
 //! reply only after that commit is on disk. Every change is also appended to a bounded change log
 //! in the same transaction, so watches can resume from any revision still in it, across restarts.
+//! The same log lets a paged list read later pages at its first page's revision ([`pages`]).
 
+mod continuation;
 mod keys;
+mod pages;
 mod watch;
 mod writer;
 
@@ -17,7 +20,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+pub use continuation::ContinueKey;
 pub use keys::{ListScope, ObjectKey};
+pub use pages::{ContinueFrom, ListError, Page, PageRequest, ReadAt};
 pub use watch::{EventType, StoreEvent, Watcher};
 use writer::{Op, WriteRequest};
 
@@ -89,14 +94,19 @@ db_error_from!(
 /// Tuning of a store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Changes kept in the log for watches to resume from.
+    /// Changes kept in the log for watches to resume from (and paged lists to stay
+    /// consistent over).
     pub watch_history: u64,
+    /// The key list continue tokens are signed with; `None`: a random one, so tokens last
+    /// only as long as the process (the server passes the one kept in its data dir).
+    pub continue_key: Option<ContinueKey>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             watch_history: DEFAULT_WATCH_HISTORY,
+            continue_key: None,
         }
     }
 }
@@ -119,6 +129,7 @@ struct Inner {
     db: Arc<Database>,
     tx: mpsc::UnboundedSender<WriteRequest>,
     events: broadcast::Sender<Arc<StoreEvent>>,
+    continue_key: ContinueKey,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -165,6 +176,7 @@ impl Store {
                 db,
                 tx,
                 events,
+                continue_key: options.continue_key.unwrap_or_else(ContinueKey::random),
                 writer: std::sync::Mutex::new(Some(writer)),
             }),
         })
@@ -221,6 +233,26 @@ impl Store {
             Ok(ListResult { items, revision })
         })
         .await
+    }
+
+    /// Verifies a list's continue token: it must be one this server signed, for `scope`.
+    /// The error is the reason, as in Kubernetes' "continue key is not valid: REASON".
+    pub fn verify_continue(&self, token: &str, scope: &ListScope) -> Result<ContinueFrom, String> {
+        pages::verify(token, &self.inner.continue_key, scope)
+    }
+
+    /// One page of a list that keeps the items `filter` passes: up to `limit` of them in key
+    /// order from the start of the scope or from where a continue token points, at the
+    /// revision of the list's first page (see [`pages`]).
+    pub async fn list_page<F>(&self, req: PageRequest, filter: F) -> Result<Page, ListError>
+    where
+        F: Fn(&Value) -> bool + Send + 'static,
+    {
+        let key = self.inner.continue_key.clone();
+        let db = self.inner.db.clone();
+        tokio::task::spawn_blocking(move || pages::read_page(&db, &key, &req, &filter))
+            .await
+            .map_err(|e| ListError::Store(StoreError::Db(e.to_string())))?
     }
 
     async fn submit(&self, op: Op) -> Result<Value, StoreError> {

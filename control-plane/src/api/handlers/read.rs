@@ -1,4 +1,5 @@
-//! GET of one object and of lists, as JSON or as a `Table` for `kubectl get`.
+//! GET of one object and of lists (paged by `limit` and `continue`), as JSON or as a `Table`
+//! for `kubectl get`.
 
 use axum::response::Response;
 use http::StatusCode;
@@ -6,11 +7,11 @@ use serde_json::{json, Value};
 
 use super::{json_response, Ctx};
 use crate::api::object;
-use crate::api::request::wants_table;
+use crate::api::request::{wants_table, ListVersion};
 use crate::api::selectors::{FieldSelector, LabelSelector};
 use crate::api::status::{ApiError, ApiResult};
 use crate::api::table::{self, IncludeObject};
-use crate::store::ListScope;
+use crate::store::{ListError, ListScope, PageRequest, ReadAt};
 
 /// The label and field selectors of a list or watch request.
 pub struct Filter {
@@ -38,6 +39,11 @@ impl Filter {
             }
         };
         Ok(Filter { label, field })
+    }
+
+    /// No selector: every object passes (Kubernetes then reports `remainingItemCount`).
+    pub fn is_everything(&self) -> bool {
+        self.label.is_none() && self.field.is_none()
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
@@ -101,13 +107,69 @@ pub async fn list_matching(ctx: &Ctx) -> ApiResult<(Vec<Value>, u64)> {
     Ok((items, list.revision))
 }
 
+/// A list request: one page of it when `limit` asks (`metadata.continue` when more follow,
+/// `remainingItemCount` without selectors), the rest through `continue` at the first page's
+/// revision, as Kubernetes' etcd3 store pages.
 pub async fn list(ctx: Ctx) -> ApiResult<Response> {
-    let (items, revision) = list_matching(&ctx).await?;
-    let list_meta = json!({"resourceVersion": revision.to_string()});
+    let opts = ctx.q.list_options()?;
+    let filter = Filter::from_ctx(&ctx)?;
+    let scope = ListScope::new(&ctx.rp.def.store_resource(), ctx.rp.namespace.as_deref());
+    let from = match &opts.continue_token {
+        Some(token) => {
+            let from = ctx.st.store.verify_continue(token, &scope).map_err(|why| {
+                ApiError::bad_request(format!(
+                    "invalid continue token: continue key is not valid: {why}"
+                ))
+            })?;
+            if !matches!(
+                ctx.q.resource_version.as_deref(),
+                None | Some("") | Some("0")
+            ) {
+                return Err(ApiError::bad_request(
+                    "specifying resource version is not allowed when using continue",
+                ));
+            }
+            Some(from)
+        }
+        None => None,
+    };
+    let (at, limit) = match opts.version {
+        ListVersion::Latest => (ReadAt::Latest, opts.limit),
+        // Kubernetes serves resourceVersion=0 from its watch cache, which ignores limit (a
+        // continue token's list goes to storage, which honours it).
+        ListVersion::Any if from.is_none() => (ReadAt::Latest, None),
+        ListVersion::Any => (ReadAt::Latest, opts.limit),
+        ListVersion::NotOlderThan(rv) => (ReadAt::NotOlderThan(rv), opts.limit),
+        ListVersion::Exact(rv) => (ReadAt::Exact(rv), opts.limit),
+    };
+    let count_remaining = filter.is_everything();
+    let req = PageRequest {
+        scope,
+        at,
+        from,
+        limit,
+        count_remaining,
+    };
+    let page = match ctx
+        .st
+        .store
+        .list_page(req, move |o| filter.matches(o))
+        .await
+    {
+        Ok(page) => page,
+        Err(e) => return list_error(&ctx, e),
+    };
+    let mut list_meta = json!({"resourceVersion": page.revision.to_string()});
+    if let Some(token) = page.continue_token {
+        list_meta["continue"] = json!(token);
+    }
+    if let Some(n) = page.remaining_item_count {
+        list_meta["remainingItemCount"] = json!(n);
+    }
     if wants_table(&ctx.headers) {
         let t = table::table_for(
             ctx.rp.def.kind,
-            &items,
+            &page.items,
             jiff::Timestamp::now(),
             include_object(&ctx),
             list_meta,
@@ -118,7 +180,41 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
         "kind": format!("{}List", ctx.rp.def.kind),
         "apiVersion": ctx.rp.def.api_version(),
         "metadata": list_meta,
-        "items": items,
+        "items": page.items,
     });
     Ok(json_response(StatusCode::OK, &body, &[]))
+}
+
+/// Kubernetes' message when a continue token's revision has been compacted away.
+pub const INCONSISTENT_CONTINUE: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
+
+/// A failed list read as Kubernetes answers it.
+fn list_error(ctx: &Ctx, e: ListError) -> ApiResult<Response> {
+    match e {
+        ListError::Store(e) => Err(ctx.store_err(e)),
+        ListError::Expired { .. } => Err(ApiError::gone(
+            "The resourceVersion for the provided list is too old.",
+        )),
+        // 410 whose Status carries a token for the rest of the list at the newest revision.
+        ListError::ContinueExpired { restart, .. } => {
+            let mut body = ApiError::gone(INCONSISTENT_CONTINUE).status_body();
+            if let Some(token) = restart {
+                body["metadata"] = json!({"continue": token});
+            }
+            Ok(json_response(StatusCode::GONE, &body, &[]))
+        }
+        ListError::TooLarge { requested, current } => {
+            let mut err = ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "Timeout",
+                format!("Timeout: Too large resource version: {requested}, current: {current}"),
+            );
+            err.details = Some(json!({"causes": [{
+                "reason": "ResourceVersionTooLarge",
+                "message": "Too large resource version",
+            }]}));
+            err.retry_after = Some(1);
+            Err(err)
+        }
+    }
 }
