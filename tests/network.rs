@@ -190,13 +190,28 @@ fn kubectl_run_and_expose_serve_a_component() -> Result<()> {
     })?;
     assert!(body.contains("Hello from Skiff!"), "{body}");
     // The API server's proxy subresources reach the pod and the Service's endpoint.
-    let via_pod = s.ok(&["get", "--raw", "/api/v1/namespaces/default/pods/web:8080/proxy/x"])?;
-    assert!(via_pod.contains("Hello from Skiff!") && via_pod.contains("path=/x"), "{via_pod}");
-    let via_svc = s.ok(&["get", "--raw", "/api/v1/namespaces/default/services/http:web:80/proxy/"])?;
+    let via_pod = s.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/pods/web:8080/proxy/x",
+    ])?;
+    assert!(
+        via_pod.contains("Hello from Skiff!") && via_pod.contains("path=/x"),
+        "{via_pod}"
+    );
+    let via_svc = s.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/services/http:web:80/proxy/",
+    ])?;
     assert!(via_svc.contains("path=/"), "{via_svc}");
     // A Service with no ready endpoint refuses at once.
     s.ok(&["create", "service", "clusterip", "empty", "--tcp=80:8080"])?;
-    let err = s.fails(&["get", "--raw", "/api/v1/namespaces/default/services/empty/proxy/"])?;
+    let err = s.fails(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/services/empty/proxy/",
+    ])?;
     assert!(err.contains("no endpoints available"), "{err}");
     let empty = cluster_ip(&s, "empty")?;
     wait_for("the empty Service to be programmed", || {

@@ -28,7 +28,14 @@ fn venv() -> Result<PathBuf> {
         bail!("python3 -m venv failed (Debian: apt-get install python3-venv)");
     }
     let out = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "kubernetes"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "kubernetes",
+        ])
         .output()?;
     if !out.status.success() {
         bail!(

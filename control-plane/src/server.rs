@@ -187,6 +187,10 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     bootstrap::run(&state, advertise, addr.port())
         .await
         .map_err(|e| ServerError::Bootstrap(e.to_string()))?;
+    // The custom resources stored CRDs define are served from the first request.
+    api::crd::registry::sync(&store)
+        .await
+        .map_err(|e| ServerError::Bootstrap(format!("reading CustomResourceDefinitions: {e}")))?;
     let url = format!("https://{advertise_hostport}");
     let kubeconfig_path = cfg.data_dir.join("kubeconfig.yaml");
     pki::write_private(

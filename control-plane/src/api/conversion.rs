@@ -5,6 +5,8 @@
 //! stored as `autoscaling/v2`. Fields v1 cannot express travel in the annotations Kubernetes
 //! uses for them, so a round trip through v1 loses nothing.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::response::Response;
 use futures::StreamExt;
@@ -253,6 +255,15 @@ fn convert_value(c: &Conversion, mut v: Value) -> Value {
 /// The answer to a request at the served version: JSON bodies converted (watch streams event
 /// by event, as they come).
 pub async fn response(c: &'static Conversion, resp: Response, watch: bool) -> ApiResult<Response> {
+    response_with(resp, watch, Arc::new(move |v| convert_value(c, v))).await
+}
+
+/// Rewrites each JSON value an answer carries (the body, or each watch event).
+pub type Rewrite = Arc<dyn Fn(Value) -> Value + Send + Sync>;
+
+/// The answer with its JSON rewritten by `rewrite`: the whole body, or a watch stream event
+/// by event as they come (custom resources use it too: `crd::respond`).
+pub async fn response_with(resp: Response, watch: bool, rewrite: Rewrite) -> ApiResult<Response> {
     let is_json = resp
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -268,36 +279,38 @@ pub async fn response(c: &'static Conversion, resp: Response, watch: bool) -> Ap
         let stream = body.into_data_stream();
         let lines = futures::stream::unfold(
             (stream, Vec::<u8>::new(), false),
-            move |(mut stream, mut buf, done)| async move {
-                loop {
-                    if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-                        let line: Vec<u8> = buf.drain(..=pos).collect();
-                        let out = match serde_json::from_slice::<Value>(&line) {
-                            Ok(v) => {
-                                let mut s =
-                                    serde_json::to_vec(&convert_value(c, v)).unwrap_or(line);
-                                if s.last() != Some(&b'\n') {
-                                    s.push(b'\n');
+            move |(mut stream, mut buf, done)| {
+                let rewrite = rewrite.clone();
+                async move {
+                    loop {
+                        if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                            let line: Vec<u8> = buf.drain(..=pos).collect();
+                            let out = match serde_json::from_slice::<Value>(&line) {
+                                Ok(v) => {
+                                    let mut s = serde_json::to_vec(&rewrite(v)).unwrap_or(line);
+                                    if s.last() != Some(&b'\n') {
+                                        s.push(b'\n');
+                                    }
+                                    s
                                 }
-                                s
-                            }
-                            Err(_) => line,
-                        };
-                        return Some((
-                            Ok::<_, axum::Error>(bytes::Bytes::from(out)),
-                            (stream, buf, done),
-                        ));
-                    }
-                    if done {
-                        return (!buf.is_empty()).then(|| {
-                            let rest = std::mem::take(&mut buf);
-                            (Ok(bytes::Bytes::from(rest)), (stream, buf, true))
-                        });
-                    }
-                    match stream.next().await {
-                        Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                        Some(Err(e)) => return Some((Err(e), (stream, buf, true))),
-                        None => return Some((Ok(bytes::Bytes::new()), (stream, buf, true))),
+                                Err(_) => line,
+                            };
+                            return Some((
+                                Ok::<_, axum::Error>(bytes::Bytes::from(out)),
+                                (stream, buf, done),
+                            ));
+                        }
+                        if done {
+                            return (!buf.is_empty()).then(|| {
+                                let rest = std::mem::take(&mut buf);
+                                (Ok(bytes::Bytes::from(rest)), (stream, buf, true))
+                            });
+                        }
+                        match stream.next().await {
+                            Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                            Some(Err(e)) => return Some((Err(e), (stream, buf, true))),
+                            None => return Some((Ok(bytes::Bytes::new()), (stream, buf, true))),
+                        }
                     }
                 }
             },
@@ -310,8 +323,7 @@ pub async fn response(c: &'static Conversion, resp: Response, watch: bool) -> Ap
         .map_err(|e| ApiError::internal(format!("reading the answer to convert: {e}")))?
         .to_bytes();
     let out = match serde_json::from_slice::<Value>(&bytes) {
-        Ok(v) => serde_json::to_vec(&convert_value(c, v))
-            .map_err(|e| ApiError::internal(e.to_string()))?,
+        Ok(v) => serde_json::to_vec(&rewrite(v)).map_err(|e| ApiError::internal(e.to_string()))?,
         Err(_) => bytes.to_vec(),
     };
     Ok(Response::from_parts(parts, Body::from(out)))

@@ -2,6 +2,7 @@
 
 pub mod admission;
 pub mod conversion;
+pub mod crd;
 pub mod discovery;
 pub mod handlers;
 pub mod managed;

@@ -1,4 +1,5 @@
-//! The resources the API serves: one static table drives routing, discovery, OpenAPI and storage.
+//! The resources the API serves: one static table drives routing, discovery, OpenAPI and storage;
+//! the custom resources CustomResourceDefinitions define (`crd::registry`) are looked up after it.
 
 /// A subresource as discovery lists it (`pods/log`, `deployments/scale`).
 #[derive(Debug)]
@@ -40,7 +41,7 @@ pub const ALL_VERBS: &[&str] = &[
     "watch",
 ];
 
-const STATUS: SubresourceDef = SubresourceDef {
+pub const STATUS: SubresourceDef = SubresourceDef {
     name: "status",
     group: "",
     version: "",
@@ -48,7 +49,7 @@ const STATUS: SubresourceDef = SubresourceDef {
     verbs: &["get", "patch", "update"],
 };
 
-const SCALE: SubresourceDef = SubresourceDef {
+pub const SCALE: SubresourceDef = SubresourceDef {
     name: "scale",
     group: "autoscaling",
     version: "v1",
@@ -122,6 +123,7 @@ pub static RESOURCES: &[ResourceDef] = &[
     res!("networking.k8s.io", "v1", "ingresses", "ingress", "Ingress", true, short: &["ing"], cat: &[], sub: &[STATUS], gen: true, cou: false),
     // Kubernetes' IngressClass strategy counts spec changes in `generation` too.
     res!("networking.k8s.io", "v1", "ingressclasses", "ingressclass", "IngressClass", false, short: &[], cat: &[], sub: &[], gen: true, cou: false),
+    res!("apiextensions.k8s.io", "v1", "customresourcedefinitions", "customresourcedefinition", "CustomResourceDefinition", false, short: &["crd", "crds"], cat: &["api-extensions"], sub: &[STATUS], gen: true, cou: false),
 ];
 
 /// Kinds also served at an older version, converted to and from the stored one (the
@@ -166,20 +168,43 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
         .iter()
         .chain(ALSO_SERVED)
         .find(|r| r.group == group && r.version == version && r.plural == plural)
+        .or_else(|| super::crd::registry::find(group, version, plural))
 }
 
 pub fn find_kind(api_version: &str, kind: &str) -> Option<&'static ResourceDef> {
     RESOURCES
         .iter()
         .find(|r| r.api_version() == api_version && r.kind == kind)
+        .or_else(|| super::crd::registry::find_kind(api_version, kind))
 }
 
-/// The group/versions served, in discovery order (core first).
+/// Whether `def` is one of the built-in kinds (not a custom resource).
+pub fn is_builtin(def: &ResourceDef) -> bool {
+    RESOURCES
+        .iter()
+        .chain(ALSO_SERVED)
+        .any(|r| std::ptr::eq(r, def))
+}
+
+/// Every stored kind once: the static table, then each CRD's storage version. What controllers
+/// that act on every kind (garbage collection, namespace deletion) go through.
+pub fn stored_resources() -> Vec<&'static ResourceDef> {
+    let mut out: Vec<&'static ResourceDef> = RESOURCES.iter().collect();
+    out.extend(super::crd::registry::stored_defs());
+    out
+}
+
+/// The group/versions served, in discovery order (core first, custom resources last).
 pub fn group_versions() -> Vec<(&'static str, &'static str)> {
     let mut out: Vec<(&str, &str)> = Vec::new();
     for r in RESOURCES {
         if !out.contains(&(r.group, r.version)) {
             out.push((r.group, r.version));
+        }
+    }
+    for gv in super::crd::registry::group_versions() {
+        if !out.contains(&gv) {
+            out.push(gv);
         }
     }
     out
@@ -193,6 +218,7 @@ pub fn resources_in<'a>(
         .iter()
         .chain(ALSO_SERVED)
         .filter(move |r| r.group == group && r.version == version)
+        .chain(super::crd::registry::resources_in(group, version))
 }
 
 /// Each group with its served versions, preferred (stored) first, in discovery order.

@@ -294,10 +294,44 @@ pub fn table_for(
 ) -> Value {
     let printer = printer_for(kind);
     let columns: Vec<Value> = printer.columns.iter().map(column_json).collect();
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|item| {
-            let row = (printer.row)(item, now);
+    let rows = items.iter().map(|item| ((printer.row)(item, now), item));
+    assemble(columns, rows, include_object, list_meta)
+}
+
+/// The `Table` for `items` of the resource `def`: a custom resource's printer columns
+/// (`crd::columns`), else the kind's printer ([`table_for`]).
+pub fn table_for_def(
+    def: &crate::api::resources::ResourceDef,
+    items: &[Value],
+    now: Timestamp,
+    include_object: IncludeObject,
+    list_meta: Value,
+) -> Value {
+    if !crate::api::resources::is_builtin(def) {
+        if let Some(cr) = crate::api::crd::registry::lookup(def) {
+            use crate::api::crd::columns;
+            let rows = items
+                .iter()
+                .map(|item| (Row::from(columns::cells(&cr.columns, item, now)), item));
+            return assemble(
+                columns::definitions(&cr.columns),
+                rows,
+                include_object,
+                list_meta,
+            );
+        }
+    }
+    table_for(def.kind, items, now, include_object, list_meta)
+}
+
+fn assemble<'a>(
+    columns: Vec<Value>,
+    rows: impl Iterator<Item = (Row, &'a Value)>,
+    include_object: IncludeObject,
+    list_meta: Value,
+) -> Value {
+    let rows: Vec<Value> = rows
+        .map(|(row, item)| {
             let mut out = Map::new();
             out.insert("cells".to_string(), Value::Array(row.cells));
             if let Some(conditions) = row.conditions {

@@ -27,7 +27,7 @@ use crate::api::handlers::{
     DeleteOptions, Objects, Subresource, FOREGROUND_FINALIZER, ORPHAN_FINALIZER,
 };
 use crate::api::object;
-use crate::api::resources::{ResourceDef, RESOURCES};
+use crate::api::resources::{stored_resources, ResourceDef};
 use crate::api::ApiError;
 use crate::store::{EventType, ListScope, ObjectKey, StoreEvent};
 
@@ -103,10 +103,10 @@ impl Graph {
     }
 }
 
-/// The served resource stored as `store_resource` (`apps/replicasets`).
+/// The served resource stored as `store_resource` (`apps/replicasets`; custom resources too).
 fn def_of(store_resource: &str) -> Option<&'static ResourceDef> {
-    RESOURCES
-        .iter()
+    stored_resources()
+        .into_iter()
         .find(|d| d.store_resource() == store_resource)
 }
 
@@ -118,8 +118,8 @@ pub fn owner_key(r: &Value, namespace: &str) -> Option<(&'static ResourceDef, Ob
     let name = r.get("name").and_then(Value::as_str).unwrap_or("");
     let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
     let def = crate::api::resources::find_kind(api_version, kind).or_else(|| {
-        RESOURCES
-            .iter()
+        stored_resources()
+            .into_iter()
             .find(|d| d.group == group && d.kind == kind)
     })?;
     let ns = if def.namespaced { namespace } else { "" };
@@ -190,7 +190,7 @@ impl GarbageCollector {
         let uid = object::meta_str(owner, "uid").unwrap_or("");
         let ns = object::namespace(owner);
         let mut out = Vec::new();
-        for def in RESOURCES.iter() {
+        for def in stored_resources() {
             let resource = def.store_resource();
             if SKIPPED_RESOURCES.contains(&resource.as_str()) || (!ns.is_empty() && !def.namespaced)
             {
@@ -373,23 +373,30 @@ impl GarbageCollector {
     }
 }
 
+impl GarbageCollector {
+    /// The watch of one stored resource: its changes feed the graph and the queue.
+    pub fn trigger_for(&self, resource: &str) -> Trigger {
+        let graph = self.graph.clone();
+        Trigger::mapped(resource, move |e| {
+            graph.observe(e);
+            keys_for(&graph, e)
+        })
+    }
+}
+
 impl Reconciler for GarbageCollector {
     fn name(&self) -> &'static str {
         "garbage-collector"
     }
 
+    /// The built-in kinds; `controllers/crd.rs` adds a watch per custom resource
+    /// ([`GarbageCollector::trigger_for`]) as CRDs come and go.
     fn triggers(&self) -> Vec<Trigger> {
-        RESOURCES
+        crate::api::resources::RESOURCES
             .iter()
             .map(|d| d.store_resource())
             .filter(|r| !SKIPPED_RESOURCES.contains(&r.as_str()))
-            .map(|r| {
-                let graph = self.graph.clone();
-                Trigger::mapped(&r, move |e| {
-                    graph.observe(e);
-                    keys_for(&graph, e)
-                })
-            })
+            .map(|r| self.trigger_for(&r))
             .collect()
     }
 

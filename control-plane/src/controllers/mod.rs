@@ -6,6 +6,7 @@
 
 pub mod autoscaler;
 pub mod clock;
+pub mod crd;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -53,12 +54,31 @@ pub fn spawn_all(st: &ApiState, shutdown: watch::Receiver<bool>) -> Vec<JoinHand
         1,
         shutdown.clone(),
     ));
-    tasks.extend(runner::spawn(
-        std::sync::Arc::new(gc::GarbageCollector::new(
-            crate::api::handlers::Objects::new(st.clone()),
-        )),
+    let collector = std::sync::Arc::new(gc::GarbageCollector::new(
+        crate::api::handlers::Objects::new(st.clone()),
+    ));
+    let gc_queue = std::sync::Arc::new(queue::WorkQueue::new());
+    tasks.extend(runner::spawn_on(
+        collector.clone(),
         st.store.clone(),
         gc::DEFAULT_WORKERS,
+        gc_queue.clone(),
+        shutdown.clone(),
+    ));
+    // CustomResourceDefinitions: status, deletion, and the collector's custom resource watches.
+    let crds = crd::CrdController::new(
+        crate::api::handlers::Objects::new(st.clone()),
+        Some(crd::GcWatches::new(
+            collector,
+            gc_queue,
+            st.store.clone(),
+            shutdown.clone(),
+        )),
+    );
+    tasks.extend(runner::spawn(
+        std::sync::Arc::new(crds),
+        st.store.clone(),
+        crd::DEFAULT_WORKERS,
         shutdown.clone(),
     ));
     if let Ok(dc) =

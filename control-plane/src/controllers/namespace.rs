@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::api::object;
-use crate::api::resources::RESOURCES;
+use crate::api::resources::stored_resources;
 use crate::store::{ListScope, ObjectKey, Precondition, Store, StoreError};
 
 /// How soon a namespace still holding objects (e.g. with finalizers) is looked at again.
@@ -97,7 +97,7 @@ fn delay_elapsed(ns: &Value) -> bool {
 async fn finalize(store: &Store, ns: &Value) -> Result<bool, StoreError> {
     let name = object::name(ns).to_string();
     let mut remaining = 0usize;
-    for def in RESOURCES.iter().filter(|d| d.namespaced) {
+    for def in stored_resources().into_iter().filter(|d| d.namespaced) {
         let resource = def.store_resource();
         let items = store
             .list(&ListScope::new(&resource, Some(&name)))

@@ -282,6 +282,18 @@ async fn work<R: Reconciler>(r: Arc<R>, queue: Arc<WorkQueue>, shutdown: watch::
     }
 }
 
+/// Starts one more watch feeding `queue` (for resources that appear after the controller
+/// started: custom resources).
+pub fn spawn_watch(
+    name: &'static str,
+    trigger: Trigger,
+    store: Store,
+    queue: Arc<WorkQueue>,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(watch_trigger(name, trigger, store, queue, shutdown))
+}
+
 async fn watch_trigger(
     name: &'static str,
     trigger: Trigger,

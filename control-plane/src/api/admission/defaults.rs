@@ -25,7 +25,6 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
     if !obj.is_object() {
         return;
     }
-    super::status_counters::fill(kind, obj);
     match kind {
         "Pod" => pod_defaults(obj),
         "Deployment" => deployment(obj),
@@ -48,6 +47,7 @@ pub fn apply_defaults(kind: &str, obj: &mut Value) {
         "EndpointSlice" => endpoint_slice(obj),
         "HorizontalPodAutoscaler" => hpa(obj),
         "IngressClass" => super::ingress::ingress_class_defaults(obj),
+        "CustomResourceDefinition" => crate::api::crd::definition::apply_defaults(obj),
         "PodTemplate" => {
             if let Some(t) = obj_mut(obj, "template") {
                 if let Some(spec) = map_obj_mut(t, "spec") {

@@ -180,6 +180,10 @@ pub async fn prepare_create(
     mut obj: Value,
     q: &Query,
 ) -> ApiResult<Prepared> {
+    // Custom resources have their CRD's schema, not a built-in kind's rules.
+    if crate::api::crd::is_custom(def) {
+        return crate::api::crd::admission::prepare_create(st, def, namespace, obj, q).await;
+    }
     check_type_meta(def, &mut obj)?;
     let (mut obj, warnings) = decode_fields(def, &obj, q)?;
     let uid = uuid::Uuid::new_v4().to_string();
@@ -248,6 +252,7 @@ pub async fn prepare_create(
     }
     kind_specific_create(def, &mut obj);
     defaults::apply_defaults(def.kind, &mut obj);
+    status_counters::fill(def.kind, &mut obj);
     if def.kind == "Ingress" {
         ingress::set_default_class(st, &mut obj).await?;
     }
@@ -355,6 +360,9 @@ pub async fn prepare_update(
     sub: Subresource,
     q: &Query,
 ) -> ApiResult<Prepared> {
+    if crate::api::crd::is_custom(def) {
+        return crate::api::crd::admission::prepare_update(def, current, new, sub, q).await;
+    }
     check_type_meta(def, &mut new)?;
     let (new, warnings) = decode_fields(def, &new, q)?;
     let name = object::name(current).to_string();
@@ -429,6 +437,7 @@ pub async fn prepare_update(
         defaults::service_carry_over_allocations(&mut obj, current);
     }
     defaults::apply_defaults(def.kind, &mut obj);
+    status_counters::fill(def.kind, &mut obj);
     if def.has_generation && object::spec_part(&obj) != object::spec_part(current) {
         let generation = current
             .pointer("/metadata/generation")

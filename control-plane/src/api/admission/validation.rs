@@ -72,6 +72,7 @@ pub fn validate(kind: &str, obj: &Value, old: Option<&Value>) -> Vec<FieldError>
         "PodDisruptionBudget" => cluster::pdb(obj, &mut errs),
         "Ingress" => ingress::ingress(obj, old, &mut errs),
         "IngressClass" => ingress::ingress_class(obj, old, &mut errs),
+        "CustomResourceDefinition" => crate::api::crd::definition::validate(obj, old, &mut errs),
         _ => {}
     }
     errs

@@ -213,7 +213,9 @@ pub async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOpts) -> ApiResult<V
         } else {
             0
         };
-        let finalizers = gc_finalizers(&current, def.kind, opts.propagation.as_deref());
+        let mut finalizers = gc_finalizers(&current, def.kind, opts.propagation.as_deref());
+        // A CRD stays until its objects are deleted (`controllers/crd.rs`).
+        crate::api::crd::deletion_finalizers(def, &mut finalizers);
         let finalizers_changed = finalizers != object::finalizers(&current);
         let waits = !finalizers.is_empty() || grace > 0 || !namespace_finalized(&current);
         let precondition = Precondition {

@@ -128,6 +128,13 @@ async fn dispatch(
     let raw_query = req.uri().query().unwrap_or("").to_string();
     let (mut parts, body) = req.into_parts();
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+    if parts.method == Method::PATCH {
+        crate::api::crd::check_patch_type(rp.def, rp.subresource.as_deref(), &parts.headers)?;
+    }
+    // A CRD written: its resources are served (or gone) when the answer arrives.
+    let crd_store =
+        (crate::api::crd::is_crd(rp.def) && parts.method != Method::GET).then(|| st.store.clone());
+    let def = rp.def;
     let ctx = Ctx {
         st,
         rp,
@@ -136,8 +143,16 @@ async fn dispatch(
         served,
     };
     let resp = route(ctx, parts.method, body, upgrade, &raw_query).await?;
+    if let Some(store) = crd_store {
+        if let Err(e) = crate::api::crd::registry::sync(&store).await {
+            tracing::warn!(error = %e, "re-reading CustomResourceDefinitions failed");
+        }
+    }
     match served {
         Some(c) => crate::api::conversion::response(c, resp, watching).await,
+        None if crate::api::crd::is_custom(def) => {
+            crate::api::crd::respond(def, resp, watching).await
+        }
         None => Ok(resp),
     }
 }

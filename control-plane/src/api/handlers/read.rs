@@ -68,8 +68,8 @@ pub async fn get(ctx: Ctx) -> ApiResult<Response> {
         let rv = object::meta_str(&obj, "resourceVersion")
             .unwrap_or("")
             .to_string();
-        let t = table::table_for(
-            ctx.rp.def.kind,
+        let t = table::table_for_def(
+            ctx.rp.def,
             std::slice::from_ref(&obj),
             jiff::Timestamp::now(),
             include_object(&ctx),
@@ -167,8 +167,8 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
         list_meta["remainingItemCount"] = json!(n);
     }
     if wants_table(&ctx.headers) {
-        let t = table::table_for(
-            ctx.rp.def.kind,
+        let t = table::table_for_def(
+            ctx.rp.def,
             &page.items,
             jiff::Timestamp::now(),
             include_object(&ctx),

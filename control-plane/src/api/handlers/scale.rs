@@ -43,7 +43,63 @@ pub fn selector_string(sel: Option<&Value>) -> String {
     parts.join(",")
 }
 
-fn to_scale(obj: &Value) -> Value {
+/// Where a kind keeps what its Scale shows: the built-in workloads' `spec.replicas`,
+/// `status.replicas` and `spec.selector`, or a custom resource's scale subresource paths
+/// (JSON pointers here; the selector there is a string already).
+struct Paths {
+    spec: String,
+    status: String,
+    label_selector: Option<String>,
+    selector_is_text: bool,
+}
+
+impl Paths {
+    fn of(def: &crate::api::resources::ResourceDef) -> Paths {
+        let pointer = |p: &str| p.replace('.', "/");
+        match crate::api::crd::scale_paths(def) {
+            Some(p) => Paths {
+                spec: pointer(&p.spec_replicas),
+                status: pointer(&p.status_replicas),
+                label_selector: p.label_selector.as_deref().map(pointer),
+                selector_is_text: true,
+            },
+            None => Paths {
+                spec: "/spec/replicas".into(),
+                status: "/status/replicas".into(),
+                label_selector: Some("/spec/selector".into()),
+                selector_is_text: false,
+            },
+        }
+    }
+
+    fn selector(&self, obj: &Value) -> String {
+        let at = self.label_selector.as_deref().and_then(|p| obj.pointer(p));
+        if self.selector_is_text {
+            at.and_then(Value::as_str).unwrap_or("").to_string()
+        } else {
+            selector_string(at)
+        }
+    }
+
+    /// Sets the desired replicas, creating the objects on the way (as Kubernetes' SetNestedField).
+    fn set_replicas(&self, obj: &mut Value, n: i64) {
+        let mut at = obj;
+        let parts: Vec<&str> = self.spec.split('/').filter(|s| !s.is_empty()).collect();
+        for (i, part) in parts.iter().enumerate() {
+            if !at.is_object() {
+                *at = json!({});
+            }
+            let map = at.as_object_mut().expect("made an object above");
+            if i + 1 == parts.len() {
+                map.insert(part.to_string(), json!(n));
+                return;
+            }
+            at = map.entry(part.to_string()).or_insert_with(|| json!({}));
+        }
+    }
+}
+
+fn to_scale(obj: &Value, paths: &Paths) -> Value {
     let meta = obj.get("metadata").cloned().unwrap_or(json!({}));
     let keep = [
         "name",
@@ -65,17 +121,21 @@ fn to_scale(obj: &Value) -> Value {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": meta,
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "spec": {"replicas": obj.pointer(&paths.spec).cloned().unwrap_or(json!(0))},
         "status": {
-            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
-            "selector": selector_string(obj.pointer("/spec/selector")),
+            "replicas": obj.pointer(&paths.status).cloned().unwrap_or(json!(0)),
+            "selector": paths.selector(obj),
         },
     })
 }
 
 pub async fn get(ctx: Ctx) -> ApiResult<Response> {
     let obj = ctx.current().await?;
-    Ok(json_response(StatusCode::OK, &to_scale(&obj), &[]))
+    Ok(json_response(
+        StatusCode::OK,
+        &to_scale(&obj, &Paths::of(ctx.rp.def)),
+        &[],
+    ))
 }
 
 fn replicas_of(scale: &Value, name: &str) -> ApiResult<i64> {
@@ -101,6 +161,7 @@ fn replicas_of(scale: &Value, name: &str) -> ApiResult<i64> {
 pub async fn update(ctx: Ctx, body: Body, is_patch: bool) -> ApiResult<Response> {
     let bytes = ctx.body(body).await?;
     let name = ctx.name().to_string();
+    let paths = Paths::of(ctx.rp.def);
     let (input, pt) = if is_patch {
         let pt = PatchType::from_content_type(&content_type(&ctx.headers))?;
         (patch::parse_patch(pt, &bytes)?, Some(pt))
@@ -110,20 +171,28 @@ pub async fn update(ctx: Ctx, body: Body, is_patch: bool) -> ApiResult<Response>
     let client_rv = object::meta_str(&input, "resourceVersion")
         .filter(|s| !s.is_empty())
         .map(str::to_string);
-    let (stored, warnings) = write_loop(&ctx, Subresource::Main, client_rv, &Track::Update, |current| {
-        let scale = match pt {
-            Some(pt) => patch::apply_patch(pt, &to_scale(current), &input, "Scale")?,
-            None => input.clone(),
-        };
-        let n = replicas_of(&scale, &name)?;
-        let mut obj = current.clone();
-        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-            spec.insert("replicas".into(), json!(n));
-        }
-        Ok(obj)
-    })
+    let (stored, warnings) = write_loop(
+        &ctx,
+        Subresource::Main,
+        client_rv,
+        &Track::Update,
+        |current| {
+            let scale = match pt {
+                Some(pt) => patch::apply_patch(pt, &to_scale(current, &paths), &input, "Scale")?,
+                None => input.clone(),
+            };
+            let n = replicas_of(&scale, &name)?;
+            let mut obj = current.clone();
+            paths.set_replicas(&mut obj, n);
+            Ok(obj)
+        },
+    )
     .await?;
-    Ok(json_response(StatusCode::OK, &to_scale(&stored), &warnings))
+    Ok(json_response(
+        StatusCode::OK,
+        &to_scale(&stored, &paths),
+        &warnings,
+    ))
 }
 
 #[cfg(test)]
@@ -143,7 +212,8 @@ mod tests {
     fn scale_from_deployment() {
         let d = json!({"metadata": {"name": "web", "namespace": "default", "labels": {"a": "b"}},
             "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}}}, "status": {"replicas": 2}});
-        let s = to_scale(&d);
+        let deployments = crate::api::resources::find("apps", "v1", "deployments").unwrap();
+        let s = to_scale(&d, &Paths::of(deployments));
         assert_eq!(s["spec"]["replicas"], 3);
         assert_eq!(s["status"]["replicas"], 2);
         assert_eq!(s["status"]["selector"], "app=web");

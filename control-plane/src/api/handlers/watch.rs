@@ -28,6 +28,7 @@ pub const DEFAULT_BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
 const WATCH_CHANNEL: usize = 64;
 
 struct Encoder {
+    def: &'static crate::api::resources::ResourceDef,
     kind: &'static str,
     api_version: String,
     table: Option<table::IncludeObject>,
@@ -36,8 +37,8 @@ struct Encoder {
 impl Encoder {
     fn line(&self, kind: &str, obj: &Value) -> Bytes {
         let obj = match self.table {
-            Some(include) if kind != "BOOKMARK" && kind != "ERROR" => table::table_for(
-                self.kind,
+            Some(include) if kind != "BOOKMARK" && kind != "ERROR" => table::table_for_def(
+                self.def,
                 std::slice::from_ref(obj),
                 jiff::Timestamp::now(),
                 include,
@@ -94,6 +95,7 @@ pub async fn watch(ctx: Ctx, name: Option<String>) -> ApiResult<Response> {
     let bookmarks = is_true(&ctx.q.allow_watch_bookmarks);
     let send_initial = is_true(&ctx.q.send_initial_events);
     let encoder = Encoder {
+        def: ctx.rp.def,
         kind: ctx.rp.def.kind,
         api_version: ctx.rp.def.api_version(),
         table: wants_table(&ctx.headers).then(|| include_object(&ctx)),

@@ -56,6 +56,7 @@ fn writer<'a>(
         },
         kind: ctx.rp.def.kind,
         has_status: ctx.rp.def.has_status(),
+        builtin: crate::api::resources::is_builtin(ctx.rp.def),
     }
 }
 

@@ -109,11 +109,22 @@ pub struct Writer<'a> {
     pub kind: &'a str,
     /// Whether the kind has a status subresource (then main writes never own `status`).
     pub has_status: bool,
+    /// A built-in kind (merged by its Go types' strategies); custom resources merge maps
+    /// field by field and replace lists whole.
+    pub builtin: bool,
 }
 
 impl Writer<'_> {
+    fn schema(&self) -> Option<&'static TypeSchema> {
+        if self.builtin {
+            schema_for_kind(self.kind)
+        } else {
+            None
+        }
+    }
+
     fn shape(&self) -> Shape {
-        Shape::object(root_schema(self.kind))
+        Shape::object(self.schema())
     }
 
     /// The part of an object whose ownership this writer's operation tracks.
@@ -150,10 +161,6 @@ impl Writer<'_> {
         }
         v
     }
-}
-
-fn root_schema(kind: &str) -> Option<&'static TypeSchema> {
-    schema_for_kind(kind)
 }
 
 /// An object's managed fields.
@@ -317,8 +324,9 @@ impl ManagedFields {
     ) -> Result<Result<Value, Conflicts>, ApplyError> {
         let shape = w.shape();
         let config_set = FieldSet::from_value(&w.tracked(config), shape)?;
-        let mut merged = crate::api::patch::strategic::strategic_merge(live, config, w.kind)
-            .map_err(|e| ApplyError::Merge(e.to_string()))?;
+        let mut merged =
+            crate::api::patch::strategic::strategic_merge_with_schema(live, config, w.schema())
+                .map_err(|e| ApplyError::Merge(e.to_string()))?;
         let (changed, _) = fieldset::diff(&w.tracked(live), &w.tracked(&merged), shape)?;
 
         let mut conflicts = Vec::new();

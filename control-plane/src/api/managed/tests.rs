@@ -9,6 +9,7 @@ fn writer<'a>(manager: &'a str, kind: &'a str) -> Writer<'a> {
         subresource: "",
         kind,
         has_status: kind != "ConfigMap",
+        builtin: true,
     }
 }
 
