@@ -225,3 +225,110 @@ fn replicas_handed_over_and_client_side_apply_upgraded() -> Result<()> {
     ensure!(entry(&d, "kubectl", "Apply").is_some(), "{d}");
     Ok(())
 }
+
+const ROUTES_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: routes.ssa.example.com
+spec:
+  group: ssa.example.com
+  scope: Namespaced
+  names: {plural: routes, singular: route, kind: Route}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              backends:
+                type: array
+                x-kubernetes-list-type: map
+                x-kubernetes-list-map-keys: [host, port]
+                items:
+                  type: object
+                  required: [host, port]
+                  properties:
+                    host: {type: string}
+                    port: {type: integer}
+                    weight: {type: integer}
+              tags:
+                type: array
+                x-kubernetes-list-type: set
+                items: {type: string}
+"#;
+
+fn route(backends: &[(&str, u16)], tags: &[&str]) -> String {
+    let backends: Vec<String> = backends
+        .iter()
+        .map(|(h, p)| format!("    - {{host: {h}, port: {p}}}\n"))
+        .collect();
+    format!(
+        "apiVersion: ssa.example.com/v1\nkind: Route\nmetadata:\n  name: r\nspec:\n  backends:\n{}  tags: [{}]\n",
+        backends.concat(),
+        tags.join(", ")
+    )
+}
+
+#[test]
+fn custom_resources_merge_lists_by_their_schema_keys() -> Result<()> {
+    let s = Skiff::control_plane()?;
+    let crd = s.write("crd.yaml", ROUTES_CRD)?;
+    s.ok(&["apply", "-f", crd.to_str().unwrap_or_default()])?;
+    let a = s.write("a.yaml", &route(&[("a", 80), ("shared", 80)], &["red"]))?;
+    let b = s.write("b.yaml", &route(&[("b", 81)], &["blue"]))?;
+    s.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=team-a",
+        "-f",
+        a.to_str().unwrap_or_default(),
+    ])?;
+    s.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=team-b",
+        "-f",
+        b.to_str().unwrap_or_default(),
+    ])?;
+    let r = s.json(&["get", "route", "r"])?;
+    let hosts: Vec<&str> = r["spec"]["backends"]
+        .as_array()
+        .map(|b| b.iter().filter_map(|e| e["host"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(
+        hosts == ["a", "shared", "b"],
+        "map list merged by (host, port): {r}"
+    );
+    ensure!(
+        r["spec"]["tags"] == serde_json::json!(["red", "blue"]),
+        "set merged: {r}"
+    );
+    // team-a drops one of its elements: it goes, team-b's stays.
+    let a2 = s.write("a2.yaml", &route(&[("a", 80)], &["red"]))?;
+    s.ok(&[
+        "apply",
+        "--server-side",
+        "--field-manager=team-a",
+        "-f",
+        a2.to_str().unwrap_or_default(),
+    ])?;
+    let r = s.json(&["get", "route", "r", "--show-managed-fields"])?;
+    let hosts: Vec<&str> = r["spec"]["backends"]
+        .as_array()
+        .map(|b| b.iter().filter_map(|e| e["host"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(hosts == ["a", "b"], "{r}");
+    let owned = entry(&r, "team-b", "Apply").ok_or_else(|| anyhow::anyhow!("{r}"))?;
+    ensure!(
+        owned["fieldsV1"]["f:spec"]["f:backends"]
+            .get("k:{\"host\":\"b\",\"port\":81}")
+            .is_some(),
+        "{owned}"
+    );
+    Ok(())
+}

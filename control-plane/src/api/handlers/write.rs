@@ -45,6 +45,7 @@ fn writer<'a>(
     manager: &'a str,
     api_version: &'a str,
     sub: Subresource,
+    custom: Option<&'a crate::api::crd::schema::Schema>,
 ) -> Writer<'a> {
     Writer {
         manager,
@@ -57,6 +58,7 @@ fn writer<'a>(
         kind: ctx.rp.def.kind,
         has_status: ctx.rp.def.has_status(),
         builtin: crate::api::resources::is_builtin(ctx.rp.def),
+        custom,
     }
 }
 
@@ -91,7 +93,9 @@ async fn create_tracked(
     let dry_run = ctx.q.dry_run()?;
     let manager = manager_name(ctx)?;
     let api_version = ctx.rp.def.api_version();
-    let w = writer(ctx, &manager, &api_version, Subresource::Main);
+    let cr = crate::api::crd::registry::lookup(ctx.rp.def);
+    let schema = cr.as_ref().and_then(|c| c.schema.as_deref());
+    let w = writer(ctx, &manager, &api_version, Subresource::Main, schema);
     let mut mf = ManagedFields::default();
     let obj = match track {
         Track::Update => obj,
@@ -238,7 +242,9 @@ where
     let dry_run = ctx.q.dry_run()?;
     let manager = manager_name(ctx)?;
     let api_version = ctx.rp.def.api_version();
-    let w = writer(ctx, &manager, &api_version, sub);
+    let cr = crate::api::crd::registry::lookup(ctx.rp.def);
+    let schema = cr.as_ref().and_then(|c| c.schema.as_deref());
+    let w = writer(ctx, &manager, &api_version, sub, schema);
     let name = ctx.name().to_string();
     let key = ctx.key(&name);
     for _ in 0..MAX_INTERNAL_RETRIES {

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use crate::api::patch::strategic_schema::{FieldSchema, ListStrategy, TypeSchema};
+pub use super::shape::Shape;
+use super::shape::{Keys, ListKind};
 
 /// A FieldsV1 document that is not a tree of `f:`/`k:`/`v:`/`i:` keys.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -22,37 +23,6 @@ pub enum FieldSetError {
     BadElement(String),
     #[error("{path}: element of a list merged by {key:?} has no {key:?}")]
     MissingKey { path: String, key: String },
-}
-
-/// Where a value sits in the schema: how a list there is merged, and its children's schema.
-#[derive(Clone, Copy)]
-pub struct Shape {
-    pub child: Option<&'static TypeSchema>,
-    pub list: ListStrategy,
-    /// A map or struct owned as a whole (a `LabelSelector`), a leaf for ownership.
-    pub atomic: bool,
-}
-
-impl Shape {
-    pub fn object(schema: Option<&'static TypeSchema>) -> Shape {
-        Shape {
-            child: schema,
-            list: ListStrategy::Atomic,
-            atomic: false,
-        }
-    }
-
-    fn of_field(parent: Option<&'static TypeSchema>, name: &str) -> Shape {
-        let field = parent
-            .and_then(|s| s.field(name))
-            .copied()
-            .unwrap_or(FieldSchema::UNKNOWN);
-        Shape {
-            child: field.child,
-            list: field.list,
-            atomic: false,
-        }
-    }
 }
 
 /// One node of a field set.
@@ -70,16 +40,20 @@ fn value_key(v: &Value) -> String {
     format!("v:{v}")
 }
 
-/// The `k:` element of a list item merged by `key`.
-pub fn item_key(item: &Value, key: &str, path: &str) -> Result<String, FieldSetError> {
-    let Some(k) = item.get(key) else {
+/// The `k:` element of a list item merged by `keys` (every key field it has).
+pub fn item_key(item: &Value, keys: Keys, path: &str) -> Result<String, FieldSetError> {
+    let mut m = Map::new();
+    for k in keys.names() {
+        if let Some(v) = item.get(k) {
+            m.insert(k.to_string(), v.clone());
+        }
+    }
+    if m.is_empty() {
         return Err(FieldSetError::MissingKey {
             path: path.to_string(),
-            key: key.to_string(),
+            key: keys.names().join(", "),
         });
-    };
-    let mut m = Map::new();
-    m.insert(key.to_string(), k.clone());
+    }
     Ok(format!("k:{}", Value::Object(m)))
 }
 
@@ -238,7 +212,7 @@ fn from_value_at(
         Value::Object(m) if !m.is_empty() && !shape.atomic => {
             let mut set = FieldSet::default();
             for (k, v) in m {
-                let child_shape = field_shape(shape.child, k);
+                let child_shape = shape.field(k);
                 let len = path.len();
                 path.push('.');
                 path.push_str(k);
@@ -249,26 +223,23 @@ fn from_value_at(
             Ok(set)
         }
         Value::Array(items) if !items.is_empty() => match shape.list {
-            ListStrategy::Atomic => Ok(FieldSet::leaf()),
-            ListStrategy::SetMerge => {
+            ListKind::Atomic => Ok(FieldSet::leaf()),
+            ListKind::Set => {
                 let mut set = FieldSet::default();
                 for item in items {
                     set.children.insert(value_key(item), FieldSet::leaf());
                 }
                 Ok(set)
             }
-            ListStrategy::MergeByKey(key) => {
+            ListKind::Map(keys) => {
                 let mut set = FieldSet::default();
                 for item in items {
-                    let k = item_key(item, key, path)?;
+                    let k = item_key(item, keys, path)?;
                     let mut child = match item {
                         Value::Object(_) => {
                             let len = path.len();
-                            path.push_str(&format!(
-                                "[{key}={}]",
-                                item.get(key).unwrap_or(&Value::Null)
-                            ));
-                            let c = from_value_at(item, Shape::object(shape.child), path)?;
+                            path.push_str(&k[2..]);
+                            let c = from_value_at(item, shape.element(), path)?;
                             path.truncate(len);
                             c
                         }
@@ -282,23 +253,6 @@ fn from_value_at(
         },
         _ => Ok(FieldSet::leaf()),
     }
-}
-
-/// The shape of field `name` of an object whose schema is `parent`.
-pub fn field_shape(parent: Option<&'static TypeSchema>, name: &str) -> Shape {
-    let mut shape = Shape::of_field(parent, name);
-    if atomic_fields(parent, name) {
-        shape.atomic = true;
-    }
-    shape
-}
-
-/// Fields Kubernetes owns as a whole (`x-kubernetes-map-type: atomic`): the label selectors
-/// of workload specs.
-fn atomic_fields(parent: Option<&'static TypeSchema>, name: &str) -> bool {
-    name == "selector"
-        && parent
-            .is_some_and(|p| p.field("template").is_some() || p.field("minAvailable").is_some())
 }
 
 /// The paths where `old` and `new` differ: `changed` holds what `new` adds or sets to a new
@@ -337,7 +291,7 @@ fn diff_at(
     match (old, new) {
         (Value::Object(a), Value::Object(b)) if !shape.atomic && !a.is_empty() && !b.is_empty() => {
             for (k, nv) in b {
-                let child_shape = field_shape(shape.child, k);
+                let child_shape = shape.field(k);
                 let len = path.len();
                 path.push('.');
                 path.push_str(k);
@@ -367,11 +321,11 @@ fn diff_at(
             Ok(())
         }
         (Value::Array(a), Value::Array(b)) if !a.is_empty() && !b.is_empty() => match shape.list {
-            ListStrategy::Atomic => {
+            ListKind::Atomic => {
                 changed.member = true;
                 Ok(())
             }
-            ListStrategy::SetMerge => {
+            ListKind::Set => {
                 for v in b.iter().filter(|v| !a.contains(v)) {
                     changed.children.insert(value_key(v), FieldSet::leaf());
                 }
@@ -380,16 +334,16 @@ fn diff_at(
                 }
                 Ok(())
             }
-            ListStrategy::MergeByKey(key) => {
+            ListKind::Map(keys) => {
                 let index = |items: &[Value]| -> Result<BTreeMap<String, Value>, FieldSetError> {
                     items
                         .iter()
-                        .map(|i| Ok((item_key(i, key, path)?, i.clone())))
+                        .map(|i| Ok((item_key(i, keys, path)?, i.clone())))
                         .collect()
                 };
                 let (ia, ib) = (index(a)?, index(b)?);
                 for (k, nv) in &ib {
-                    let elem = Shape::object(shape.child);
+                    let elem = shape.element();
                     match ia.get(k) {
                         None => {
                             changed.children.insert(k.clone(), added(nv, elem, path)?);

@@ -11,6 +11,7 @@
 //! field sets are computed on the version the request speaks.
 
 pub mod fieldset;
+pub mod shape;
 
 use serde_json::{json, Map, Value};
 
@@ -109,12 +110,13 @@ pub struct Writer<'a> {
     pub kind: &'a str,
     /// Whether the kind has a status subresource (then main writes never own `status`).
     pub has_status: bool,
-    /// A built-in kind (merged by its Go types' strategies); custom resources merge maps
-    /// field by field and replace lists whole.
+    /// A built-in kind (merged by its Go types' strategies); custom resources merge as
+    /// their structural schema says (`custom`; without one, maps by field, lists whole).
     pub builtin: bool,
+    pub custom: Option<&'a crate::api::crd::schema::Schema>,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
     fn schema(&self) -> Option<&'static TypeSchema> {
         if self.builtin {
             schema_for_kind(self.kind)
@@ -123,8 +125,22 @@ impl Writer<'_> {
         }
     }
 
-    fn shape(&self) -> Shape {
-        Shape::object(self.schema())
+    fn shape(&self) -> Shape<'a> {
+        if self.builtin {
+            Shape::builtin(self.schema())
+        } else {
+            Shape::custom(self.custom)
+        }
+    }
+
+    /// `config` merged into `live`, as apply merges.
+    fn merge(&self, live: &Value, config: &Value) -> Result<Value, ApplyError> {
+        if self.builtin {
+            crate::api::patch::strategic::strategic_merge_with_schema(live, config, self.schema())
+                .map_err(|e| ApplyError::Merge(e.to_string()))
+        } else {
+            Ok(shape::merge(live, config, self.shape()))
+        }
     }
 
     /// The part of an object whose ownership this writer's operation tracks.
@@ -324,9 +340,7 @@ impl ManagedFields {
     ) -> Result<Result<Value, Conflicts>, ApplyError> {
         let shape = w.shape();
         let config_set = FieldSet::from_value(&w.tracked(config), shape)?;
-        let mut merged =
-            crate::api::patch::strategic::strategic_merge_with_schema(live, config, w.schema())
-                .map_err(|e| ApplyError::Merge(e.to_string()))?;
+        let mut merged = w.merge(live, config)?;
         let (changed, _) = fieldset::diff(&w.tracked(live), &w.tracked(&merged), shape)?;
 
         let mut conflicts = Vec::new();

@@ -10,6 +10,7 @@ fn writer<'a>(manager: &'a str, kind: &'a str) -> Writer<'a> {
         kind,
         has_status: kind != "ConfigMap",
         builtin: true,
+        custom: None,
     }
 }
 
