@@ -186,53 +186,7 @@ pub async fn prepare_create(
     }
     check_type_meta(def, &mut obj)?;
     let (mut obj, warnings) = decode_fields(def, &obj, q)?;
-    let uid = uuid::Uuid::new_v4().to_string();
-    {
-        let meta = meta_mut(&mut obj);
-        match (def.namespaced, namespace) {
-            (true, Some(ns)) => {
-                if let Some(given) = meta.get("namespace").and_then(Value::as_str) {
-                    if !given.is_empty() && given != ns {
-                        return Err(ApiError::bad_request(format!(
-                            "the namespace of the provided object ({given}) does not match the namespace sent on the request ({ns})"
-                        )));
-                    }
-                }
-                meta.insert("namespace".into(), json!(ns));
-            }
-            _ => {
-                meta.remove("namespace");
-            }
-        }
-        let has_name = meta
-            .get("name")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.is_empty());
-        if !has_name {
-            if let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
-                if !prefix.is_empty() {
-                    let name = format!("{prefix}{}", object::random_suffix(5));
-                    meta.insert("name".into(), json!(name));
-                }
-            }
-        }
-        meta.insert("uid".into(), json!(uid));
-        meta.insert("creationTimestamp".into(), json!(object::now_rfc3339()));
-        for k in [
-            "resourceVersion",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "selfLink",
-            "managedFields",
-        ] {
-            meta.remove(k);
-        }
-        if def.has_generation {
-            meta.insert("generation".into(), json!(1));
-        } else {
-            meta.remove("generation");
-        }
-    }
+    set_create_metadata(def, namespace, &mut obj)?;
     if object::name(&obj).is_empty() {
         return Err(invalid(
             def,
@@ -275,6 +229,89 @@ pub async fn prepare_create(
         warnings,
         _allocation: guard,
     })
+}
+
+/// The metadata the server sets on a new object (Kubernetes' `FillObjectMetaSystemFields` and
+/// create strategy): the namespace from the URL (a different one in the body is refused), a
+/// name from `generateName`, a fresh uid and creation time, generation 1 for kinds that count
+/// spec changes, and nothing a client may not set.
+pub(crate) fn set_create_metadata(
+    def: &ResourceDef,
+    namespace: Option<&str>,
+    obj: &mut Value,
+) -> ApiResult<()> {
+    let meta = meta_mut(obj);
+    match (def.namespaced, namespace) {
+        (true, Some(ns)) => {
+            if let Some(given) = meta.get("namespace").and_then(Value::as_str) {
+                if !given.is_empty() && given != ns {
+                    return Err(ApiError::bad_request(format!(
+                        "the namespace of the provided object ({given}) does not match the namespace sent on the request ({ns})"
+                    )));
+                }
+            }
+            meta.insert("namespace".into(), json!(ns));
+        }
+        _ => {
+            meta.remove("namespace");
+        }
+    }
+    let has_name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    if !has_name {
+        if let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
+            if !prefix.is_empty() {
+                let name = format!("{prefix}{}", object::random_suffix(5));
+                meta.insert("name".into(), json!(name));
+            }
+        }
+    }
+    meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    meta.insert("creationTimestamp".into(), json!(object::now_rfc3339()));
+    for k in [
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "selfLink",
+        "managedFields",
+    ] {
+        meta.remove(k);
+    }
+    if def.has_generation {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
+    Ok(())
+}
+
+/// On update, the metadata the server owns always comes from the stored object (uid, times,
+/// namespace, generation, the name), and managedFields are the field manager's to write.
+pub(crate) fn keep_server_metadata(current: &Value, obj: &mut Value, name: &str) {
+    let cur_meta = current.get("metadata").cloned().unwrap_or(json!({}));
+    let meta = meta_mut(obj);
+    for k in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "namespace",
+        "generation",
+    ] {
+        match cur_meta.get(k) {
+            Some(v) => {
+                meta.insert(k.into(), v.clone());
+            }
+            None => {
+                meta.remove(k);
+            }
+        }
+    }
+    meta.insert("name".into(), json!(name));
+    meta.remove("managedFields");
+    meta.remove("selfLink");
 }
 
 /// What a freshly created object's status is (Kubernetes' PrepareForCreate).
@@ -406,31 +443,7 @@ pub async fn prepare_update(
             obj
         }
     };
-    // Server-owned metadata always comes from the stored object.
-    {
-        let cur_meta = current.get("metadata").cloned().unwrap_or(json!({}));
-        let meta = meta_mut(&mut obj);
-        for k in [
-            "uid",
-            "creationTimestamp",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "namespace",
-            "generation",
-        ] {
-            match cur_meta.get(k) {
-                Some(v) => {
-                    meta.insert(k.into(), v.clone());
-                }
-                None => {
-                    meta.remove(k);
-                }
-            }
-        }
-        meta.insert("name".into(), json!(name));
-        meta.remove("managedFields");
-        meta.remove("selfLink");
-    }
+    keep_server_metadata(current, &mut obj, &name);
     fold_string_data(def, &mut obj);
     if def.kind == "Service" && sub == Subresource::Main {
         services::drop_type_dependent_fields(&mut obj, current);

@@ -155,48 +155,7 @@ pub async fn prepare_create(
     }
     let mut warnings: Vec<String> = cr.deprecation_warning.iter().cloned().collect();
     prune(def, &cr, &mut obj, q, &mut warnings)?;
-    {
-        let meta = meta_mut(&mut obj);
-        match (def.namespaced, namespace) {
-            (true, Some(ns)) => {
-                if let Some(given) = meta.get("namespace").and_then(Value::as_str) {
-                    if !given.is_empty() && given != ns {
-                        return Err(ApiError::bad_request(format!(
-                            "the namespace of the provided object ({given}) does not match the namespace sent on the request ({ns})"
-                        )));
-                    }
-                }
-                meta.insert("namespace".into(), json!(ns));
-            }
-            _ => {
-                meta.remove("namespace");
-            }
-        }
-        let has_name = meta
-            .get("name")
-            .and_then(Value::as_str)
-            .is_some_and(|n| !n.is_empty());
-        if !has_name {
-            if let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
-                if !prefix.is_empty() {
-                    let name = format!("{prefix}{}", object::random_suffix(5));
-                    meta.insert("name".into(), json!(name));
-                }
-            }
-        }
-        meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
-        meta.insert("creationTimestamp".into(), json!(object::now_rfc3339()));
-        for k in [
-            "resourceVersion",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "selfLink",
-            "managedFields",
-        ] {
-            meta.remove(k);
-        }
-        meta.insert("generation".into(), json!(1));
-    }
+    crate::api::admission::set_create_metadata(def, namespace, &mut obj)?;
     if object::name(&obj).is_empty() {
         return Err(invalid(
             def,
@@ -305,30 +264,7 @@ pub async fn prepare_update(
             )))
         }
     };
-    {
-        let cur_meta = current.get("metadata").cloned().unwrap_or(json!({}));
-        let meta = meta_mut(&mut obj);
-        for k in [
-            "uid",
-            "creationTimestamp",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "namespace",
-            "generation",
-        ] {
-            match cur_meta.get(k) {
-                Some(v) => {
-                    meta.insert(k.into(), v.clone());
-                }
-                None => {
-                    meta.remove(k);
-                }
-            }
-        }
-        meta.insert("name".into(), json!(name));
-        meta.remove("managedFields");
-        meta.remove("selfLink");
-    }
+    crate::api::admission::keep_server_metadata(current, &mut obj, &name);
     if let Some(schema) = &cr.schema {
         coerce::default(&mut obj, schema);
     }

@@ -228,16 +228,6 @@ pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
-fn strs(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// The names a CRD asks for.
 struct Names {
     plural: String,
@@ -266,8 +256,8 @@ impl Names {
             singular,
             kind,
             list_kind,
-            short_names: strs(n.get("shortNames")),
-            categories: strs(n.get("categories")),
+            short_names: super::schema::strings(n.get("shortNames")),
+            categories: super::schema::strings(n.get("categories")),
         }
     }
 

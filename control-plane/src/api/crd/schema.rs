@@ -158,7 +158,8 @@ pub fn compile_pattern(p: &str) -> Result<Pattern, String> {
         .map_err(|e| e.to_string())
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
+/// The strings of a JSON list (other items skipped; not a list: none).
+pub(crate) fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .map(|a| {
             a.iter()
