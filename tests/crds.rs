@@ -780,3 +780,43 @@ fn crds_and_their_objects_survive_restarts() -> Result<()> {
     wait_established(&s, "widgets.example.com")?;
     Ok(())
 }
+
+const CEL_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: limits.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: limits, kind: Limit}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            x-kubernetes-validations:
+            - rule: "self.min <= self.max"
+            properties:
+              min: {type: integer}
+              max: {type: integer}
+"#;
+
+#[test]
+fn cel_rules_are_accepted_with_a_warning_that_they_are_not_enforced() -> Result<()> {
+    let s = Skiff::control_plane()?;
+    let file = path(&s, "cel.yaml", CEL_CRD)?;
+    let out = s.kubectl(&["apply", "-f", &file])?;
+    ensure!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        stderr.contains("spec.versions[0].schema.openAPIV3Schema.properties.spec")
+            && stderr.contains("not enforced"),
+        "{stderr}"
+    );
+    Ok(())
+}

@@ -185,7 +185,10 @@ pub async fn prepare_create(
         return crate::api::crd::admission::prepare_create(st, def, namespace, obj, q).await;
     }
     check_type_meta(def, &mut obj)?;
-    let (mut obj, warnings) = decode_fields(def, &obj, q)?;
+    let (mut obj, mut warnings) = decode_fields(def, &obj, q)?;
+    if crate::api::crd::is_crd(def) {
+        warnings.extend(crate::api::crd::definition::unenforced_warnings(&obj));
+    }
     set_create_metadata(def, namespace, &mut obj)?;
     if object::name(&obj).is_empty() {
         return Err(invalid(
@@ -401,7 +404,10 @@ pub async fn prepare_update(
         return crate::api::crd::admission::prepare_update(def, current, new, sub, q).await;
     }
     check_type_meta(def, &mut new)?;
-    let (new, warnings) = decode_fields(def, &new, q)?;
+    let (new, mut warnings) = decode_fields(def, &new, q)?;
+    if crate::api::crd::is_crd(def) && sub == Subresource::Main {
+        warnings.extend(crate::api::crd::definition::unenforced_warnings(&new));
+    }
     let name = object::name(current).to_string();
     let given = object::name(&new);
     if !given.is_empty() && given != name {
