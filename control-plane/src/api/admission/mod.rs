@@ -187,7 +187,7 @@ pub async fn prepare_create(
     check_type_meta(def, &mut obj)?;
     let (mut obj, mut warnings) = decode_fields(def, &obj, q)?;
     if crate::api::crd::is_crd(def) {
-        warnings.extend(crate::api::crd::definition::unenforced_warnings(&obj));
+        warnings.extend(crate::api::crd::unenforced::warnings(&obj));
     }
     set_create_metadata(def, namespace, &mut obj)?;
     if object::name(&obj).is_empty() {
@@ -406,7 +406,7 @@ pub async fn prepare_update(
     check_type_meta(def, &mut new)?;
     let (new, mut warnings) = decode_fields(def, &new, q)?;
     if crate::api::crd::is_crd(def) && sub == Subresource::Main {
-        warnings.extend(crate::api::crd::definition::unenforced_warnings(&new));
+        warnings.extend(crate::api::crd::unenforced::warnings(&new));
     }
     let name = object::name(current).to_string();
     let given = object::name(&new);

@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod registry;
 pub mod schema;
 pub mod structural;
+pub mod unenforced;
 pub mod values;
 
 use http::HeaderMap;
