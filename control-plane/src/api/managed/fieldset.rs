@@ -199,14 +199,17 @@ impl FieldSet {
     /// key own each element (`k:`) and its fields; set lists each value; other lists, empty
     /// maps, atomic maps and scalars are leaves.
     pub fn from_value(value: &Value, shape: Shape) -> Result<FieldSet, FieldSetError> {
-        from_value_at(value, shape, &mut String::new())
+        from_value_at(value, shape, &mut String::new(), false)
     }
 }
 
+/// `added`: the value is new in an update, so its maps and lists are members themselves (an
+/// applied configuration owns only what it sets).
 fn from_value_at(
     value: &Value,
     shape: Shape,
     path: &mut String,
+    added: bool,
 ) -> Result<FieldSet, FieldSetError> {
     match value {
         Value::Object(m) if !m.is_empty() && !shape.atomic => {
@@ -216,10 +219,11 @@ fn from_value_at(
                 let len = path.len();
                 path.push('.');
                 path.push_str(k);
-                let child = from_value_at(v, child_shape, path)?;
+                let child = from_value_at(v, child_shape, path, added)?;
                 path.truncate(len);
                 set.children.insert(field_key(k), child);
             }
+            set.member = added && shape.is_map();
             Ok(set)
         }
         Value::Array(items) if !items.is_empty() => match shape.list {
@@ -229,6 +233,7 @@ fn from_value_at(
                 for item in items {
                     set.children.insert(value_key(item), FieldSet::leaf());
                 }
+                set.member = added;
                 Ok(set)
             }
             ListKind::Map(keys) => {
@@ -239,7 +244,7 @@ fn from_value_at(
                         Value::Object(_) => {
                             let len = path.len();
                             path.push_str(&k[2..]);
-                            let c = from_value_at(item, shape.element(), path)?;
+                            let c = from_value_at(item, shape.element(), path, added)?;
                             path.truncate(len);
                             c
                         }
@@ -248,6 +253,7 @@ fn from_value_at(
                     child.member = true;
                     set.children.insert(k, child);
                 }
+                set.member = added;
                 Ok(set)
             }
         },
@@ -271,10 +277,11 @@ pub fn diff(old: &Value, new: &Value, shape: Shape) -> Result<(FieldSet, FieldSe
     Ok((changed, removed))
 }
 
+/// The fields of a value added whole. The value itself is a member too (`.`) unless it is a
+/// struct: Kubernetes owns an added map, list or list element as such, a struct only by its
+/// fields.
 fn added(new: &Value, shape: Shape, path: &mut String) -> Result<FieldSet, FieldSetError> {
-    let mut set = from_value_at(new, shape, path)?;
-    set.member = true;
-    Ok(set)
+    from_value_at(new, shape, path, true)
 }
 
 fn diff_at(
@@ -289,7 +296,8 @@ fn diff_at(
         return Ok(());
     }
     match (old, new) {
-        (Value::Object(a), Value::Object(b)) if !shape.atomic && !a.is_empty() && !b.is_empty() => {
+        // Maps (also the empty ones: a key added to `{}` is that key, not the whole map).
+        (Value::Object(a), Value::Object(b)) if !shape.atomic => {
             for (k, nv) in b {
                 let child_shape = shape.field(k);
                 let len = path.len();
@@ -320,7 +328,7 @@ fn diff_at(
             }
             Ok(())
         }
-        (Value::Array(a), Value::Array(b)) if !a.is_empty() && !b.is_empty() => match shape.list {
+        (Value::Array(a), Value::Array(b)) => match shape.list {
             ListKind::Atomic => {
                 changed.member = true;
                 Ok(())
@@ -346,7 +354,9 @@ fn diff_at(
                     let elem = shape.element();
                     match ia.get(k) {
                         None => {
-                            changed.children.insert(k.clone(), added(nv, elem, path)?);
+                            let mut element = added(nv, elem, path)?;
+                            element.member = true;
+                            changed.children.insert(k.clone(), element);
                         }
                         Some(ov) => {
                             let mut c = FieldSet::default();
@@ -369,7 +379,7 @@ fn diff_at(
         },
         _ => {
             // A scalar, an atomic or an emptied/filled map or list changed as a whole.
-            *changed = from_value_at(new, shape, path)?;
+            *changed = from_value_at(new, shape, path, true)?;
             changed.member = true;
             Ok(())
         }

@@ -391,8 +391,10 @@ impl ManagedFields {
         paths.sort_by_key(Vec::len);
         let mut gone: Vec<Vec<String>> = Vec::new();
         for path in paths {
+            // A map or list still (partly) applied, or partly another's, stays.
             if path.is_empty()
                 || others.has_member_within(&path)
+                || config_set.has_member_within(&path)
                 || gone.iter().any(|g| path.starts_with(g))
             {
                 continue;

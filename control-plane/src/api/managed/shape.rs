@@ -48,6 +48,8 @@ pub struct Shape<'s> {
     pub list: ListKind<'s>,
     /// A map or struct owned as a whole (a `LabelSelector`), a leaf for ownership.
     pub atomic: bool,
+    /// A built-in kind's map-typed field (`labels`, `data`, ...).
+    pub map_field: bool,
 }
 
 impl<'s> Shape<'s> {
@@ -57,6 +59,7 @@ impl<'s> Shape<'s> {
             types: Types::Builtin(schema),
             list: ListKind::Atomic,
             atomic: false,
+            map_field: false,
         }
     }
 
@@ -66,6 +69,7 @@ impl<'s> Shape<'s> {
             types: Types::Custom(schema),
             list: ListKind::Atomic,
             atomic: false,
+            map_field: false,
         }
     }
 
@@ -85,11 +89,23 @@ impl<'s> Shape<'s> {
                         ListStrategy::MergeByKey(k) => ListKind::Map(Keys::One(k)),
                     },
                     atomic: atomic_builtin_field(parent, name),
+                    map_field: MAP_FIELDS.contains(&name),
                 }
             }
             Types::Custom(parent) => {
                 let sub = parent.and_then(|s| s.properties.get(name).or(s.additional.as_deref()));
                 custom_shape(sub)
+            }
+        }
+    }
+
+    /// Whether a value of this shape is a map (string keys chosen by the user: labels,
+    /// `data`, resource lists; a custom resource's `additionalProperties`), not a struct.
+    pub fn is_map(&self) -> bool {
+        match self.types {
+            Types::Builtin(_) => self.map_field,
+            Types::Custom(s) => {
+                s.is_some_and(|s| s.additional.is_some() || s.preserve_unknown_fields)
             }
         }
     }
@@ -116,8 +132,28 @@ fn custom_shape(schema: Option<&Schema>) -> Shape<'_> {
         types: Types::Custom(schema),
         list,
         atomic: false,
+        map_field: false,
     }
 }
+
+/// The built-in kinds' map-typed fields (Go `map[string]…`), by JSON name: owned as maps.
+const MAP_FIELDS: &[&str] = &[
+    "labels",
+    "annotations",
+    "data",
+    "binaryData",
+    "stringData",
+    "matchLabels",
+    "nodeSelector",
+    "limits",
+    "requests",
+    "capacity",
+    "allocatable",
+    "hard",
+    "used",
+    "parameters",
+    "selector",
+];
 
 /// Fields Kubernetes owns as a whole (`x-kubernetes-map-type: atomic`): the label selectors
 /// of workload specs.

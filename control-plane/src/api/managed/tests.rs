@@ -167,3 +167,25 @@ fn decode_rejects_bad_entries_and_drops_resets() {
     );
     assert_eq!(default_manager(None), "unknown");
 }
+
+#[test]
+fn a_create_owns_fields_not_the_object_and_added_maps_are_members() {
+    let mut mf = ManagedFields::default();
+    let w = writer("kubectl", "ConfigMap");
+    let obj = json!({"metadata": {"name": "c"}, "data": {"a": "1"}});
+    mf.record_update(&w, &serde_json::Value::Null, &obj)
+        .unwrap();
+    assert_eq!(
+        mf.entries[0].fields.to_fields_v1(),
+        json!({"f:data": {".": {}, "f:a": {}}})
+    );
+    // A key added to an existing map is that key; a map added whole is a member too.
+    let mut mf = ManagedFields::default();
+    let old = json!({"data": {}});
+    let new = json!({"data": {"b": "2"}, "metadata": {"labels": {"x": "y"}}});
+    mf.record_update(&w, &old, &new).unwrap();
+    assert_eq!(
+        mf.entries[0].fields.to_fields_v1(),
+        json!({"f:data": {"f:b": {}}, "f:metadata": {"f:labels": {".": {}, "f:x": {}}}})
+    );
+}
