@@ -317,6 +317,40 @@ pub(crate) fn keep_server_metadata(current: &Value, obj: &mut Value, name: &str)
     meta.remove("selfLink");
 }
 
+/// An update that changed what `metadata.generation` counts: the next generation.
+pub(crate) fn bump_generation(current: &Value, obj: &mut Value) {
+    let generation = current
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    meta_mut(obj).insert("generation".into(), json!(generation + 1));
+}
+
+/// A terminating object may drop finalizers but not gain new ones.
+pub(crate) fn refuse_new_finalizers(
+    def: &ResourceDef,
+    current: &Value,
+    obj: &Value,
+    name: &str,
+) -> ApiResult<()> {
+    if !object::is_terminating(current) {
+        return Ok(());
+    }
+    let old = object::finalizers(current);
+    let added: Vec<String> = object::finalizers(obj)
+        .into_iter()
+        .filter(|f| !old.contains(f))
+        .collect();
+    if added.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "{} \"{name}\" is being deleted: no new finalizers can be added ({})",
+        crate::api::status::qualified(def.plural, def.group),
+        added.join(", ")
+    )))
+}
+
 /// What a freshly created object's status is (Kubernetes' PrepareForCreate).
 fn initial_status(def: &ResourceDef, obj: &mut Value) {
     let Some(map) = obj.as_object_mut() else {
@@ -458,27 +492,9 @@ pub async fn prepare_update(
     defaults::apply_defaults(def.kind, &mut obj);
     status_counters::fill(def.kind, &mut obj);
     if def.has_generation && object::spec_part(&obj) != object::spec_part(current) {
-        let generation = current
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(1);
-        meta_mut(&mut obj).insert("generation".into(), json!(generation + 1));
+        bump_generation(current, &mut obj);
     }
-    // A terminating object may drop finalizers but not gain new ones.
-    if object::is_terminating(current) {
-        let old = object::finalizers(current);
-        let added: Vec<String> = object::finalizers(&obj)
-            .into_iter()
-            .filter(|f| !old.contains(f))
-            .collect();
-        if !added.is_empty() {
-            return Err(ApiError::forbidden(format!(
-                "{} \"{name}\" is being deleted: no new finalizers can be added ({})",
-                def.plural,
-                added.join(", ")
-            )));
-        }
-    }
+    refuse_new_finalizers(def, current, &obj, &name)?;
     let own = (object::namespace(current).to_string(), name.clone());
     // Only a change of a Service's spec can need addresses or ports: a metadata or status
     // change (an annotation, a controller's mark) does not take the allocator's lock or read

@@ -13,7 +13,7 @@ use super::coerce;
 use super::registry::{self, CustomResource};
 use super::values;
 use crate::api::admission::{self, check_type_meta, FieldError, Prepared, Subresource};
-use crate::api::object::{self, meta_mut};
+use crate::api::object;
 use crate::api::request::{FieldValidation, Query};
 use crate::api::resources::ResourceDef;
 use crate::api::status::{qualified, ApiError, ApiResult, Cause};
@@ -269,26 +269,9 @@ pub async fn prepare_update(
         coerce::default(&mut obj, schema);
     }
     if counted(&obj, def.has_status()) != counted(current, def.has_status()) {
-        let generation = current
-            .pointer("/metadata/generation")
-            .and_then(Value::as_i64)
-            .unwrap_or(1);
-        meta_mut(&mut obj).insert("generation".into(), json!(generation + 1));
+        crate::api::admission::bump_generation(current, &mut obj);
     }
-    if object::is_terminating(current) {
-        let old = object::finalizers(current);
-        let added: Vec<String> = object::finalizers(&obj)
-            .into_iter()
-            .filter(|f| !old.contains(f))
-            .collect();
-        if !added.is_empty() {
-            return Err(ApiError::forbidden(format!(
-                "{} \"{name}\" is being deleted: no new finalizers can be added ({})",
-                qualified(def.plural, def.group),
-                added.join(", ")
-            )));
-        }
-    }
+    crate::api::admission::refuse_new_finalizers(def, current, &obj, &name)?;
     let errs = problems(&cr, &obj, Some(current));
     if !errs.is_empty() {
         return Err(invalid(def, &obj, errs));

@@ -99,17 +99,9 @@ async fn create_tracked(
     let mut mf = ManagedFields::default();
     let obj = match track {
         Track::Update => obj,
-        Track::Apply { config, force } => match mf.apply(&w, &Value::Null, config, *force)? {
-            Ok(mut merged) => {
-                if let (Some(m), Some(name)) =
-                    (merged.get_mut("metadata"), obj.pointer("/metadata/name"))
-                {
-                    if let Some(m) = m.as_object_mut() {
-                        m.insert("name".into(), name.clone());
-                    }
-                }
-                merged
-            }
+        // Applied to nothing: the object is the configuration (with the URL's name).
+        Track::Apply { force, .. } => match mf.apply(&w, &Value::Null, &obj, *force)? {
+            Ok(merged) => merged,
             Err(c) => {
                 return Err(c.to_api_error(ctx.rp.def.plural, ctx.rp.def.group, object::name(&obj)))
             }
