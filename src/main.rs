@@ -26,6 +26,12 @@ enum Command {
     Agent(commands::agent::AgentArgs),
     /// Import images into the cluster image store (`import`) and list them (`ls`).
     Image(commands::image::ImageArgs),
+    /// Make a new project from a template: a Wasm HTTP service or job in Rust, Python or JS.
+    New(commands::new::NewArgs),
+    /// Build the project in this directory (skiff.toml) and name the component it produced.
+    Build(commands::build::BuildArgs),
+    /// Build if needed, import the component, apply the project's YAML, wait until it is ready.
+    Deploy(commands::deploy::DeployArgs),
 }
 
 fn init_logging(format: &str) {
@@ -52,6 +58,9 @@ fn main() -> anyhow::Result<()> {
             Command::Server(args) => commands::server::run(args).await,
             Command::Agent(args) => commands::agent::run(args).await,
             Command::Image(args) => commands::image::run(args).await,
+            Command::New(args) => commands::new::run(args),
+            Command::Build(args) => commands::build::run(args),
+            Command::Deploy(args) => commands::deploy::run(args).await,
         }
     })
 }

@@ -7,7 +7,7 @@ mod docker_archive;
 mod layout;
 mod ls;
 
-pub use cluster::Store;
+pub use cluster::{kubeconfig_path, Store};
 
 use std::path::{Path, PathBuf};
 
@@ -181,7 +181,7 @@ pub fn default_repo(file: &Path) -> String {
 }
 
 /// Imports `file`; returns the `name:tag` and manifest digest of each image stored.
-async fn import(store: &Store, file: &Path, name: Option<&str>) -> Result<Vec<(String, String)>> {
+pub async fn import(store: &Store, file: &Path, name: Option<&str>) -> Result<Vec<(String, String)>> {
     store.authenticate().await;
     match sniff(file)? {
         FileKind::Wasm => {

@@ -1,7 +1,11 @@
 //! One module per `skiff` subcommand.
 
 pub mod agent;
+pub mod build;
+pub mod deploy;
 pub mod image;
+pub mod new;
+mod project;
 pub mod server;
 
 use anyhow::Context;

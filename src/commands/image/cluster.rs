@@ -66,7 +66,7 @@ struct UserSpec {
 
 /// Where the kubeconfig is: `--kubeconfig`, `$KUBECONFIG` (first entry), `~/.kube/config`,
 /// then the file `skiff server` writes by default.
-fn kubeconfig_path(flag: Option<&Path>) -> Result<PathBuf> {
+pub fn kubeconfig_path(flag: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = flag {
         return Ok(p.to_path_buf());
     }
