@@ -70,11 +70,28 @@ pub struct Cluster {
     pub namespace: String,
 }
 
+/// Where the kubeconfig path came from, for messages.
+fn kubeconfig_source(flag: Option<&Path>) -> &'static str {
+    if flag.is_some() {
+        "from --kubeconfig"
+    } else if std::env::var_os("KUBECONFIG").is_some_and(|v| !v.is_empty()) {
+        "from $KUBECONFIG"
+    } else {
+        "the default location"
+    }
+}
+
 async fn connect(kubeconfig: Option<&Path>, namespace: Option<&str>) -> Result<Cluster> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let path = image::kubeconfig_path(kubeconfig)?;
-    let kc = kube::config::Kubeconfig::read_from(&path)
-        .with_context(|| format!("cannot read the kubeconfig {}", path.display()))?;
+    let kc = kube::config::Kubeconfig::read_from(&path).with_context(|| {
+        format!(
+            "cannot read the kubeconfig {} ({}); is this the cluster you meant? \
+                 `skiff server` writes ~/.local/share/skiff/kubeconfig.yaml",
+            path.display(),
+            kubeconfig_source(kubeconfig)
+        )
+    })?;
     let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
         .await
         .with_context(|| format!("the kubeconfig {} is not usable", path.display()))?;
@@ -83,8 +100,12 @@ async fn connect(kubeconfig: Option<&Path>, namespace: Option<&str>) -> Result<C
     let ns = namespace
         .map(str::to_string)
         .unwrap_or_else(|| config.default_namespace.clone());
-    let client = kube::Client::try_from(config)
-        .with_context(|| format!("cannot make a client for {server} (kubeconfig {})", path.display()))?;
+    let client = kube::Client::try_from(config).with_context(|| {
+        format!(
+            "cannot make a client for {server} (kubeconfig {})",
+            path.display()
+        )
+    })?;
     match tokio::time::timeout(DEFAULT_CONNECT_TIMEOUT, client.apiserver_version()).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => bail!(
@@ -146,7 +167,11 @@ pub async fn run(args: DeployArgs) -> Result<()> {
     let applied = apply::apply_all(&cluster, &objects).await?;
     eprintln!(
         "applied {} (namespace {})",
-        applied.iter().map(apply::Applied::display).collect::<Vec<_>>().join(", "),
+        applied
+            .iter()
+            .map(apply::Applied::display)
+            .collect::<Vec<_>>()
+            .join(", "),
         cluster.namespace
     );
     let deadline = tokio::time::Instant::now() + args.timeout;

@@ -88,8 +88,11 @@ pub fn kubeconfig_path(flag: Option<&Path>) -> Result<PathBuf> {
         .cloned()
         .with_context(|| {
             format!(
-                "no kubeconfig found (tried $KUBECONFIG, {} and {}): pass --kubeconfig",
+                "no kubeconfig found: $KUBECONFIG is not set and neither {} nor {} exists. \
+                 Start a cluster with `skiff server` (it writes {}), or point at one with \
+                 --kubeconfig PATH or KUBECONFIG=PATH",
                 candidates[0].display(),
+                candidates[1].display(),
                 candidates[1].display()
             )
         })
