@@ -84,12 +84,22 @@ fn printed_url(s: &Skiff, out: &str, svc: &str) -> Result<String> {
         out.contains(&format!("curl {url}")),
         "deploy prints how to reach {svc}: {out}"
     );
-    assert!(out.contains(&format!("kubectl port-forward -n default svc/{svc} 8080:80")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "kubectl port-forward -n default svc/{svc} 8080:80"
+        )),
+        "{out}"
+    );
     Ok(url)
 }
 
 fn image_of(s: &Skiff, what: &str) -> Result<String> {
-    s.ok(&["get", what, "-o", "jsonpath={.spec.template.spec.containers[0].image}"])
+    s.ok(&[
+        "get",
+        what,
+        "-o",
+        "jsonpath={.spec.template.spec.containers[0].image}",
+    ])
 }
 
 #[test]
@@ -105,46 +115,67 @@ fn rust_templates_go_from_nothing_to_serving() -> Result<()> {
     cargo_fetch(&demo)?;
     let out = succeed(&mut skiff_in(&s, &demo, &["deploy"]), "skiff deploy")?;
     assert!(out.contains("building demo (rust http)"), "{out}");
-    assert!(out.contains("deployment.apps/demo: rolled out (1/1 available)"), "{out}");
+    assert!(
+        out.contains("deployment.apps/demo: rolled out (1/1 available)"),
+        "{out}"
+    );
     let url = printed_url(&s, &out, "demo")?;
     assert_eq!(fetch(&s, &url)?, "Hello from demo (rust)!\n");
     let image = image_of(&s, "deployment/demo")?;
     let tag = image.strip_prefix("demo:sha256-").context(image.clone())?;
     assert_eq!(tag.len(), 12, "{image}");
-    let listed = succeed(
-        &mut skiff_in(&s, &demo, &["image", "ls"]),
-        "skiff image ls",
-    )?;
+    let listed = succeed(&mut skiff_in(&s, &demo, &["image", "ls"]), "skiff image ls")?;
     assert!(listed.contains("demo") && listed.contains(tag), "{listed}");
 
     // Nothing changed: no build, the same image, still serving.
     let out = succeed(&mut skiff_in(&s, &demo, &["deploy"]), "skiff deploy again")?;
-    assert!(out.contains("is up to date") && !out.contains("building"), "{out}");
+    assert!(
+        out.contains("is up to date") && !out.contains("building"),
+        "{out}"
+    );
     assert_eq!(image_of(&s, "deployment/demo")?, image);
 
     // An edit: a new component, a new tag, a rollout to the new answer.
     let lib = demo.join("src/lib.rs");
     let src = std::fs::read_to_string(&lib)?;
-    std::fs::write(&lib, src.replace("Hello from demo (rust)!", "Hello again from demo!"))?;
-    let out = succeed(&mut skiff_in(&s, &demo, &["deploy"]), "skiff deploy after an edit")?;
+    std::fs::write(
+        &lib,
+        src.replace("Hello from demo (rust)!", "Hello again from demo!"),
+    )?;
+    let out = succeed(
+        &mut skiff_in(&s, &demo, &["deploy"]),
+        "skiff deploy after an edit",
+    )?;
     assert!(out.contains("building demo"), "{out}");
     assert_ne!(image_of(&s, "deployment/demo")?, image);
     assert_eq!(fetch(&s, &url)?, "Hello again from demo!\n");
     let logs = s.ok(&["logs", "deploy/demo"])?;
-    assert!(logs.contains("GET /"), "the handler logs each request: {logs}");
+    assert!(
+        logs.contains("GET /"),
+        "the handler logs each request: {logs}"
+    );
 
     // job: new → deploy → the Job completes and its output is shown.
     let job = new_project(work.path(), &["job", "report"])?;
     let out = succeed(&mut skiff_in(&s, &job, &["deploy"]), "skiff deploy (job)")?;
     assert!(out.contains("job.batch/report: complete"), "{out}");
-    assert!(out.contains("report: hello from a Skiff job (rust)"), "{out}");
-    assert!(out.contains("report: running in namespace default"), "{out}");
+    assert!(
+        out.contains("report: hello from a Skiff job (rust)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("report: running in namespace default"),
+        "{out}"
+    );
     assert!(out.contains("report: done"), "{out}");
     // A changed job is replaced (a Job's template cannot change) and runs again.
     let main = job.join("src/main.rs");
     let src = std::fs::read_to_string(&main)?;
     std::fs::write(&main, src.replace("report: done", "report: done twice"))?;
-    let out = succeed(&mut skiff_in(&s, &job, &["deploy"]), "skiff deploy (changed job)")?;
+    let out = succeed(
+        &mut skiff_in(&s, &job, &["deploy"]),
+        "skiff deploy (changed job)",
+    )?;
     assert!(out.contains("replacing job.batch/report"), "{out}");
     assert!(out.contains("report: done twice"), "{out}");
     Ok(())
@@ -164,17 +195,30 @@ fn a_wasi_http_component_made_without_the_sdk_deploys_and_serves() -> Result<()>
         std::fs::copy(from.join(file), project.join(file))?;
     }
     cargo_fetch(&project)?;
-    let out = succeed(&mut skiff_in(&s, &project, &["deploy"]), "skiff deploy (wstd)")?;
+    let out = succeed(
+        &mut skiff_in(&s, &project, &["deploy"]),
+        "skiff deploy (wstd)",
+    )?;
     let url = printed_url(&s, &out, "wstd-hello")?;
     assert_eq!(fetch(&s, &url)?, "Hello from plain wstd! path=/\n");
     let status = s.in_netns(
         "curl",
-        &["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("{url}teapot")],
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("{url}teapot"),
+        ],
     )?;
     assert_eq!(status, "418");
     // The image decided the runtime: no runtimeClassName in its YAML.
     let pods = s.json(&["get", "pods", "-l", "app=wstd-hello"])?;
-    assert!(pods["items"][0]["spec"]["runtimeClassName"].is_null(), "{pods}");
+    assert!(
+        pods["items"][0]["spec"]["runtimeClassName"].is_null(),
+        "{pods}"
+    );
     Ok(())
 }
 
@@ -192,25 +236,52 @@ fn newcomer_mistakes_are_answered_with_the_fix() -> Result<()> {
     };
 
     // A name that cannot name a Deployment.
-    let err = fail(&mut skiff(work.path(), &["new", "http", "My_App"]), "skiff new My_App")?;
-    assert!(err.contains("not a valid name") && err.contains("\"my-app\""), "{err}");
+    let err = fail(
+        &mut skiff(work.path(), &["new", "http", "My_App"]),
+        "skiff new My_App",
+    )?;
+    assert!(
+        err.contains("not a valid name") && err.contains("\"my-app\""),
+        "{err}"
+    );
 
     // An existing directory is kept unless --force.
     std::fs::create_dir(work.path().join("taken"))?;
     std::fs::write(work.path().join("taken/notes.txt"), "mine")?;
-    let err = fail(&mut skiff(work.path(), &["new", "http", "taken"]), "skiff new into a dir")?;
-    assert!(err.contains("already exists") && err.contains("--force"), "{err}");
-    succeed(&mut skiff(work.path(), &["new", "http", "taken", "--force"]), "skiff new --force")?;
-    assert_eq!(std::fs::read_to_string(work.path().join("taken/notes.txt"))?, "mine");
+    let err = fail(
+        &mut skiff(work.path(), &["new", "http", "taken"]),
+        "skiff new into a dir",
+    )?;
+    assert!(
+        err.contains("already exists") && err.contains("--force"),
+        "{err}"
+    );
+    succeed(
+        &mut skiff(work.path(), &["new", "http", "taken", "--force"]),
+        "skiff new --force",
+    )?;
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("taken/notes.txt"))?,
+        "mine"
+    );
     assert!(work.path().join("taken/skiff.toml").is_file());
 
     // Not in a project.
-    let err = fail(&mut skiff(home.path(), &["build"]), "skiff build outside a project")?;
-    assert!(err.contains("skiff.toml not found") && err.contains("skiff new"), "{err}");
+    let err = fail(
+        &mut skiff(home.path(), &["build"]),
+        "skiff build outside a project",
+    )?;
+    assert!(
+        err.contains("skiff.toml not found") && err.contains("skiff new"),
+        "{err}"
+    );
 
     // No cluster: where it looked for a kubeconfig.
     let project = work.path().join("taken");
-    let err = fail(&mut skiff(&project, &["deploy"]), "skiff deploy without a kubeconfig")?;
+    let err = fail(
+        &mut skiff(&project, &["deploy"]),
+        "skiff deploy without a kubeconfig",
+    )?;
     let kube = home.path().join(".kube/config");
     assert!(
         err.contains("no kubeconfig found") && err.contains(&kube.display().to_string()),
@@ -240,7 +311,10 @@ fn newcomer_mistakes_are_answered_with_the_fix() -> Result<()> {
         skiff(&py, &["build"]).env("PATH", bare_path),
         "skiff build without componentize-py",
     )?;
-    assert!(err.contains("componentize-py") && err.contains("pip install componentize-py"), "{err}");
+    assert!(
+        err.contains("componentize-py") && err.contains("pip install componentize-py"),
+        "{err}"
+    );
     let rust = new_project(work.path(), &["job", "rusty"])?;
     let err = fail(
         skiff(&rust, &["build"]).env("PATH", bare_path),

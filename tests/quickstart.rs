@@ -75,10 +75,7 @@ fn the_quickstart_runs_as_written() -> Result<()> {
     assert!(blocks.len() >= 5, "{blocks:?}");
     // The harness's own lines: stop at the first failure, show each command, and wait for the
     // server the quickstart stops at its end to finish shutting down.
-    let script = format!(
-        "set -euo pipefail\nset -x\n{}wait\n",
-        blocks.concat()
-    );
+    let script = format!("set -euo pipefail\nset -x\n{}wait\n", blocks.concat());
 
     let ns = NetNs::new()?;
     let home = tempfile::tempdir()?;
@@ -151,14 +148,28 @@ fn the_quickstart_runs_as_written() -> Result<()> {
     let out = out_reader.join().unwrap_or_default();
     let err = err_reader.join().unwrap_or_default();
     let log = std::fs::read_to_string(home.path().join("skiff.log")).unwrap_or_default();
-    let tail: String = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+    let tail: String = log
+        .lines()
+        .rev()
+        .take(40)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
     match status {
         None => bail!("the quickstart did not finish within {LIMIT:?}\nstdout:\n{out}\nstderr:\n{err}\nskiff.log (end):\n{tail}"),
         Some(s) if !s.success() => bail!("the quickstart failed ({s})\nstdout:\n{out}\nstderr:\n{err}\nskiff.log (end):\n{tail}"),
         Some(_) => {}
     }
-    assert!(out.contains("Hello from hello (rust)!"), "step 5's answer:\n{out}\n{err}");
-    assert!(out.contains("Hello, Skiff!"), "step 6's answer:\n{out}\n{err}");
+    assert!(
+        out.contains("Hello from hello (rust)!"),
+        "step 5's answer:\n{out}\n{err}"
+    );
+    assert!(
+        out.contains("Hello, Skiff!"),
+        "step 6's answer:\n{out}\n{err}"
+    );
     assert!(out.contains("GET /"), "the log of step 5:\n{out}");
     assert!(err.contains("deployment.apps/hello: rolled out"), "{err}");
     Ok(())

@@ -181,7 +181,11 @@ pub fn default_repo(file: &Path) -> String {
 }
 
 /// Imports `file`; returns the `name:tag` and manifest digest of each image stored.
-pub async fn import(store: &Store, file: &Path, name: Option<&str>) -> Result<Vec<(String, String)>> {
+pub async fn import(
+    store: &Store,
+    file: &Path,
+    name: Option<&str>,
+) -> Result<Vec<(String, String)>> {
     store.authenticate().await;
     match sniff(file)? {
         FileKind::Wasm => {

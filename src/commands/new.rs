@@ -110,9 +110,16 @@ pub fn run(args: NewArgs) -> Result<()> {
     check_name(&args.name)?;
     let template_path = format!("{}/{}", args.lang.dir_name(), args.template.dir_name());
     let template = TEMPLATES.get_dir(&template_path).with_context(|| {
-        format!("there is no {} template for {}", args.template.dir_name(), args.lang.dir_name())
+        format!(
+            "there is no {} template for {}",
+            args.template.dir_name(),
+            args.lang.dir_name()
+        )
     })?;
-    let dir = args.dir.clone().unwrap_or_else(|| PathBuf::from(&args.name));
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&args.name));
     if dir.exists() {
         let empty = std::fs::read_dir(&dir)
             .with_context(|| format!("{} exists and cannot be read", dir.display()))?
@@ -153,7 +160,10 @@ pub fn run(args: NewArgs) -> Result<()> {
     if let Err(missing) = project.check_toolchain() {
         println!("note: {missing}");
     }
-    println!("next:\n  cd {}\n  skiff deploy     # build, import, apply, wait until it is ready", dir.display());
+    println!(
+        "next:\n  cd {}\n  skiff deploy     # build, import, apply, wait until it is ready",
+        dir.display()
+    );
     Ok(())
 }
 
@@ -240,7 +250,10 @@ mod tests {
             let err = check_name(bad).unwrap_err().to_string();
             assert!(err.contains("not a valid name"), "{bad}: {err}");
         }
-        assert!(check_name("My_App").unwrap_err().to_string().contains("\"my-app\""));
+        assert!(check_name("My_App")
+            .unwrap_err()
+            .to_string()
+            .contains("\"my-app\""));
     }
 
     #[test]
@@ -248,15 +261,23 @@ mod tests {
         for lang in ["rust", "python", "js"] {
             for template in ["http", "job"] {
                 let path = format!("{lang}/{template}");
-                let dir = TEMPLATES.get_dir(&path).unwrap_or_else(|| panic!("{path} is missing"));
+                let dir = TEMPLATES
+                    .get_dir(&path)
+                    .unwrap_or_else(|| panic!("{path} is missing"));
                 let names: Vec<String> = dir
                     .files()
                     .filter_map(|f| f.path().file_name()?.to_str().map(str::to_string))
                     .collect();
                 for needed in [MANIFEST, "README.md"] {
-                    assert!(names.iter().any(|n| n == needed), "{path} has no {needed}: {names:?}");
+                    assert!(
+                        names.iter().any(|n| n == needed),
+                        "{path} has no {needed}: {names:?}"
+                    );
                 }
-                assert!(names.iter().any(|n| n.ends_with(".yaml")), "{path} has no YAML: {names:?}");
+                assert!(
+                    names.iter().any(|n| n.ends_with(".yaml")),
+                    "{path} has no YAML: {names:?}"
+                );
             }
         }
     }
@@ -280,10 +301,16 @@ mod tests {
         let vendored = std::fs::read_to_string(dir.join("vendor/skiff-sdk/Cargo.toml")).unwrap();
         assert!(!vendored.contains("[workspace]"), "{vendored}");
         let src = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
-        assert!(src.contains("Hello from demo (rust)!") && !src.contains("{{"), "{src}");
+        assert!(
+            src.contains("Hello from demo (rust)!") && !src.contains("{{"),
+            "{src}"
+        );
 
         let err = run(args(false)).unwrap_err().to_string();
-        assert!(err.contains("already exists") && err.contains("--force"), "{err}");
+        assert!(
+            err.contains("already exists") && err.contains("--force"),
+            "{err}"
+        );
         run(args(true)).unwrap();
     }
 }

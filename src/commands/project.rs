@@ -78,7 +78,10 @@ impl Project {
         let manifest: Manifest = toml::from_str(&text)
             .with_context(|| format!("{} is not a valid project manifest", path.display()))?;
         if manifest.build.trim().is_empty() {
-            bail!("{}: `build` is empty: give the command that builds the component", path.display());
+            bail!(
+                "{}: `build` is empty: give the command that builds the component",
+                path.display()
+            );
         }
         crate::commands::new::check_name(&manifest.name)
             .with_context(|| format!("{}: `name`", path.display()))?;
@@ -122,7 +125,9 @@ impl Project {
                 let p = dir.join(cmd);
                 p.is_file()
                     && std::fs::metadata(&p)
-                        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0)
+                        .map(|m| {
+                            std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+                        })
                         .unwrap_or(false)
             })
         })
@@ -143,8 +148,9 @@ impl Project {
             let full = full
                 .to_str()
                 .with_context(|| format!("source pattern {pattern:?} is not UTF-8"))?;
-            let paths = glob::glob(full)
-                .with_context(|| format!("{MANIFEST}: source pattern {pattern:?} is not a valid glob"))?;
+            let paths = glob::glob(full).with_context(|| {
+                format!("{MANIFEST}: source pattern {pattern:?} is not a valid glob")
+            })?;
             for path in paths.flatten() {
                 newest = newest.max(modified(&path));
             }
@@ -156,8 +162,15 @@ impl Project {
     pub fn build(&self) -> Result<(PathBuf, u64)> {
         self.check_toolchain()?;
         let m = &self.manifest;
-        let what = [Some(m.language.as_str()), m.template.as_deref()].into_iter().flatten();
-        eprintln!("building {} ({}): {}", m.name, what.collect::<Vec<_>>().join(" "), m.build);
+        let what = [Some(m.language.as_str()), m.template.as_deref()]
+            .into_iter()
+            .flatten();
+        eprintln!(
+            "building {} ({}): {}",
+            m.name,
+            what.collect::<Vec<_>>().join(" "),
+            m.build
+        );
         let status = Command::new("sh")
             .arg("-c")
             .arg(&m.build)
@@ -171,7 +184,11 @@ impl Project {
             .status()
             .with_context(|| format!("cannot run `sh -c {:?}`", m.build))?;
         if !status.success() {
-            bail!("the build failed ({status}): `{}` in {}", m.build, self.dir.display());
+            bail!(
+                "the build failed ({status}): `{}` in {}",
+                m.build,
+                self.dir.display()
+            );
         }
         let component = self.component();
         let size = std::fs::metadata(&component)
@@ -213,7 +230,11 @@ fn rust_target_installed(target: &str) -> bool {
         return false;
     };
     let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    out.status.success() && Path::new(&sysroot).join("lib/rustlib").join(target).is_dir()
+    out.status.success()
+        && Path::new(&sysroot)
+            .join("lib/rustlib")
+            .join(target)
+            .is_dir()
 }
 
 /// A size for people: `812 KiB`, `3.4 MiB`.
@@ -240,13 +261,19 @@ mod tests {
     fn missing_manifest_says_what_to_do() {
         let dir = tempfile::tempdir().unwrap();
         let err = Project::open(Some(dir.path())).unwrap_err().to_string();
-        assert!(err.contains("skiff.toml not found") && err.contains("skiff new"), "{err}");
+        assert!(
+            err.contains("skiff.toml not found") && err.contains("skiff new"),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_keys_and_bad_names_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let err = format!("{:#}", project(dir.path(), &format!("{BASE}colour = 1\n")).unwrap_err());
+        let err = format!(
+            "{:#}",
+            project(dir.path(), &format!("{BASE}colour = 1\n")).unwrap_err()
+        );
         assert!(err.contains("colour"), "{err}");
         let err = format!(
             "{:#}",
@@ -264,7 +291,10 @@ mod tests {
         )
         .unwrap();
         let err = p.check_toolchain().unwrap_err().to_string();
-        assert!(err.contains("`no-such-tool-xyz`") && err.contains("pip install no-such-tool-xyz"), "{err}");
+        assert!(
+            err.contains("`no-such-tool-xyz`") && err.contains("pip install no-such-tool-xyz"),
+            "{err}"
+        );
         let p = project(
             dir.path(),
             &format!("{BASE}[[requires]]\nrust-target = \"no-such-target\"\ninstall = \"rustup target add no-such-target\"\n"),
@@ -293,7 +323,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = project(
             dir.path(),
-            &BASE.replace("build = \"true\"", "build = \"printf '\\\\0asm\\\\1\\\\0\\\\0\\\\0' > out.wasm\""),
+            &BASE.replace(
+                "build = \"true\"",
+                "build = \"printf '\\\\0asm\\\\1\\\\0\\\\0\\\\0' > out.wasm\"",
+            ),
         )
         .unwrap();
         let err = p.build().unwrap_err().to_string();

@@ -12,7 +12,10 @@ pub fn load(project: &Project) -> Result<Vec<Value>> {
     if project.manifest.manifests.is_empty() {
         bail!(
             "{}: `manifests` lists no Kubernetes YAML to apply",
-            project.dir.join(crate::commands::project::MANIFEST).display()
+            project
+                .dir
+                .join(crate::commands::project::MANIFEST)
+                .display()
         );
     }
     for rel in &project.manifest.manifests {
@@ -34,7 +37,12 @@ pub fn parse(text: &str) -> Result<Vec<Value>> {
         if value.is_null() {
             continue;
         }
-        let field = |name: &str| value.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+        let field = |name: &str| {
+            value
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
         let which = format!("document {}", i + 1);
         if field("apiVersion").is_none() || field("kind").is_none() {
             bail!("{which} is not a Kubernetes object: it needs apiVersion and kind");
@@ -44,7 +52,10 @@ pub fn parse(text: &str) -> Result<Vec<Value>> {
             .and_then(Value::as_str)
             .is_none_or(str::is_empty)
         {
-            bail!("{which} ({}) has no metadata.name", field("kind").unwrap_or_default());
+            bail!(
+                "{which} ({}) has no metadata.name",
+                field("kind").unwrap_or_default()
+            );
         }
         objects.push(value);
     }
@@ -65,7 +76,8 @@ fn set_in(value: &mut Value, repo: &str, image: &str) -> usize {
                 if key == "containers" || key == "initContainers" {
                     if let Value::Array(containers) = child {
                         for c in containers.iter_mut() {
-                            let current = c.get("image").and_then(Value::as_str).unwrap_or_default();
+                            let current =
+                                c.get("image").and_then(Value::as_str).unwrap_or_default();
                             if repository(current) == repo {
                                 c["image"] = Value::String(image.to_string());
                                 n += 1;
@@ -101,7 +113,10 @@ mod tests {
     fn parses_documents_and_refuses_non_objects() {
         let objs = parse("---\napiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: b}\n").unwrap();
         assert_eq!(objs.len(), 2);
-        let err = format!("{:#}", parse("apiVersion: v1\nkind: Service\nmetadata: {}\n").unwrap_err());
+        let err = format!(
+            "{:#}",
+            parse("apiVersion: v1\nkind: Service\nmetadata: {}\n").unwrap_err()
+        );
         assert!(err.contains("metadata.name"), "{err}");
         let err = format!("{:#}", parse("hello: world\n").unwrap_err());
         assert!(err.contains("apiVersion and kind"), "{err}");
@@ -116,7 +131,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(set_image(&mut objs, "demo", "demo:sha256-abc"), 2);
-        let spec = objs[0].pointer("/spec/jobTemplate/spec/template/spec").unwrap();
+        let spec = objs[0]
+            .pointer("/spec/jobTemplate/spec/template/spec")
+            .unwrap();
         assert_eq!(spec["initContainers"][0]["image"], "demo:sha256-abc");
         assert_eq!(spec["containers"][0]["image"], "demo:sha256-abc");
         assert_eq!(spec["containers"][1]["image"], "busybox:1.35");

@@ -42,7 +42,10 @@ async fn pod_network_on(cluster: &Cluster) -> bool {
         !n.status
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "NetworkUnavailable" && c.status == "True"))
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "NetworkUnavailable" && c.status == "True")
+            })
     })
 }
 
@@ -52,13 +55,30 @@ fn service(out: &mut String, svc: &Service, ns: &str, pod_network: bool) {
     let Some(port) = spec.ports.as_ref().and_then(|p| p.first()) else {
         return;
     };
-    let suffix = |p: i32| if p == 80 { String::new() } else { format!(":{p}") };
+    let suffix = |p: i32| {
+        if p == 80 {
+            String::new()
+        } else {
+            format!(":{p}")
+        }
+    };
     let _ = writeln!(out, "service/{name} in namespace {ns} is ready:");
-    if let Some(ip) = spec.cluster_ip.as_deref().filter(|ip| *ip != "None" && pod_network) {
-        let _ = writeln!(out, "  from this node:  curl http://{ip}{}/", suffix(port.port));
+    if let Some(ip) = spec
+        .cluster_ip
+        .as_deref()
+        .filter(|ip| *ip != "None" && pod_network)
+    {
+        let _ = writeln!(
+            out,
+            "  from this node:  curl http://{ip}{}/",
+            suffix(port.port)
+        );
     }
     if let Some(node_port) = port.node_port.filter(|_| pod_network) {
-        let _ = writeln!(out, "  on every node:   curl http://NODE-ADDRESS:{node_port}/");
+        let _ = writeln!(
+            out,
+            "  on every node:   curl http://NODE-ADDRESS:{node_port}/"
+        );
     }
     let _ = writeln!(
         out,
@@ -77,7 +97,10 @@ async fn job_logs(out: &mut String, cluster: &Cluster, ns: &str, job: &str) -> R
     let pods = api
         .list(&ListParams::default().labels(&format!("job-name={job}")))
         .await?;
-    let _ = writeln!(out, "job/{job} in namespace {ns} completed; its output (kubectl logs job/{job}):");
+    let _ = writeln!(
+        out,
+        "job/{job} in namespace {ns} completed; its output (kubectl logs job/{job}):"
+    );
     let Some(pod) = pods
         .items
         .iter()

@@ -27,7 +27,12 @@ const STUCK_REASONS: &[&str] = &[
 ];
 
 /// Waits until `obj` is ready (kinds without a notion of ready return at once).
-pub async fn ready(cluster: &Cluster, obj: &Applied, deadline: Instant, timeout: Duration) -> Result<()> {
+pub async fn ready(
+    cluster: &Cluster,
+    obj: &Applied,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<()> {
     if !matches!(
         obj.kind.as_str(),
         "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "Pod"
@@ -84,7 +89,10 @@ fn progress(kind: &str, v: &Value) -> Progress {
     let observed = int(v, "/metadata/generation") <= int(v, "/status/observedGeneration");
     match kind {
         "Deployment" => {
-            let want = v.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let want = v
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             let (updated, available, total) = (
                 int(v, "/status/updatedReplicas"),
                 int(v, "/status/availableReplicas"),
@@ -99,11 +107,18 @@ fn progress(kind: &str, v: &Value) -> Progress {
             Progress::Waiting(format!("{available}/{want} available, {updated} updated"))
         }
         "StatefulSet" => {
-            let want = v.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1);
+            let want = v
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
             let ready = int(v, "/status/readyReplicas");
             let revisions_match =
                 v.pointer("/status/currentRevision") == v.pointer("/status/updateRevision");
-            if observed && ready == want && int(v, "/status/updatedReplicas") == want && revisions_match {
+            if observed
+                && ready == want
+                && int(v, "/status/updatedReplicas") == want
+                && revisions_match
+            {
                 return Progress::Done(format!("rolled out ({ready}/{want} ready)"));
             }
             Progress::Waiting(format!("{ready}/{want} ready"))
@@ -137,7 +152,10 @@ fn progress(kind: &str, v: &Value) -> Progress {
         _ => match v.pointer("/status/phase").and_then(Value::as_str) {
             Some("Succeeded") => Progress::Done("succeeded".into()),
             Some("Failed") => Progress::Failed(
-                v.pointer("/status/message").and_then(Value::as_str).unwrap_or("Failed").into(),
+                v.pointer("/status/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("Failed")
+                    .into(),
             ),
             _ if condition(v, "Ready").is_some() => Progress::Done("ready".into()),
             phase => Progress::Waiting(phase.unwrap_or("Pending").to_string()),
@@ -152,7 +170,10 @@ async fn pods(cluster: &Cluster, obj: &Applied, v: &Value) -> Result<Vec<Pod>> {
     if obj.kind == "Pod" {
         return Ok(api.get_opt(&obj.name).await?.into_iter().collect());
     }
-    let Some(labels) = v.pointer("/spec/selector/matchLabels").and_then(Value::as_object) else {
+    let Some(labels) = v
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+    else {
         return Ok(Vec::new());
     };
     let selector = labels
@@ -160,7 +181,10 @@ async fn pods(cluster: &Cluster, obj: &Applied, v: &Value) -> Result<Vec<Pod>> {
         .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
         .collect::<Vec<_>>()
         .join(",");
-    Ok(api.list(&ListParams::default().labels(&selector)).await?.items)
+    Ok(api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items)
 }
 
 /// A pod of the workload stuck in a state waiting will not fix, described.
@@ -169,17 +193,24 @@ async fn stuck_pod(cluster: &Cluster, obj: &Applied, v: &Value) -> Result<Option
     for pod in pods(cluster, obj, v).await? {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let statuses = pod.status.iter().flat_map(|s| {
-            s.init_container_statuses.iter().flatten().chain(s.container_statuses.iter().flatten())
+            s.init_container_statuses
+                .iter()
+                .flatten()
+                .chain(s.container_statuses.iter().flatten())
         });
         for cs in statuses {
             // Only pods of this version: old ones are going away.
             if !images.is_empty()
-                && !images.iter().any(|i| cs.image == *i || cs.image.ends_with(&format!("/{i}")))
+                && !images
+                    .iter()
+                    .any(|i| cs.image == *i || cs.image.ends_with(&format!("/{i}")))
             {
                 continue;
             }
             let waiting = cs.state.as_ref().and_then(|s| s.waiting.as_ref());
-            if let Some(w) = waiting.filter(|w| STUCK_REASONS.contains(&w.reason.as_deref().unwrap_or(""))) {
+            if let Some(w) =
+                waiting.filter(|w| STUCK_REASONS.contains(&w.reason.as_deref().unwrap_or("")))
+            {
                 let hint = if w.reason.as_deref() == Some("CrashLoopBackOff") {
                     format!(" (see `kubectl logs {name} -c {} --previous`)", cs.name)
                 } else {
@@ -201,7 +232,11 @@ async fn stuck_pod(cluster: &Cluster, obj: &Applied, v: &Value) -> Result<Option
 fn images(v: &Value) -> Vec<String> {
     v.pointer("/spec/template/spec/containers")
         .and_then(Value::as_array)
-        .map(|cs| cs.iter().filter_map(|c| c["image"].as_str().map(str::to_string)).collect())
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c["image"].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -248,9 +283,18 @@ mod tests {
                    "status": {"observedGeneration": obs, "updatedReplicas": updated,
                               "availableReplicas": avail, "replicas": total}})
         };
-        assert!(matches!(progress("Deployment", &d(2, 1, 2, 2, 2)), Progress::Waiting(_)));
-        assert!(matches!(progress("Deployment", &d(2, 2, 2, 2, 3)), Progress::Waiting(_)));
-        assert!(matches!(progress("Deployment", &d(2, 2, 2, 2, 2)), Progress::Done(_)));
+        assert!(matches!(
+            progress("Deployment", &d(2, 1, 2, 2, 2)),
+            Progress::Waiting(_)
+        ));
+        assert!(matches!(
+            progress("Deployment", &d(2, 2, 2, 2, 3)),
+            Progress::Waiting(_)
+        ));
+        assert!(matches!(
+            progress("Deployment", &d(2, 2, 2, 2, 2)),
+            Progress::Done(_)
+        ));
     }
 
     #[test]
@@ -263,6 +307,9 @@ mod tests {
             Progress::Failed(m) => assert!(m.contains("BackoffLimitExceeded"), "{m}"),
             _ => panic!("not failed"),
         }
-        assert!(matches!(progress("Job", &json!({"status": {"active": 1}})), Progress::Waiting(_)));
+        assert!(matches!(
+            progress("Job", &json!({"status": {"active": 1}})),
+            Progress::Waiting(_)
+        ));
     }
 }
