@@ -34,9 +34,19 @@ enum Command {
     Deploy(commands::deploy::DeployArgs),
 }
 
-fn init_logging(format: &str) {
+/// The log filter when `SKIFF_LOG` is not set. The server and the agent log what they do; the
+/// client commands (`image`, `new`, `build`, `deploy`) print their own progress and errors, so
+/// only warnings get through, and not the kube client's, whose failures they report themselves.
+fn default_log_filter(command: &Command) -> &'static str {
+    match command {
+        Command::Server(_) | Command::Agent(_) => "info",
+        _ => "warn,kube_client=off",
+    }
+}
+
+fn init_logging(format: &str, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -49,7 +59,7 @@ fn init_logging(format: &str) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    init_logging(&cli.log_format, default_log_filter(&cli.command));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
