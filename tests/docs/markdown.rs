@@ -9,8 +9,11 @@ pub struct Heading {
     pub line: usize,
 }
 
+/// Lines with their number, counted from 0.
+pub type NumberedLines<'a> = Vec<(usize, &'a str)>;
+
 /// Lines outside fenced code blocks, numbered from 0, and the fenced ones apart.
-pub fn split_fences(md: &str) -> (Vec<(usize, &str)>, Vec<(usize, &str)>) {
+pub fn split_fences(md: &str) -> (NumberedLines<'_>, NumberedLines<'_>) {
     let (mut prose, mut code) = (Vec::new(), Vec::new());
     let mut fenced = false;
     for (i, line) in md.lines().enumerate() {
