@@ -63,6 +63,23 @@ pub(crate) struct ComponentCache {
     loaded: Mutex<HashMap<String, Arc<OnceCell<Arc<LoadedComponent>>>>>,
 }
 
+/// Links `wasi:http` (`types` and `outgoing-handler`) with the optional parts of its WIT
+/// enabled, so that a component built against a newer WASI 0.2 WIT that imports them links
+/// (componentize-js and componentize-py do, from 0.2.10 on); a call to
+/// `response-outparam.send-informational` traps with "not implemented".
+fn add_http_to_linker(linker: &mut Linker<Host>) -> wasmtime::Result<()> {
+    use wasmtime_wasi_http::p2::bindings::{http, LinkOptions};
+    use wasmtime_wasi_http::{WasiHttp, WasiHttpView};
+    let mut options = LinkOptions::default();
+    options.informational_outbound_responses(true);
+    http::outgoing_handler::add_to_linker::<_, WasiHttp>(linker, <Host as WasiHttpView>::http)?;
+    http::types::add_to_linker::<_, WasiHttp>(
+        linker,
+        &(&options).into(),
+        <Host as WasiHttpView>::http,
+    )
+}
+
 impl ComponentCache {
     pub(crate) fn new(engine: &Engine, dir: PathBuf) -> Result<Self, WasmError> {
         std::fs::create_dir_all(&dir).map_err(|source| WasmError::CacheDir {
@@ -72,7 +89,7 @@ impl ComponentCache {
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .and_then(|()| super::sockets::add_to_linker(&mut linker))
-            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            .and_then(|()| add_http_to_linker(&mut linker))
             .map_err(|e| {
                 WasmError::Engine(format!("cannot link the WASI host functions: {e:#}"))
             })?;
