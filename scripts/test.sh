@@ -12,3 +12,7 @@ scripts/build-guests.sh >/dev/null
 cargo test --workspace "$@"
 # The SDK's own tests, on the host (its bindings compile for any target).
 cargo test --manifest-path sdk/Cargo.toml --target-dir "${CARGO_TARGET_DIR:-target}/sdk-host" --quiet
+# Its doc examples, compiled for wasm32-wasip2 (the target they are written for) and run there
+# through jco on Node.js; `no_run` ones (exported handlers, outbound HTTP) compile only. Stable
+# rustdoc has no compile-only mode for cross targets, hence a real WASI 0.2 runner (see the script).
+sdk/check-doc-examples.sh --quiet

@@ -15,6 +15,16 @@ use wasi::http::types::{Fields, IncomingBody, Method, OutgoingBody, OutgoingRequ
 use crate::http::Response;
 
 /// Sends a GET to `url` and returns the whole response.
+///
+/// Any status is a response; an `Err` says why no response arrived (a refused connection, a
+/// name that does not resolve, a bad URL). To call a Service of the cluster by name, see
+/// [`service`](crate::service).
+///
+/// ```no_run
+/// let resp = skiff_sdk::http::get("http://orders.shop/items")?;
+/// println!("{}: {}", resp.status, resp.body_text());
+/// # Ok::<(), String>(())
+/// ```
 pub fn get(url: &str) -> Result<Response, String> {
     send("GET", url, &[], &[])
 }
@@ -56,6 +66,17 @@ fn split_url(url: &str) -> Result<(Scheme, String, String), String> {
 
 /// Sends a request with `method`, `headers` and `body` to `url` and returns the whole
 /// response (status, headers, body).
+///
+/// ```no_run
+/// let resp = skiff_sdk::http::send(
+///     "POST",
+///     "http://orders.shop/items",
+///     &[("content-type", "application/json")],
+///     br#"{"name":"tea"}"#,
+/// )?;
+/// assert_eq!(resp.status, 201);
+/// # Ok::<(), String>(())
+/// ```
 pub fn send(
     method_name: &str,
     url: &str,
@@ -131,6 +152,51 @@ pub fn send(
     Ok(resp)
 }
 
+/// Sends a request like [`send`] on wstd's reactor, so other futures of an async handler run
+/// while it waits.
+pub(crate) async fn send_async(
+    method_name: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Response, String> {
+    // Checks the URL the same way as the blocking client, for the same messages.
+    split_url(url)?;
+    let mut builder = wstd::http::Request::builder()
+        .method(method_name.to_ascii_uppercase().as_str())
+        .uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let request = builder
+        .body(wstd::http::Body::from(body.to_vec()))
+        .map_err(|e| format!("building the request: {e}"))?;
+    let response = wstd::http::Client::new()
+        .send(request)
+        .await
+        .map_err(|e| format!("request to {url} failed: {e:#}"))?;
+    let status = response.status().as_u16();
+    let response_headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = response.into_body();
+    let data = body
+        .contents()
+        .await
+        .map_err(|e| format!("reading the response body: {e:#}"))?
+        .to_vec();
+    let mut resp = Response::new(status).with_body(data);
+    resp.headers = response_headers;
+    Ok(resp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,7 +209,9 @@ mod tests {
         assert_eq!(p, "/items?id=3");
         let (_, a, p) = split_url("https://web").unwrap();
         assert_eq!((a.as_str(), p.as_str()), ("web", "/"));
-        assert!(split_url("orders/items").unwrap_err().contains("absolute URL"));
+        assert!(split_url("orders/items")
+            .unwrap_err()
+            .contains("absolute URL"));
         assert!(split_url("ftp://x/").unwrap_err().contains("ftp"));
     }
 }

@@ -1,6 +1,7 @@
-//! A synchronous HTTP request/response API for Skiff services.
+//! The request and response types of a Skiff service, and plain outbound HTTP.
 //!
-//! Write a function `fn(Request) -> Response` and export it with
+//! Write a function `fn(Request) -> Response` (or one returning `Result<Response, E>`, see
+//! [`IntoResponse`](crate::IntoResponse)) and export it with
 //! [`http_handler!`](crate::http_handler):
 //!
 //! ```no_run
@@ -20,16 +21,24 @@
 //! # fn main() {}
 //! ```
 
-use std::io::{Read as _, Write as _};
+use serde::{de::DeserializeOwned, Serialize};
 
 pub use crate::client::{get, send};
-
-use wasi::http::types::{
-    Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam,
-};
-use wasi::io::streams::StreamError;
+pub use crate::handler::IntoResponse;
+use crate::Error;
 
 /// An incoming HTTP request, with its whole body already read.
+///
+/// ```
+/// use skiff_sdk::http::Request;
+///
+/// let req = Request::new("POST", "/items?dry_run=1")
+///     .with_header("content-type", "application/json")
+///     .with_body(r#"{"name":"tea"}"#);
+/// assert_eq!((req.method.as_str(), req.path_only()), ("POST", "/items"));
+/// assert_eq!(req.query_param("dry_run").as_deref(), Some("1"));
+/// assert_eq!(req.header("Content-Type"), Some("application/json"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// The method in upper case, e.g. `"GET"`.
@@ -44,10 +53,17 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// The whole request body.
     pub body: Vec<u8>,
+    /// Path parameters bound by the [`Router`](crate::Router) (`:id` in `/items/:id`).
+    params: Vec<(String, String)>,
 }
 
 impl Request {
     /// A request with no headers and an empty body; handy in tests.
+    ///
+    /// ```
+    /// let req = skiff_sdk::http::Request::new("GET", "/items?limit=2");
+    /// assert_eq!(req.path_only(), "/items");
+    /// ```
     pub fn new(method: impl Into<String>, path: impl Into<String>) -> Self {
         Request {
             method: method.into(),
@@ -55,10 +71,104 @@ impl Request {
             authority: None,
             headers: Vec::new(),
             body: Vec::new(),
+            params: Vec::new(),
         }
     }
 
+    /// A request as the handler entry point builds it.
+    pub(crate) fn from_parts(
+        method: String,
+        path: String,
+        authority: Option<String>,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> Self {
+        Request {
+            method,
+            path,
+            authority,
+            headers,
+            body,
+            params: Vec::new(),
+        }
+    }
+
+    /// Adds a header; handy in tests.
+    ///
+    /// ```
+    /// let req = skiff_sdk::http::Request::new("GET", "/").with_header("Accept", "text/plain");
+    /// assert_eq!(req.header("accept"), Some("text/plain"));
+    /// ```
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Replaces the body; handy in tests.
+    ///
+    /// ```
+    /// let req = skiff_sdk::http::Request::new("POST", "/items").with_body(r#"{"name":"tea"}"#);
+    /// assert_eq!(req.body_text(), r#"{"name":"tea"}"#);
+    /// ```
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// The body parsed as JSON into `T`.
+    ///
+    /// A body that is not valid JSON for `T` is an [`Error::Json`], which answers `400` naming
+    /// serde's error when a handler returns it (e.g. through `?`).
+    ///
+    /// ```
+    /// #[derive(Debug, serde::Deserialize)]
+    /// struct NewItem { name: String }
+    ///
+    /// let req = skiff_sdk::http::Request::new("POST", "/items").with_body(r#"{"name":"tea"}"#);
+    /// let item: NewItem = req.json()?;
+    /// assert_eq!(item.name, "tea");
+    ///
+    /// let bad = skiff_sdk::http::Request::new("POST", "/items").with_body("{}");
+    /// let err = bad.json::<NewItem>().unwrap_err();
+    /// assert_eq!(err.status_code(), 400);
+    /// assert!(err.to_string().contains("missing field `name`"));
+    /// # Ok::<(), skiff_sdk::Error>(())
+    /// ```
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        Ok(serde_json::from_slice(&self.body)?)
+    }
+
+    /// The path parameter `name` bound by the [`Router`](crate::Router), percent-decoded:
+    /// `"7"` for `:id` in the route `/items/:id` and the path `/items/7`.
+    ///
+    /// ```
+    /// use skiff_sdk::{http::{Request, Response}, Router};
+    ///
+    /// fn show(req: Request) -> Response {
+    ///     Response::text(200, format!("item {}", req.param("id").unwrap_or("?")))
+    /// }
+    ///
+    /// let resp = Router::new().get("/items/:id", show).handle(Request::new("GET", "/items/7"));
+    /// assert_eq!(resp.body, b"item 7");
+    /// ```
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Replaces the path parameters (the router binds them before calling a handler).
+    pub(crate) fn set_params(&mut self, params: Vec<(String, String)>) {
+        self.params = params;
+    }
+
     /// The path without the query string: `"/items"` for `"/items?id=3"`.
+    ///
+    /// ```
+    /// let req = skiff_sdk::http::Request::new("GET", "/items?id=3");
+    /// assert_eq!(req.path_only(), "/items");
+    /// ```
     pub fn path_only(&self) -> &str {
         self.path
             .split_once('?')
@@ -66,6 +176,11 @@ impl Request {
     }
 
     /// The raw query string without the `?`, if there is one.
+    ///
+    /// ```
+    /// let req = skiff_sdk::http::Request::new("GET", "/items?id=3&x");
+    /// assert_eq!(req.query(), Some("id=3&x"));
+    /// ```
     pub fn query(&self) -> Option<&str> {
         self.path.split_once('?').map(|(_, query)| query)
     }
@@ -85,6 +200,11 @@ impl Request {
     }
 
     /// The first value of header `name` (compared case-insensitively).
+    ///
+    /// ```
+    /// let req = skiff_sdk::http::Request::new("GET", "/").with_header("X-Id", "7");
+    /// assert_eq!(req.header("x-id"), Some("7"));
+    /// ```
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -93,12 +213,26 @@ impl Request {
     }
 
     /// The body as text (invalid UTF-8 is replaced with `U+FFFD`).
+    ///
+    /// ```
+    /// let req = skiff_sdk::http::Request::new("POST", "/").with_body("hi");
+    /// assert_eq!(req.body_text(), "hi");
+    /// ```
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
 /// An HTTP response to send back.
+///
+/// ```
+/// use skiff_sdk::http::Response;
+///
+/// let resp = Response::new(303).with_header("location", "/items/7");
+/// assert_eq!(resp.status, 303);
+/// assert_eq!(resp.header("Location"), Some("/items/7"));
+/// assert!(resp.body.is_empty());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     /// The status code, e.g. `200`.
@@ -111,6 +245,10 @@ pub struct Response {
 
 impl Response {
     /// A response with the given status, no headers and an empty body.
+    ///
+    /// ```
+    /// assert_eq!(skiff_sdk::http::Response::new(204).body, b"");
+    /// ```
     pub fn new(status: u16) -> Self {
         Response {
             status,
@@ -133,19 +271,99 @@ impl Response {
             .with_body(body.into())
     }
 
+    /// A JSON response (`content-type: application/json`) with `value` serialized as the body.
+    ///
+    /// A value that cannot be serialized (a map with non-string keys, a failing `Serialize`
+    /// impl) answers `500 internal server error` and logs why.
+    ///
+    /// ```
+    /// #[derive(serde::Serialize)]
+    /// struct Item { id: u32, name: String }
+    ///
+    /// let resp = skiff_sdk::http::Response::json(201, &Item { id: 1, name: "tea".into() });
+    /// assert_eq!(resp.status, 201);
+    /// assert_eq!(resp.header("content-type"), Some("application/json"));
+    /// assert_eq!(resp.body, br#"{"id":1,"name":"tea"}"#);
+    /// ```
+    pub fn json<T: Serialize + ?Sized>(status: u16, value: &T) -> Self {
+        match serde_json::to_vec(value) {
+            Ok(body) => Response::new(status)
+                .with_header("content-type", "application/json")
+                .with_body(body),
+            Err(err) => {
+                Error::internal(format!("serializing the response body: {err}")).into_response()
+            }
+        }
+    }
+
+    /// The body parsed as JSON into `T`: for a response from another service.
+    ///
+    /// A body that is not valid JSON for `T` is a `502` error (the other service answered
+    /// something unexpected), whose cause is logged if a handler returns it.
+    ///
+    /// ```
+    /// let resp = skiff_sdk::http::Response::text(200, "[1,2,3]");
+    /// let numbers: Vec<u32> = resp.body_json()?;
+    /// assert_eq!(numbers, [1, 2, 3]);
+    /// assert_eq!(resp.body_json::<String>().unwrap_err().status_code(), 502);
+    /// # Ok::<(), skiff_sdk::Error>(())
+    /// ```
+    pub fn body_json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body).map_err(|err| {
+            Error::status(
+                502,
+                format!("the response body is not the expected JSON: {err}"),
+            )
+        })
+    }
+
+    /// The body as text (invalid UTF-8 is replaced with `U+FFFD`).
+    ///
+    /// ```
+    /// assert_eq!(skiff_sdk::http::Response::text(200, "ok").body_text(), "ok");
+    /// ```
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// Whether the status is 2xx.
+    ///
+    /// ```
+    /// assert!(skiff_sdk::http::Response::new(204).is_success());
+    /// assert!(!skiff_sdk::http::Response::new(404).is_success());
+    /// ```
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
     /// Adds a header.
+    ///
+    /// ```
+    /// let resp = skiff_sdk::http::Response::new(200).with_header("cache-control", "no-store");
+    /// assert_eq!(resp.header("Cache-Control"), Some("no-store"));
+    /// ```
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
         self
     }
 
     /// Replaces the body.
+    ///
+    /// ```
+    /// let resp = skiff_sdk::http::Response::new(200).with_body("hi");
+    /// assert_eq!(resp.body, b"hi");
+    /// ```
     pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
         self
     }
 
     /// The first value of header `name` (compared case-insensitively).
+    ///
+    /// ```
+    /// let resp = skiff_sdk::http::Response::text(200, "ok");
+    /// assert_eq!(resp.header("Content-Type"), Some("text/plain"));
+    /// ```
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -154,171 +372,23 @@ impl Response {
     }
 }
 
-/// Exports a function `fn(Request) -> Response` as the component's `wasi:http/incoming-handler`.
-///
-/// Use it once, at the top level of a `cdylib` crate built for `wasm32-wasip2`:
-///
-/// ```no_run
-/// fn handle(_req: skiff_sdk::http::Request) -> skiff_sdk::http::Response {
-///     skiff_sdk::http::Response::text(200, "hello\n")
-/// }
-///
-/// skiff_sdk::http_handler!(handle);
-/// # fn main() {}
-/// ```
-///
-/// For each request the generated export reads the whole request body, calls the function, then
-/// sends the status and headers and writes the whole body. A panic in the handler traps the
-/// component instance; the host then answers the request with an error.
-#[macro_export]
-macro_rules! http_handler {
-    ($handler:path) => {
-        #[doc(hidden)]
-        struct __SkiffHttpHandler;
-
-        impl $crate::__private::wasi::exports::http::incoming_handler::Guest
-            for __SkiffHttpHandler
-        {
-            fn handle(
-                request: $crate::__private::wasi::http::types::IncomingRequest,
-                response_out: $crate::__private::wasi::http::types::ResponseOutparam,
-            ) {
-                $crate::__private::serve(request, response_out, $handler)
-            }
-        }
-
-        $crate::__private::wasi::http::proxy::export!(__SkiffHttpHandler);
-    };
-}
-
-/// Runs `handler` for one `wasi:http` request. Used by [`http_handler!`](crate::http_handler).
-#[doc(hidden)]
-pub fn serve(
-    request: IncomingRequest,
-    response_out: ResponseOutparam,
-    handler: fn(Request) -> Response,
-) {
-    let response = match read_request(request) {
-        Ok(request) => handler(request),
-        Err(err) => Response::text(400, format!("cannot read request: {err}\n")),
-    };
-    write_response(response, response_out);
-}
-
-fn read_request(request: IncomingRequest) -> Result<Request, String> {
-    let method = method_name(request.method());
-    let mut path = request.path_with_query().unwrap_or_default();
-    if !path.starts_with('/') {
-        path.insert(0, '/');
-    }
-    let authority = request.authority();
-    let headers = request
-        .headers()
-        .entries()
-        .into_iter()
-        .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
-        .collect();
-
-    let incoming = request
-        .consume()
-        .map_err(|()| "request body already consumed".to_string())?;
-    let mut body = Vec::new();
-    {
-        let mut stream = incoming
-            .stream()
-            .map_err(|()| "request body stream unavailable".to_string())?;
-        stream
-            .read_to_end(&mut body)
-            .map_err(|err| format!("reading request body: {err}"))?;
-        // The stream is a child of `incoming` and must be dropped before finishing it.
-    }
-    drop(IncomingBody::finish(incoming));
-
-    Ok(Request {
-        method,
-        path,
-        authority,
-        headers,
-        body,
-    })
-}
-
-fn write_response(mut response: Response, response_out: ResponseOutparam) {
-    if response.header("content-length").is_none() {
-        let len = response.body.len().to_string();
-        response.headers.push(("content-length".to_string(), len));
-    }
-
-    let fields = Fields::new();
-    for (name, value) in &response.headers {
-        if let Err(err) = fields.append(name, value.as_bytes()) {
-            eprintln!("skiff-sdk: dropping response header {name:?}: {err:?}");
-        }
-    }
-    let outgoing = OutgoingResponse::new(fields);
-    if outgoing.set_status_code(response.status).is_err() {
-        eprintln!(
-            "skiff-sdk: invalid status {}; answering 500",
-            response.status
-        );
-        // Cannot fail: 500 is a valid status.
-        let _ = outgoing.set_status_code(500);
-    }
-    let Ok(body) = outgoing.body() else {
-        eprintln!("skiff-sdk: response body unavailable");
-        return;
-    };
-    ResponseOutparam::set(response_out, Ok(outgoing));
-
-    {
-        let Ok(mut stream) = body.write() else {
-            eprintln!("skiff-sdk: response body stream unavailable");
-            return;
-        };
-        if let Err(err) = stream.write_all(&response.body) {
-            // Usually the client went away; nothing more to do.
-            eprintln!("skiff-sdk: writing response body: {err}");
-            return;
-        }
-        // Every byte was accepted. The host may close the stream as soon as it has
-        // `content-length` bytes, so a closed stream here is not an error.
-        if let Err(StreamError::LastOperationFailed(err)) = stream.blocking_flush() {
-            eprintln!(
-                "skiff-sdk: flushing response body: {}",
-                err.to_debug_string()
-            );
-            return;
-        }
-        // The stream is a child of `body` and must be dropped before finishing it.
-    }
-    if let Err(err) = OutgoingBody::finish(body, None) {
-        eprintln!("skiff-sdk: finishing response body: {err:?}");
-    }
-}
-
-fn method_name(method: Method) -> String {
-    match method {
-        Method::Get => "GET".to_string(),
-        Method::Head => "HEAD".to_string(),
-        Method::Post => "POST".to_string(),
-        Method::Put => "PUT".to_string(),
-        Method::Delete => "DELETE".to_string(),
-        Method::Connect => "CONNECT".to_string(),
-        Method::Options => "OPTIONS".to_string(),
-        Method::Trace => "TRACE".to_string(),
-        Method::Patch => "PATCH".to_string(),
-        Method::Other(other) => other,
-    }
-}
-
 /// Decodes `%XX` escapes and `+` (as a space) in a query component; bad escapes are kept as-is.
 fn percent_decode(input: &str) -> String {
+    decode(input, true)
+}
+
+/// Decodes `%XX` escapes in a path segment (`+` stays a `+`); bad escapes are kept as-is.
+pub(crate) fn decode_path_segment(input: &str) -> String {
+    decode(input, false)
+}
+
+fn decode(input: &str, plus_as_space: bool) -> String {
     let bytes = input.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'+' => out.push(b' '),
+            b'+' if plus_as_space => out.push(b' '),
             b'%' => match bytes.get(i + 1..i + 3).and_then(decode_hex_pair) {
                 Some(byte) => {
                     out.push(byte);
