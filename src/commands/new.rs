@@ -14,6 +14,7 @@ use super::project::Project;
 static TEMPLATES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 static SDK_SOURCES: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/sdk/src");
 const SDK_CARGO_TOML: &str = include_str!("../../sdk/Cargo.toml");
+const SDK_README: &str = include_str!("../../sdk/README.md");
 /// Where a Rust project keeps its copy of the SDK (its Cargo.toml depends on this path).
 const SDK_VENDOR_DIR: &str = "vendor/skiff-sdk";
 
@@ -224,6 +225,7 @@ fn vendor_sdk(dir: &Path) -> Result<()> {
         .map(|l| format!("{l}\n"))
         .collect();
     write_file(&out.join("Cargo.toml"), manifest.as_bytes())?;
+    write_file(&out.join("README.md"), SDK_README.as_bytes())?;
     fn copy(dir: &Dir<'_>, out: &Path) -> Result<()> {
         for file in dir.files() {
             write_file(&out.join(file.path()), file.contents())?;
@@ -298,6 +300,7 @@ mod tests {
         assert_eq!(project.manifest.name, "demo");
         assert!(dir.join(".gitignore").is_file());
         assert!(dir.join("vendor/skiff-sdk/src/lib.rs").is_file());
+        assert!(dir.join("vendor/skiff-sdk/README.md").is_file());
         let vendored = std::fs::read_to_string(dir.join("vendor/skiff-sdk/Cargo.toml")).unwrap();
         assert!(!vendored.contains("[workspace]"), "{vendored}");
         let src = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
