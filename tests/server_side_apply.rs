@@ -226,6 +226,57 @@ fn replicas_handed_over_and_client_side_apply_upgraded() -> Result<()> {
     Ok(())
 }
 
+/// A bare Wasm Pod: the RuntimeClass adds a nodeSelector, admission a service account
+/// and tolerations.
+const POD: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: upgraded
+spec:
+  runtimeClassName: wasm
+  containers:
+  - name: c
+    image: nothere:v1
+"#;
+
+#[test]
+fn a_pod_applied_client_side_is_applied_server_side_again_and_again() -> Result<()> {
+    let s = Skiff::control_plane()?;
+    let pod = s.write("pod.yaml", POD)?;
+    let pod = pod.to_str().unwrap_or_default();
+    s.ok(&["apply", "-f", pod])?;
+    // As in Kubernetes, what admission added belongs to no manager: the upgraded ownership
+    // covers what the client sent and its defaults, and a pod's spec cannot change.
+    let p = s.json(&["get", "pod", "upgraded", "--show-managed-fields"])?;
+    let owned = entry(&p, "kubectl-client-side-apply", "Update")
+        .map(|e| e["fieldsV1"]["f:spec"].clone())
+        .unwrap_or_default();
+    for admitted in ["f:nodeSelector", "f:tolerations", "f:serviceAccountName"] {
+        ensure!(owned.get(admitted).is_none(), "{admitted} in {owned}");
+    }
+    ensure!(owned.get("f:dnsPolicy").is_some(), "defaults are owned: {owned}");
+    for round in 0..2 {
+        let out = s.kubectl(&["apply", "--server-side", "-f", pod])?;
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        // kubectl's migration re-applies right away and warns when that fails.
+        ensure!(
+            out.status.success() && stdout.contains("serverside-applied") && stderr.is_empty(),
+            "round {round}: {stdout}{stderr}"
+        );
+    }
+    let p = s.json(&["get", "pod", "upgraded"])?;
+    ensure!(
+        p["spec"]["nodeSelector"]["skiff.dev/runtime-wasm"] == "true"
+            && p["spec"]["dnsPolicy"] == "ClusterFirst",
+        "{}",
+        p["spec"]
+    );
+    Ok(())
+}
+
 const ROUTES_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:

@@ -47,6 +47,12 @@ pub struct Prepared {
     pub object: Value,
     pub warnings: Vec<String>,
     pub _allocation: Option<OwnedMutexGuard<()>>,
+    /// On a create, the object as the request's field manager owns it when that differs from
+    /// `object`: defaulted, but before mutating admission (a Pod's default tolerations, service
+    /// account, priority, RuntimeClass nodeSelector). Kubernetes records managedFields before
+    /// admission, so the fields admission adds belong to no manager and a later apply that
+    /// omits them keeps them.
+    pub tracked: Option<Value>,
 }
 
 fn invalid(def: &ResourceDef, obj: &Value, causes: Vec<Cause>) -> ApiError {
@@ -203,6 +209,11 @@ pub async fn prepare_create(
     }
     initial_status(def, &mut obj);
     fold_string_data(def, &mut obj);
+    let tracked = (def.kind == "Pod").then(|| {
+        let mut before_admission = obj.clone();
+        defaults::apply_defaults(def.kind, &mut before_admission);
+        before_admission
+    });
     if def.kind == "Pod" {
         // Before the generic defaults' fixed 300 s: the configured value wins.
         tolerations::add_default_tolerations(&mut obj, st.config.default_toleration_seconds);
@@ -231,6 +242,7 @@ pub async fn prepare_create(
         object: obj,
         warnings,
         _allocation: guard,
+        tracked,
     })
 }
 
@@ -517,6 +529,7 @@ pub async fn prepare_update(
         object: obj,
         warnings,
         _allocation: guard,
+        tracked: None,
     })
 }
 

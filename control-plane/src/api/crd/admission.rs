@@ -187,6 +187,7 @@ pub async fn prepare_create(
         object: obj,
         warnings,
         _allocation: None,
+        tracked: None,
     })
 }
 
@@ -281,5 +282,6 @@ pub async fn prepare_update(
         object: obj,
         warnings,
         _allocation: None,
+        tracked: None,
     })
 }

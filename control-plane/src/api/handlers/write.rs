@@ -116,7 +116,8 @@ async fn create_tracked(
     )
     .await?;
     if matches!(track, Track::Update) {
-        mf.record_update(&w, &Value::Null, &prepared.object)?;
+        let owned = prepared.tracked.as_ref().unwrap_or(&prepared.object);
+        mf.record_update(&w, &Value::Null, owned)?;
     }
     mf.encode_into(&mut prepared.object);
     let name = object::name(&prepared.object).to_string();
@@ -127,6 +128,7 @@ async fn create_tracked(
         object: obj,
         warnings,
         _allocation,
+        ..
     } = prepared;
     let stored = ctx
         .st
@@ -299,6 +301,7 @@ where
             object: obj,
             warnings,
             _allocation,
+            ..
         } = prepared;
         let precondition = Precondition {
             resource_version: Some(current_rv),
