@@ -7,6 +7,10 @@
 # Outputs, in target/wasm/wasm32-wasip2/release/ under the repository root:
 #   hello_wasm.wasm   samples/hello-wasm    cdylib → exports wasi:http/incoming-handler (wasi:http/proxy)
 #   wasm-job.wasm     samples/wasm-job      bin    → exports wasi:cli/run (command)
+#   cron-report.wasm  samples/cron-report   bin    → command: prints a sales report (a CronJob)
+#   sidecar.wasm      samples/sidecar       cdylib → wasi:http: serves what a container sidecar writes
+#   todo_api.wasm     samples/todo-api      cdylib → wasi:http: JSON CRUD kept in a file under $DATA_DIR
+#   mixed_app.wasm    samples/mixed-app     cdylib → wasi:http: renders what the Service "inventory" serves
 #   fail-exit.wasm    tests/guests/fail-exit  prints "about to fail", exits 3 (wasi:cli/exit.exit-with-code)
 #   trap.wasm         tests/guests/trap       prints "about to trap", panics "boom" → trap
 #   spin.wasm         tests/guests/spin       prints "spinning", loops forever
@@ -14,6 +18,7 @@
 #   env-reader.wasm   tests/guests/env-reader prints "GREETING=…", "file=<content of /config/greeting>", "relative=<./greeting in the working dir>"
 #   sleeper.wasm      tests/guests/sleeper    prints "started", sleeps $SECONDS (2), prints "done"
 #   counter.wasm      tests/guests/counter    increments /data/count, prints "count=N", sleeps forever
+#   sdk_probe.wasm    tests/guests/sdk-probe  cdylib → wasi:http: every skiff-sdk feature (tests/sdk.rs)
 # (cdylib outputs use the crate name with '-' → '_'; bin outputs keep the bin name as is.)
 # Hosts: every component imports the WASI 0.2 CLI interfaces (environment, exit, stdio, and
 # filesystem for hello_wasm and env-reader), so link wasmtime_wasi::p2::add_to_linker_async, plus
@@ -48,7 +53,7 @@ for workspace in samples tests/guests; do
 done
 
 status=0
-for name in hello_wasm wasm-job fail-exit trap spin hog env-reader sleeper counter; do
+for name in hello_wasm wasm-job cron-report sidecar todo_api mixed_app fail-exit trap spin hog env-reader sleeper counter sdk_probe; do
     wasm="$OUT_DIR/$name.wasm"
     if [ -f "$wasm" ]; then
         echo "$wasm"

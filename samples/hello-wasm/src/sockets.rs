@@ -70,7 +70,10 @@ fn query(name: &str) -> Vec<u8> {
 
 /// The A records of a reply (empty if it is malformed or has none).
 fn answers(msg: &[u8]) -> Vec<Ipv4Addr> {
-    let count = |i: usize| msg.get(i..i + 2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+    let count = |i: usize| {
+        msg.get(i..i + 2)
+            .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+    };
     let mut at = 12;
     for _ in 0..count(4) {
         at = skip_name(msg, at) + 4;
