@@ -25,22 +25,6 @@ fn condition_true(obj: &Value, kind: &str) -> bool {
         .any(|c| c["type"] == kind && c["status"] == "True")
 }
 
-/// Messages of the Events with `reason`.
-fn events(s: &Skiff, reason: &str) -> Result<Vec<String>> {
-    let list = s.json(&[
-        "get",
-        "events",
-        "--field-selector",
-        &format!("reason={reason}"),
-    ])?;
-    Ok(list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["message"].as_str().map(str::to_string))
-        .collect())
-}
-
 /// Waits for Job `job` to be Complete (failing at once if it Failed).
 fn wait_complete(s: &Skiff, job: &str, limit: Duration) -> Result<()> {
     wait_for_within(&format!("job {job} Complete"), limit, || {
@@ -186,7 +170,9 @@ fn scale_to_zero_goes_to_zero_and_answers_the_next_request() -> Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("{e}; log tail:\n{}", tail(&s.log())))?;
     assert!(
-        events(&s, "ScaledToZero")?.iter().any(|m| !m.is_empty()),
+        s.event_messages("ScaledToZero")?
+            .iter()
+            .any(|m| !m.is_empty()),
         "a ScaledToZero event"
     );
 
@@ -200,13 +186,13 @@ fn scale_to_zero_goes_to_zero_and_answers_the_next_request() -> Result<()> {
         "Hello from Skiff! version=serverless path=/from-zero\n"
     );
     assert!(replicas(&s, "scale-to-zero")? >= 1);
-    let from_zero = events(&s, "ScaledFromZero")?;
+    let from_zero = s.event_messages("ScaledFromZero")?;
     assert!(
         from_zero.iter().any(|m| m.contains("Scaled from 0 to 1")),
         "{from_zero:?}"
     );
     let cold = wait_for("the ColdStart event on the Service", || {
-        let cold = events(&s, "ColdStart")?;
+        let cold = s.event_messages("ColdStart")?;
         Ok((!cold.is_empty()).then_some(cold))
     })?;
     assert!(

@@ -254,7 +254,10 @@ fn a_pod_applied_client_side_is_applied_server_side_again_and_again() -> Result<
     for admitted in ["f:nodeSelector", "f:tolerations", "f:serviceAccountName"] {
         ensure!(owned.get(admitted).is_none(), "{admitted} in {owned}");
     }
-    ensure!(owned.get("f:dnsPolicy").is_some(), "defaults are owned: {owned}");
+    ensure!(
+        owned.get("f:dnsPolicy").is_some(),
+        "defaults are owned: {owned}"
+    );
     for round in 0..2 {
         let out = s.kubectl(&["apply", "--server-side", "-f", pod])?;
         let (stdout, stderr) = (

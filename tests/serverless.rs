@@ -153,23 +153,6 @@ impl Drop for Load {
     }
 }
 
-fn events(s: &Skiff, reason: &str) -> Result<Vec<String>> {
-    let list = s.json(&[
-        "get",
-        "events",
-        "--field-selector",
-        &format!("reason={reason}"),
-        "-o",
-        "json",
-    ])?;
-    Ok(list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e["message"].as_str().map(str::to_string))
-        .collect())
-}
-
 /// The node's `/metrics` (through the API server's node proxy) has observed each of `stages`.
 fn assert_node_stages(s: &Skiff, stages: &[&str]) -> Result<()> {
     let node = s.json(&["get", "nodes", "-o", "json"])?["items"][0]["metadata"]["name"]
@@ -217,13 +200,13 @@ fn scale_to_zero_cycle(
     eprintln!("{app}: first response from zero in {:?}", started.elapsed());
     assert_eq!(code, "200", "{text}; log:\n{}", tail(&s.log()));
     assert!(text.contains(body), "{text}");
-    let from_zero = events(s, "ScaledFromZero")?;
+    let from_zero = s.event_messages("ScaledFromZero")?;
     assert!(
         from_zero.iter().any(|m| m.contains("Scaled from 0 to 1")),
         "{from_zero:?}"
     );
     wait_for("the cold-start event on the Service", || {
-        let cold = events(s, "ColdStart")?;
+        let cold = s.event_messages("ColdStart")?;
         Ok(cold
             .iter()
             .any(|m| m.contains("the first request waited"))
@@ -241,7 +224,7 @@ fn scale_to_zero_cycle(
 
     // Idle again: back to zero after the delay.
     wait_zero(s, app)?;
-    assert!(!events(s, "ScaledToZero")?.is_empty());
+    assert!(!s.event_messages("ScaledToZero")?.is_empty());
 
     // 200 requests at once while at zero: all answered, none lost, none 5xx.
     let codes = burst(s, &url, 200)?;
@@ -395,6 +378,6 @@ fn removing_the_annotations_hands_the_deployment_back() -> Result<()> {
     // Longer than the old scale-down delay with no traffic: the user's count stands.
     std::thread::sleep(Duration::from_secs(8));
     assert_eq!(replicas(&s, "hello")?, 2);
-    assert!(events(&s, "ScaledToZero")?.is_empty());
+    assert!(s.event_messages("ScaledToZero")?.is_empty());
     Ok(())
 }

@@ -5,6 +5,7 @@
 pub mod busybox;
 pub mod net;
 mod process;
+pub mod toolchains;
 pub use process::run_ok;
 
 use std::path::{Path, PathBuf};
@@ -519,6 +520,22 @@ impl Skiff {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);
         Ok(serde_json::from_str(&self.ok(&all)?)?)
+    }
+
+    /// The messages of the Events with `reason`, in every namespace kubectl's context sees.
+    pub fn event_messages(&self, reason: &str) -> Result<Vec<String>> {
+        let list = self.json(&[
+            "get",
+            "events",
+            "--field-selector",
+            &format!("reason={reason}"),
+        ])?;
+        Ok(list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["message"].as_str().map(str::to_string))
+            .collect())
     }
 
     pub async fn client(&self) -> Result<kube::Client> {
