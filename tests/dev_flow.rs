@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use anyhow::{bail, Context, Result};
-use common::net::{cluster_ip, fetch};
+use common::net::{cluster_ip, fetch_until};
 use common::{run_ok, Skiff};
 
 const SKIFF: &str = env!("CARGO_BIN_EXE_skiff");
@@ -120,7 +120,7 @@ fn rust_templates_go_from_nothing_to_serving() -> Result<()> {
         "{out}"
     );
     let url = printed_url(&s, &out, "demo")?;
-    assert_eq!(fetch(&s, &url)?, "Hello from demo (rust)!\n");
+    fetch_until(&s, &url, "Hello from demo (rust)!\n")?;
     let image = image_of(&s, "deployment/demo")?;
     let tag = image.strip_prefix("demo:sha256-").context(image.clone())?;
     assert_eq!(tag.len(), 12, "{image}");
@@ -148,7 +148,7 @@ fn rust_templates_go_from_nothing_to_serving() -> Result<()> {
     )?;
     assert!(out.contains("building demo"), "{out}");
     assert_ne!(image_of(&s, "deployment/demo")?, image);
-    assert_eq!(fetch(&s, &url)?, "Hello again from demo!\n");
+    fetch_until(&s, &url, "Hello again from demo!\n")?;
     let logs = s.ok(&["logs", "deploy/demo"])?;
     assert!(
         logs.contains("GET /"),
@@ -200,7 +200,7 @@ fn a_wasi_http_component_made_without_the_sdk_deploys_and_serves() -> Result<()>
         "skiff deploy (wstd)",
     )?;
     let url = printed_url(&s, &out, "wstd-hello")?;
-    assert_eq!(fetch(&s, &url)?, "Hello from plain wstd! path=/\n");
+    fetch_until(&s, &url, "Hello from plain wstd! path=/\n")?;
     let status = s.in_netns(
         "curl",
         &[

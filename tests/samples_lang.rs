@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use common::net::{cluster_ip, fetch};
+use common::net::{cluster_ip, fetch, fetch_until};
 use common::toolchains::{self, path_with};
 use common::{run_ok, wait_for_within, Skiff};
 
@@ -103,6 +103,8 @@ fn check_hello_sample(s: &Skiff, name: &str, language: &str) -> Result<()> {
     let json = |text: &str| -> Result<serde_json::Value> {
         serde_json::from_str(text).with_context(|| format!("{name} answered {text:?}"))
     };
+    // The Service's rules follow its endpoints within moments of the rollout.
+    fetch_until(s, &format!("http://{ip}/healthz"), "ok")?;
     let root = json(&fetch(s, &format!("http://{ip}/"))?)?;
     assert_eq!(root["service"], name, "{root}");
     assert_eq!(root["language"], language, "{root}");
@@ -267,10 +269,11 @@ fn check_job(s: &Skiff, name: &str, language: &str) -> Result<()> {
 /// logged the requests.
 fn check_http(s: &Skiff, name: &str, language: &str) -> Result<()> {
     let ip = cluster_ip(s, name)?;
-    assert_eq!(
-        fetch(s, &format!("http://{ip}/"))?,
-        format!("Hello from {name} ({language})!\n")
-    );
+    fetch_until(
+        s,
+        &format!("http://{ip}/"),
+        &format!("Hello from {name} ({language})!\n"),
+    )?;
     assert_eq!(fetch(s, &format!("http://{ip}/healthz"))?, "ok");
     let headers = s.in_netns(
         "curl",

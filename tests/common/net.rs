@@ -10,6 +10,22 @@ pub fn fetch(s: &Skiff, url: &str) -> Result<String> {
     s.in_netns("curl", &["-sSf", "--max-time", "5", url])
 }
 
+/// GET `url` from the node until it answers `expected` (a Service's rules follow its endpoints
+/// within moments of a rollout; an old pod may answer until then). Returns the last answer
+/// seen in the error when it never does.
+pub fn fetch_until(s: &Skiff, url: &str, expected: &str) -> Result<()> {
+    let mut last = String::new();
+    let seen = wait_for(&format!("{url} to answer {expected:?}"), || {
+        match fetch(s, url) {
+            Ok(body) if body == expected => return Ok(Some(())),
+            Ok(body) => last = body,
+            Err(e) => last = e.to_string(),
+        }
+        Ok(None)
+    });
+    seen.map_err(|e| e.context(format!("last answer: {last}")))
+}
+
 /// The IP of `pod` once it is Ready.
 pub fn pod_ip(s: &Skiff, pod: &str) -> Result<String> {
     wait_for(&format!("pod {pod} Running with an IP"), || {

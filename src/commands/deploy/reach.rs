@@ -2,16 +2,23 @@
 //! Job printed.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use anyhow::Result;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, LogParams};
+use tokio::time::Instant;
 
 use super::apply::Applied;
 use super::Cluster;
 
 /// The most log a finished Job's pod shows here; `kubectl logs` has the rest.
 const DEFAULT_JOB_LOG_BYTES: i64 = 16 * 1024;
+/// How long a Service's ready workload may take to show up in its EndpointSlices (the
+/// endpoints controller reacts within a second; more means the selector picks no ready pod).
+const DEFAULT_ENDPOINTS_WAIT: Duration = Duration::from_secs(20);
+const DEFAULT_ENDPOINTS_POLL: Duration = Duration::from_millis(200);
 
 pub async fn describe(cluster: &Cluster, applied: &[Applied]) -> Result<String> {
     let mut out = String::new();
@@ -22,13 +29,61 @@ pub async fn describe(cluster: &Cluster, applied: &[Applied]) -> Result<String> 
             "Service" => {
                 let api: Api<Service> = Api::namespaced(cluster.client.clone(), ns);
                 let svc = api.get(&obj.name).await?;
-                service(&mut out, &svc, ns, pod_network);
+                if ready_endpoints(cluster, &svc, ns).await? {
+                    service(&mut out, &svc, ns, pod_network);
+                } else {
+                    let _ = writeln!(
+                        out,
+                        "service/{name} in namespace {ns} has no ready endpoints: its selector picks \
+                         no ready pod (kubectl get endpointslices -n {ns} -l kubernetes.io/service-name={name})",
+                        name = obj.name
+                    );
+                }
             }
             "Job" => job_logs(&mut out, cluster, ns, &obj.name).await?,
             _ => {}
         }
     }
     Ok(out)
+}
+
+/// Waits until `svc` has a ready endpoint, so what is printed next answers at once (its nodes
+/// program the Service from its EndpointSlices). A Service without a selector, or one scaled
+/// to zero on purpose (Skiff's activator answers for it), does not wait.
+async fn ready_endpoints(cluster: &Cluster, svc: &Service, ns: &str) -> Result<bool> {
+    let selects = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .is_some_and(|s| !s.is_empty());
+    let at_zero = svc
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("skiff.dev/activator"))
+        .is_some_and(|mode| mode == "proxy");
+    if !selects || at_zero {
+        return Ok(true);
+    }
+    let name = svc.metadata.name.clone().unwrap_or_default();
+    let api: Api<EndpointSlice> = Api::namespaced(cluster.client.clone(), ns);
+    let params = ListParams::default().labels(&format!("kubernetes.io/service-name={name}"));
+    let deadline = Instant::now() + DEFAULT_ENDPOINTS_WAIT;
+    loop {
+        let slices = api.list(&params).await?;
+        let ready = slices
+            .items
+            .iter()
+            .flat_map(|s| &s.endpoints)
+            .any(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true));
+        if ready {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(DEFAULT_ENDPOINTS_POLL).await;
+    }
 }
 
 /// Whether this cluster's nodes program Services (a node without CAP_NET_ADMIN reports
