@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub node_cidr_mask_size: u32,
     /// How often nodes' usage is read (the `metrics.k8s.io` window).
     pub metrics_resolution: Duration,
+    /// The HTTP layer's timeouts.
+    pub limits: crate::api::limits::HttpLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +170,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         config: Arc::new(ApiConfig {
             advertise: advertise_hostport.clone(),
             max_body_bytes: api::request::DEFAULT_MAX_BODY_BYTES,
+            limits: cfg.limits,
             default_toleration_seconds: cfg.default_toleration_seconds,
             node_monitor_grace: cfg.node_monitor_grace,
             cluster_cidr,
@@ -199,12 +202,20 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
     )?;
     let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls_config(&creds)?));
     let handle = axum_server::Handle::new();
-    let server = axum_server::from_tcp_rustls(listener, tls)
+    let limits = cfg.limits;
+    let mut server = axum_server::from_tcp_rustls(listener, tls)
         .map_err(|e| ServerError::Listen(cfg.listen, e))?
         // Watch events and small responses go out at once: with Nagle's algorithm a response
         // written in two pieces waits for the client's delayed ACK (~40 ms on Linux).
-        .map(|tls| tls.acceptor(axum_server::accept::NoDelayAcceptor::new()))
+        .map(|tls| {
+            tls.handshake_timeout(limits.tls_handshake_timeout)
+                .acceptor(axum_server::accept::NoDelayAcceptor::new())
+        })
+        // A connection that says nothing after its handshake (also before HTTP/1 or HTTP/2
+        // is told apart) is closed like one that stalls in its headers.
+        .first_request_timeout(limits.request_header_timeout)
         .handle(handle.clone());
+    configure_http(server.http_builder(), &limits);
     let app = api::router(state.clone());
     let serve = tokio::spawn(async move { server.serve(app.into_make_service()).await });
     let mut controllers = controllers::spawn_all(&state, shutdown_rx.clone());
@@ -235,6 +246,27 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         controllers,
         shutdown_tx,
     })
+}
+
+/// The HTTP/1 and HTTP/2 settings that bound what one connection may hold: the header
+/// timeout (also HTTP/1's idle keep-alive), head buffers a little larger than the limits the
+/// API answers with a Status ([`crate::api::limits`]), and pings that find vanished peers.
+fn configure_http(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    limits: &crate::api::limits::HttpLimits,
+) {
+    use crate::api::limits::{
+        HTTP2_KEEPALIVE_INTERVAL, HTTP2_KEEPALIVE_TIMEOUT, HTTP_HEAD_BUFFER_BYTES,
+    };
+    builder
+        .http1()
+        .header_read_timeout(limits.request_header_timeout)
+        .max_buf_size(HTTP_HEAD_BUFFER_BYTES);
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(HTTP_HEAD_BUFFER_BYTES).unwrap_or(u32::MAX))
+        .keep_alive_interval(HTTP2_KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(HTTP2_KEEPALIVE_TIMEOUT);
 }
 
 impl RunningServer {

@@ -52,6 +52,20 @@ pub struct ServerArgs {
     /// e.g. `10s`, `2s`, `1m`.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     metrics_resolution: std::time::Duration,
+    /// How long a client may take to finish its TLS handshake.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    tls_handshake_timeout: std::time::Duration,
+    /// How long a request's headers may take to arrive, from when the connection is ready for
+    /// them; also how long an idle HTTP/1.1 keep-alive connection stays open.
+    #[arg(long, default_value = "32s", value_parser = parse_duration)]
+    request_header_timeout: std::time::Duration,
+    /// How long a request's body may take to arrive (408 after that).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    request_body_timeout: std::time::Duration,
+    /// How long a request may run, watches, log follows, exec/attach/port-forward, proxies and
+    /// image transfers apart (504 after that).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    request_timeout: std::time::Duration,
     /// Run the control plane only, without the embedded node agent.
     #[arg(long)]
     no_agent: bool,
@@ -93,6 +107,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         node_monitor_grace: std::time::Duration::from_secs(args.node_monitor_grace_seconds),
         default_toleration_seconds: args.default_unreachable_toleration_seconds,
         metrics_resolution: args.metrics_resolution,
+        limits: skiff_control_plane::api::limits::HttpLimits {
+            tls_handshake_timeout: args.tls_handshake_timeout,
+            request_header_timeout: args.request_header_timeout,
+            request_body_timeout: args.request_body_timeout,
+            request_timeout: args.request_timeout,
+        },
     })
     .await
     .context("cannot start the skiff server")?;

@@ -5,6 +5,7 @@ pub mod conversion;
 pub mod crd;
 pub mod discovery;
 pub mod handlers;
+pub mod limits;
 pub mod managed;
 pub mod metrics;
 pub mod metrics_api;
@@ -43,6 +44,8 @@ pub struct ApiConfig {
     /// `host:port` clients reach this server at (discovery's serverAddressByClientCIDRs).
     pub advertise: String,
     pub max_body_bytes: usize,
+    /// The HTTP layer's timeouts.
+    pub limits: limits::HttpLimits,
     /// `tolerationSeconds` of the not-ready/unreachable NoExecute tolerations added to every pod
     /// (DefaultTolerationSeconds admission; kube-apiserver's `--default-unreachable-toleration-seconds`).
     pub default_toleration_seconds: i64,
@@ -112,6 +115,10 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn(negotiate::negotiate))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::enforce,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }

@@ -45,17 +45,61 @@ pub struct Query {
     pub limit_bytes: Option<String>,
 }
 
+/// A boolean query value as Kubernetes reads it (Go's `strconv.ParseBool`).
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether a boolean parameter is set to true (its value was checked by [`Query::parse`]).
 pub fn is_true(v: &Option<String>) -> bool {
-    matches!(v.as_deref(), Some("true") | Some("1") | Some("True"))
+    v.as_deref().and_then(parse_bool).unwrap_or(false)
 }
 
 impl Query {
     pub fn parse(raw: Option<&str>) -> ApiResult<Query> {
         match raw {
             None | Some("") => Ok(Query::default()),
-            Some(q) => serde_urlencoded::from_str(q)
-                .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}"))),
+            Some(q) => {
+                let query: Query = serde_urlencoded::from_str(q)
+                    .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
+                query.check_values()?;
+                Ok(query)
+            }
         }
+    }
+
+    /// Booleans must be booleans and `timeoutSeconds` not negative, as Kubernetes' query
+    /// conversion and validation require (a watch with a bad value would otherwise open).
+    fn check_values(&self) -> ApiResult<()> {
+        for (name, v) in [
+            ("watch", &self.watch),
+            ("allowWatchBookmarks", &self.allow_watch_bookmarks),
+            ("sendInitialEvents", &self.send_initial_events),
+            ("force", &self.force),
+            ("follow", &self.follow),
+            ("previous", &self.previous),
+            ("timestamps", &self.timestamps),
+        ] {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                if parse_bool(v).is_none() {
+                    return Err(ApiError::bad_request(format!(
+                        "{name}: Invalid value: \"{v}\": must be a boolean (true or false)"
+                    )));
+                }
+            }
+        }
+        if let Some(t) = self.int_param("timeoutSeconds", &self.timeout_seconds)? {
+            if t < 0 {
+                return Err(ApiError::bad_request(format!(
+                    "timeoutSeconds: Invalid value: {t}: must be greater than or equal to 0"
+                )));
+            }
+        }
+        Ok(())
     }
 
     pub fn is_watch(&self) -> bool {
@@ -207,17 +251,40 @@ pub enum FieldValidation {
 /// sending and can read the 413; beyond this the connection is simply closed.
 pub const DEFAULT_OVERSIZE_DRAIN_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Reads the body, refusing more than `limit` bytes: by Content-Length before reading, else
-/// while reading. An oversized body is never held in memory whole.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> ApiResult<bytes::Bytes> {
+/// Reads the body, refusing more than `limit` bytes: by Content-Length at once (without
+/// reading it), else while reading; an oversized body is never held in memory whole. A body
+/// that does not arrive within `timeout` is a 408.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> ApiResult<bytes::Bytes> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let mut too_large = declared.is_some_and(|len| len > limit as u64);
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::too_large(limit));
+    }
+    match tokio::time::timeout(timeout, read_limited(body, limit)).await {
+        Ok(read) => read,
+        Err(_) => Err(ApiError::new(
+            http::StatusCode::REQUEST_TIMEOUT,
+            "Timeout",
+            format!(
+                "Timeout: the request body did not arrive within {}s \
+                 (skiff server --request-body-timeout)",
+                timeout.as_secs_f64()
+            ),
+        )),
+    }
+}
+
+async fn read_limited(mut body: Body, limit: usize) -> ApiResult<bytes::Bytes> {
+    let mut too_large = false;
     let mut buf = bytes::BytesMut::new();
     let mut seen: u64 = 0;
-    let mut body = body;
     while let Some(frame) = body.frame().await {
         let frame =
             frame.map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?;
@@ -388,11 +455,33 @@ mod tests {
     async fn oversized_bodies_are_refused() {
         let headers = HeaderMap::new();
         let body = Body::from(vec![b'x'; 11]);
-        let err = read_body(&headers, body, 10).await.unwrap_err();
+        let wait = std::time::Duration::from_secs(5);
+        let err = read_body(&headers, body, 10, wait).await.unwrap_err();
         assert_eq!(err.code, http::StatusCode::PAYLOAD_TOO_LARGE);
         let mut headers = HeaderMap::new();
         headers.insert(http::header::CONTENT_LENGTH, "100".parse().unwrap());
-        let err = read_body(&headers, Body::empty(), 10).await.unwrap_err();
+        // Refused by its declared length, without waiting for a body that never comes.
+        let never = Body::from_stream(futures::stream::pending::<
+            Result<bytes::Bytes, std::io::Error>,
+        >());
+        let err = read_body(&headers, never, 10, wait).await.unwrap_err();
         assert_eq!(err.code, http::StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_does_not_come_is_a_408() {
+        let never = Body::from_stream(futures::stream::pending::<
+            Result<bytes::Bytes, std::io::Error>,
+        >());
+        let wait = std::time::Duration::from_millis(50);
+        let err = read_body(&HeaderMap::new(), never, 10, wait)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, http::StatusCode::REQUEST_TIMEOUT);
+        assert!(
+            err.message.contains("--request-body-timeout"),
+            "{}",
+            err.message
+        );
     }
 }

@@ -33,6 +33,7 @@ impl TestApi {
             config: Arc::new(ApiConfig {
                 advertise: "127.0.0.1:6443".into(),
                 max_body_bytes: crate::api::request::DEFAULT_MAX_BODY_BYTES,
+                limits: crate::api::limits::HttpLimits::default(),
                 default_toleration_seconds:
                     crate::controllers::nodelifecycle::DEFAULT_TOLERATION_SECONDS,
                 node_monitor_grace: crate::controllers::nodelifecycle::DEFAULT_NODE_MONITOR_GRACE,

@@ -68,6 +68,18 @@ pub fn check_type_meta(def: &ResourceDef, obj: &mut Value) -> ApiResult<()> {
             def.api_version()
         )));
     };
+    for field in ["apiVersion", "kind"] {
+        if let Some(v) = map.get(field).filter(|v| !v.is_string() && !v.is_null()) {
+            return Err(ApiError::bad_request(format!(
+                "{field}: Invalid value: {v}: must be a string (\"{}\")",
+                if field == "kind" {
+                    def.kind.to_string()
+                } else {
+                    def.api_version()
+                }
+            )));
+        }
+    }
     let want_av = def.api_version();
     match map.get("apiVersion").and_then(Value::as_str) {
         None | Some("") => {

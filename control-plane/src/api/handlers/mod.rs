@@ -102,7 +102,14 @@ impl Ctx {
     }
 
     pub async fn body(&self, body: Body) -> ApiResult<bytes::Bytes> {
-        super::request::read_body(&self.headers, body, self.st.config.max_body_bytes).await
+        let config = &self.st.config;
+        super::request::read_body(
+            &self.headers,
+            body,
+            config.max_body_bytes,
+            config.limits.request_body_timeout,
+        )
+        .await
     }
 }
 
@@ -114,6 +121,11 @@ async fn dispatch(
     req: Request,
 ) -> ApiResult<Response> {
     let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    if let Some(bad) = segments.iter().find(|s| **s == "." || **s == "..") {
+        return Err(ApiError::bad_request(format!(
+            "invalid path segment \"{bad}\": a namespace, resource or name may not be \".\" or \"..\""
+        )));
+    }
     let mut rp = path::parse(group, version, &segments)?;
     // A kind served at a second version: handled at its stored version, converted at the edges.
     let served = rp.def.conversion;

@@ -19,8 +19,9 @@ use crate::api::status::{ApiError, ApiResult};
 use crate::api::table;
 use crate::store::{EventType, ListScope, StoreError, StoreEvent};
 
-/// Watches without `timeoutSeconds` end after this long; clients re-watch from their last
-/// resourceVersion (Kubernetes picks 30–60 minutes for the same reason: spread reconnects).
+/// Watches without `timeoutSeconds` end after between this and twice this, picked at random
+/// per watch so that clients re-watching from their last resourceVersion spread out
+/// (kube-apiserver's `--min-request-timeout`, 1800 s, used the same way).
 pub const DEFAULT_WATCH_TIMEOUT: Duration = Duration::from_secs(1800);
 /// How often a watch that asked for bookmarks gets one, so it can resume cheaply.
 pub const DEFAULT_BOOKMARK_INTERVAL: Duration = Duration::from_secs(30);
@@ -90,7 +91,7 @@ pub async fn watch(ctx: Ctx, name: Option<String>) -> ApiResult<Response> {
     let filter = Filter::from_ctx(&ctx)?;
     let timeout = match ctx.q.int_param("timeoutSeconds", &ctx.q.timeout_seconds)? {
         Some(s) if s > 0 => Duration::from_secs(s as u64),
-        _ => DEFAULT_WATCH_TIMEOUT,
+        _ => DEFAULT_WATCH_TIMEOUT.mul_f64(1.0 + rand::random::<f64>()),
     };
     let bookmarks = is_true(&ctx.q.allow_watch_bookmarks);
     let send_initial = is_true(&ctx.q.send_initial_events);

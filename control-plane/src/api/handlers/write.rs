@@ -215,6 +215,7 @@ pub async fn patch(ctx: Ctx, body: Body, sub: Subresource) -> ApiResult<Response
             None => base,
         };
         let patched = patch::apply_patch(pt, &base, &p, kind)?;
+        check_patched_metadata(&ctx, current, &patched)?;
         Ok(ctx.incoming(patched))
     })
     .await?;
@@ -294,6 +295,10 @@ where
             mf.record_update(&w, &current, &prepared.object)?;
         }
         mf.encode_into(&mut prepared.object);
+        // Nothing changed: nothing is written and the resourceVersion stays, as in Kubernetes.
+        if unchanged(&current, &prepared.object) {
+            return Ok((current, prepared.warnings));
+        }
         if dry_run {
             return Ok((prepared.object, prepared.warnings));
         }
@@ -341,4 +346,112 @@ pub fn namespace_finalized(obj: &Value) -> bool {
             .pointer("/spec/finalizers")
             .and_then(Value::as_array)
             .is_none_or(|a| a.is_empty())
+}
+
+/// A patch may change metadata but not remove it, and a resourceVersion it sets is a
+/// precondition like one sent in the body: a stale one is a conflict, garbage a bad request.
+fn check_patched_metadata(ctx: &Ctx, current: &Value, patched: &Value) -> ApiResult<()> {
+    if !patched.get("metadata").is_some_and(Value::is_object) {
+        return Err(ApiError::bad_request(
+            "metadata: Required value: a patch may change the object's metadata but not remove or replace it",
+        ));
+    }
+    let Some(rv) = object::meta_str(patched, "resourceVersion").filter(|rv| !rv.is_empty()) else {
+        return Ok(());
+    };
+    if Some(rv) == object::meta_str(current, "resourceVersion") {
+        return Ok(());
+    }
+    if rv.parse::<u64>().is_err() {
+        return Err(ApiError::bad_request(format!(
+            "metadata.resourceVersion: Invalid value: \"{rv}\": must be a resourceVersion the server gave out"
+        )));
+    }
+    Err(ApiError::conflict(
+        ctx.rp.def.plural,
+        ctx.rp.def.group,
+        ctx.name(),
+    ))
+}
+
+/// Whether `new` says nothing `current` does not: equal but for the resourceVersion and the
+/// times of managedFields entries. Compared in place, without copying either object.
+fn unchanged(current: &Value, new: &Value) -> bool {
+    let (Some(cur), Some(new)) = (current.as_object(), new.as_object()) else {
+        return current == new;
+    };
+    if cur.len() != new.len() {
+        return false;
+    }
+    cur.iter()
+        .all(|(key, value)| match (key.as_str(), new.get(key)) {
+            ("metadata", Some(other)) => same_metadata(value, other),
+            (_, Some(other)) => value == other,
+            (_, None) => false,
+        })
+}
+
+fn same_metadata(current: &Value, new: &Value) -> bool {
+    let (Some(cur), Some(new)) = (current.as_object(), new.as_object()) else {
+        return current == new;
+    };
+    let keys =
+        |m: &serde_json::Map<String, Value>| m.keys().filter(|k| *k != "resourceVersion").count();
+    if keys(cur) != keys(new) {
+        return false;
+    }
+    cur.iter()
+        .filter(|(k, _)| *k != "resourceVersion")
+        .all(|(key, value)| match (key.as_str(), new.get(key)) {
+            ("managedFields", Some(other)) => same_managed_fields(value, other),
+            (_, Some(other)) => value == other,
+            (_, None) => false,
+        })
+}
+
+fn same_managed_fields(current: &Value, new: &Value) -> bool {
+    let (Some(cur), Some(new)) = (current.as_array(), new.as_array()) else {
+        return current == new;
+    };
+    cur.len() == new.len()
+        && cur
+            .iter()
+            .zip(new)
+            .all(|(a, b)| match (a.as_object(), b.as_object()) {
+                (Some(a), Some(b)) => {
+                    a.len() == b.len()
+                        && a.iter()
+                            .all(|(k, v)| k == "time" || b.get(k).is_some_and(|w| w == v))
+                }
+                _ => a == b,
+            })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unchanged;
+    use serde_json::json;
+
+    #[test]
+    fn unchanged_ignores_only_the_resource_version_and_managed_field_times() {
+        let cur = json!({"metadata": {"name": "a", "resourceVersion": "4",
+            "managedFields": [{"manager": "k", "time": "t1", "fieldsV1": {"f:data": {}}}]},
+            "data": {"x": "1"}});
+        let same = json!({"metadata": {"name": "a", "resourceVersion": "4",
+            "managedFields": [{"manager": "k", "time": "t2", "fieldsV1": {"f:data": {}}}]},
+            "data": {"x": "1"}});
+        assert!(unchanged(&cur, &same));
+        let data = json!({"metadata": {"name": "a", "resourceVersion": "4",
+            "managedFields": [{"manager": "k", "time": "t2", "fieldsV1": {"f:data": {}}}]},
+            "data": {"x": "2"}});
+        assert!(!unchanged(&cur, &data));
+        let owner = json!({"metadata": {"name": "a", "resourceVersion": "4",
+            "managedFields": [{"manager": "other", "time": "t1", "fieldsV1": {"f:data": {}}}]},
+            "data": {"x": "1"}});
+        assert!(!unchanged(&cur, &owner));
+        let label = json!({"metadata": {"name": "a", "labels": {"l": "v"}, "resourceVersion": "4",
+            "managedFields": [{"manager": "k", "time": "t1", "fieldsV1": {"f:data": {}}}]},
+            "data": {"x": "1"}});
+        assert!(!unchanged(&cur, &label));
+    }
 }
