@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub metrics_resolution: Duration,
     /// The HTTP layer's timeouts.
     pub limits: crate::api::limits::HttpLimits,
+    /// Commit without fsync (the crash test's negative control only).
+    pub unsafe_non_durable_store: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -155,6 +157,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         StoreOptions {
             watch_history: cfg.watch_history,
             continue_key: Some(crate::store::ContinueKey::new(creds.continue_key)),
+            non_durable: cfg.unsafe_non_durable_store,
         },
     )
     .await?;

@@ -66,6 +66,10 @@ pub struct ServerArgs {
     /// image transfers apart (504 after that).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     request_timeout: std::time::Duration,
+    /// Commit without fsync, so a crash loses acknowledged writes: only for the crash test's
+    /// negative control, which must see the loss. Never use it.
+    #[arg(long, hide = true)]
+    unsafe_non_durable_store: bool,
     /// Run the control plane only, without the embedded node agent.
     #[arg(long)]
     no_agent: bool,
@@ -113,6 +117,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             request_body_timeout: args.request_body_timeout,
             request_timeout: args.request_timeout,
         },
+        unsafe_non_durable_store: args.unsafe_non_durable_store,
     })
     .await
     .context("cannot start the skiff server")?;

@@ -69,6 +69,12 @@ impl Default for HttpLimits {
 /// long-running outlasts the request timeout.
 pub async fn enforce(State(st): State<ApiState>, req: Request, next: Next) -> Response {
     if let Err(e) = check_head(&req, st.config.max_body_bytes) {
+        if e.code == StatusCode::PAYLOAD_TOO_LARGE {
+            // Answered now; what the client still sends is read and dropped meanwhile, so
+            // its connection is not reset under the answer before it reads it.
+            let timeout = st.config.limits.request_body_timeout;
+            tokio::spawn(discard(req.into_body(), timeout));
+        }
         return e.into_response();
     }
     if is_long_running(&req) {
@@ -88,6 +94,23 @@ pub async fn enforce(State(st): State<ApiState>, req: Request, next: Next) -> Re
         )
         .into_response(),
     }
+}
+
+/// Reads and drops a refused body, for as long as the body timeout and up to
+/// [`super::request::DEFAULT_OVERSIZE_DRAIN_BYTES`]; then the connection is closed.
+async fn discard(body: axum::body::Body, timeout: Duration) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let drain = async {
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen > super::request::DEFAULT_OVERSIZE_DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, drain).await;
 }
 
 fn check_head(req: &Request, max_body: usize) -> Result<(), ApiError> {

@@ -100,6 +100,10 @@ pub struct StoreOptions {
     /// The key list continue tokens are signed with; `None`: a random one, so tokens last
     /// only as long as the process (the server passes the one kept in its data dir).
     pub continue_key: Option<ContinueKey>,
+    /// Commits without fsync: acknowledged writes are lost on a crash. Only for the crash
+    /// test's negative control (`skiff server --unsafe-non-durable-store`), which must see
+    /// the loss to prove it can.
+    pub non_durable: bool,
 }
 
 impl Default for StoreOptions {
@@ -107,6 +111,7 @@ impl Default for StoreOptions {
         StoreOptions {
             watch_history: DEFAULT_WATCH_HISTORY,
             continue_key: None,
+            non_durable: false,
         }
     }
 }
@@ -170,7 +175,19 @@ impl Store {
         let db = Arc::new(db);
         let (events, _) = broadcast::channel(DEFAULT_WATCH_BUFFER);
         let (tx, rx) = mpsc::unbounded_channel();
-        let writer = writer::spawn(db.clone(), rx, events.clone(), options.watch_history.max(1))?;
+        let durability = if options.non_durable {
+            tracing::warn!("the store commits without fsync (--unsafe-non-durable-store): a crash loses acknowledged writes");
+            redb::Durability::None
+        } else {
+            redb::Durability::Immediate
+        };
+        let writer = writer::spawn(
+            db.clone(),
+            rx,
+            events.clone(),
+            options.watch_history.max(1),
+            durability,
+        )?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,

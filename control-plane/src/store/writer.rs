@@ -49,6 +49,7 @@ pub(crate) fn spawn(
     mut rx: mpsc::UnboundedReceiver<WriteRequest>,
     events: broadcast::Sender<Arc<StoreEvent>>,
     history: u64,
+    durability: redb::Durability,
 ) -> Result<std::thread::JoinHandle<()>, StoreError> {
     std::thread::Builder::new()
         .name("skiff-store-writer".into())
@@ -74,7 +75,7 @@ pub(crate) fn spawn(
                     }
                 }
                 if !work.is_empty() {
-                    commit_batch(&db, work, &events, history);
+                    commit_batch(&db, work, &events, history, durability);
                 }
             }
             // Anything still queued after shutdown is answered, not dropped silently.
@@ -96,11 +97,12 @@ fn commit_batch(
     batch: Vec<WriteRequest>,
     events: &broadcast::Sender<Arc<StoreEvent>>,
     history: u64,
+    durability: redb::Durability,
 ) {
     let mut results: Vec<Result<Applied, StoreError>> = Vec::new();
     let outcome = (|| -> Result<(), StoreError> {
         let mut txn = db.begin_write()?;
-        txn.set_durability(redb::Durability::Immediate)
+        txn.set_durability(durability)
             .map_err(|e| StoreError::Db(e.to_string()))?;
         {
             let mut objects = txn.open_table(OBJECTS)?;
