@@ -19,6 +19,7 @@
 #   sleeper.wasm      tests/guests/sleeper    prints "started", sleeps $SECONDS (2), prints "done"
 #   counter.wasm      tests/guests/counter    increments /data/count, prints "count=N", sleeps forever
 #   sdk_probe.wasm    tests/guests/sdk-probe  cdylib → wasi:http: every skiff-sdk feature (tests/sdk.rs)
+#   escape.wasm       tests/guests/escape   tries to read outside its preopens (tests/sandbox.rs)
 # (cdylib outputs use the crate name with '-' → '_'; bin outputs keep the bin name as is.)
 # Hosts: every component imports the WASI 0.2 CLI interfaces (environment, exit, stdio, and
 # filesystem for hello_wasm and env-reader), so link wasmtime_wasi::p2::add_to_linker_async, plus
@@ -53,7 +54,7 @@ for workspace in samples tests/guests; do
 done
 
 status=0
-for name in hello_wasm wasm-job cron-report sidecar todo_api mixed_app fail-exit trap spin hog env-reader sleeper counter sdk_probe; do
+for name in hello_wasm wasm-job cron-report sidecar todo_api mixed_app fail-exit trap spin hog env-reader sleeper counter sdk_probe escape; do
     wasm="$OUT_DIR/$name.wasm"
     if [ -f "$wasm" ]; then
         echo "$wasm"
