@@ -5,6 +5,7 @@
 pub mod busybox;
 pub mod net;
 mod process;
+pub mod tls;
 pub mod toolchains;
 pub use process::run_ok;
 
@@ -454,6 +455,22 @@ impl Skiff {
     pub fn crash_and_restart(&mut self) -> Result<()> {
         self.kill9();
         self.spawn()
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The server's resident memory now, in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> Result<u64> {
+        let pid = self.pid().context("the server is not running")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("no VmRSS in /proc/PID/status")
     }
 
     pub fn kill9(&mut self) {

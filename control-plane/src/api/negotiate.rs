@@ -97,6 +97,17 @@ fn clauses(headers: &HeaderMap) -> Vec<Clause> {
 
 /// What a clause asks for, if the server can send it.
 fn encoding_of(clause: &Clause, watch: bool) -> Option<Wanted> {
+    // A view the server does not have (`as=Nope`) cannot be sent in any encoding.
+    let unknown_view = clause.params.iter().any(|(k, v)| {
+        k == "as"
+            && !matches!(
+                v.as_str(),
+                "Table" | "PartialObjectMetadata" | "PartialObjectMetadataList"
+            )
+    });
+    if unknown_view {
+        return None;
+    }
     match clause.media.as_str() {
         "application/json"
         | "*/*"

@@ -92,6 +92,27 @@ impl Query {
                 }
             }
         }
+        self.int_param("limit", &self.limit)?;
+        if self.is_watch() {
+            if let Some(m) = self
+                .resource_version_match
+                .as_deref()
+                .filter(|m| !m.is_empty())
+            {
+                let initial = is_true(&self.send_initial_events);
+                if !(initial && m == "NotOlderThan") {
+                    return Err(ApiError::new(
+                        http::StatusCode::UNPROCESSABLE_ENTITY,
+                        "Invalid",
+                        format!(
+                            "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: \
+                             resourceVersionMatch is forbidden for watch (got \"{m}\"); watch from a \
+                             resourceVersion instead"
+                        ),
+                    ));
+                }
+            }
+        }
         if let Some(t) = self.int_param("timeoutSeconds", &self.timeout_seconds)? {
             if t < 0 {
                 return Err(ApiError::bad_request(format!(
@@ -309,25 +330,27 @@ async fn read_limited(mut body: Body, limit: usize) -> ApiResult<bytes::Bytes> {
     Ok(buf.freeze())
 }
 
+/// The media type of the body, lowercased without parameters; empty when the header is
+/// absent (a body is then JSON, as Kubernetes reads it). A header that names no media type
+/// (`;;;`) is kept whole, so it is refused as unsupported rather than read as JSON.
 pub fn content_type(headers: &HeaderMap) -> String {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default()
+    let Some(raw) = headers.get(http::header::CONTENT_TYPE) else {
+        return String::new();
+    };
+    let raw = String::from_utf8_lossy(raw.as_bytes())
+        .trim()
+        .to_ascii_lowercase();
+    match raw.split(';').next().map(str::trim) {
+        Some(media) if !media.is_empty() => media.to_string(),
+        _ => raw,
+    }
 }
 
 /// Decodes an object body (create, update) in any of the media types kubectl sends.
 pub fn decode_object(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
     let ct = content_type(headers);
     match ct.as_str() {
-        "" | "application/json" | "*/*" => decode_json(body),
+        "" | "application/json" => decode_json(body),
         "application/yaml" | "application/x-yaml" | "text/yaml" => decode_yaml(body),
         "application/vnd.kubernetes.protobuf" => super::protobuf::decode_k8s_protobuf(body)
             .map_err(|e| ApiError::bad_request(e.to_string())),
@@ -387,8 +410,9 @@ mod tests {
         assert_eq!(o.version, ListVersion::Latest);
         assert_eq!(opts("limit=0").unwrap().limit, None);
         assert_eq!(opts("limit=-3").unwrap().limit, None);
+        // Refused as soon as the query is read (for watches too).
         assert_eq!(
-            opts("limit=x").unwrap_err().code,
+            Query::parse(Some("limit=x")).unwrap_err().code,
             http::StatusCode::BAD_REQUEST
         );
         // rv=0: any revision (limit is ignored by the caller); legacy rv=N: exact with a limit,

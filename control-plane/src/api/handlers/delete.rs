@@ -58,6 +58,18 @@ pub struct DeleteOpts {
 
 impl DeleteOpts {
     pub fn from_value(ctx: &Ctx, body: Option<Value>) -> ApiResult<DeleteOpts> {
+        if let Some(kind) = body
+            .as_ref()
+            .and_then(|b| b.get("kind"))
+            .and_then(Value::as_str)
+        {
+            if !kind.is_empty() && kind != "DeleteOptions" {
+                return Err(ApiError::bad_request(format!(
+                    "the body of a DELETE is DeleteOptions, not {kind}: send no body, or \
+                     {{\"kind\":\"DeleteOptions\",\"apiVersion\":\"v1\",…}}"
+                )));
+            }
+        }
         let b: DeleteOptionsBody = match body {
             Some(v) => serde_json::from_value(v)
                 .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?,
