@@ -49,6 +49,9 @@ async fn stalled_connections_are_closed_while_others_are_served() -> Result<()> 
         TIMEOUT,
         "--request-body-timeout",
         TIMEOUT,
+        // Every stalled body is held, not refused as one write too many.
+        "--max-mutating-requests-inflight",
+        "1000",
     ])?;
     let ep = Arc::new(Endpoint::of(&s)?);
     let mut stalls = Vec::new();
@@ -267,5 +270,61 @@ async fn malformed_requests_are_refused_with_a_status_naming_the_problem() -> Re
         before["metadata"]["resourceVersion"], same["metadata"]["resourceVersion"],
         "a no-op patch keeps the resourceVersion"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_beyond_the_in_flight_limit_get_429_with_retry_after() -> Result<()> {
+    let s = Skiff::start_with(&["--no-agent", "--max-mutating-requests-inflight", "2"])?;
+    let ep = Endpoint::of(&s)?;
+    // Two writes held in flight: their bodies are announced and do not come.
+    let mut held = Vec::new();
+    for i in 0..2 {
+        let mut conn = ep.connect().await?;
+        let head = format!(
+            "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: skiff\r\n\
+             Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
+             Content-Length: 1000\r\n\r\n{{\"metadata\":",
+            ep.token
+        );
+        conn.write_all(head.as_bytes()).await?;
+        held.push(conn);
+        eprintln!("write {i} held");
+    }
+    let body = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"third"}}"#;
+    let post = format!(
+        "POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}",
+        body.len()
+    );
+    // The third is refused at once, with a Status and Retry-After; reads still go through.
+    let refused = common::wait_for("a third write refused", || {
+        let answer = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(ep.raw_request(&post, body))
+        })?;
+        Ok(answer.starts_with("HTTP/1.1 429").then_some(answer))
+    })?;
+    assert!(
+        refused.to_ascii_lowercase().contains("retry-after: 1"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("\"reason\":\"TooManyRequests\""),
+        "{refused}"
+    );
+    assert!(
+        refused.contains("--max-mutating-requests-inflight"),
+        "{refused}"
+    );
+    let (code, _) = ep.request("GET /api/v1/namespaces HTTP/1.1", b"").await?;
+    assert_eq!(code, 200, "reads have their own limit");
+    // The held writes go away: writes are served again.
+    drop(held);
+    let (code, answer) = common::wait_for("the write served again", || {
+        let (code, answer) = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(ep.request(&post, body))
+        })?;
+        Ok((code != 429).then_some((code, answer)))
+    })?;
+    assert_eq!(code, 201, "{answer}");
     Ok(())
 }

@@ -189,6 +189,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         shutdown: shutdown_rx.clone(),
         usage: crate::usage::UsageStore::default(),
         requests: crate::usage::RequestStore::default(),
+        inflight: Arc::new(api::limits::InFlight::new(&cfg.limits)),
     };
     bootstrap::run(&state, advertise, addr.port())
         .await

@@ -70,6 +70,13 @@ pub struct ServerArgs {
     /// negative control, which must see the loss. Never use it.
     #[arg(long, hide = true)]
     unsafe_non_durable_store: bool,
+    /// Read-only API requests served at once; more are answered 429 with Retry-After
+    /// (watches and other long-running requests are not counted).
+    #[arg(long, default_value_t = skiff_control_plane::api::limits::DEFAULT_MAX_REQUESTS_INFLIGHT)]
+    max_requests_inflight: usize,
+    /// API writes served at once; more are answered 429 with Retry-After.
+    #[arg(long, default_value_t = skiff_control_plane::api::limits::DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT)]
+    max_mutating_requests_inflight: usize,
     /// Run the control plane only, without the embedded node agent.
     #[arg(long)]
     no_agent: bool,
@@ -99,6 +106,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         Some(d) => d,
         None => default_data_dir()?,
     };
+    anyhow::ensure!(
+        args.max_requests_inflight > 0 && args.max_mutating_requests_inflight > 0,
+        "--max-requests-inflight and --max-mutating-requests-inflight must be at least 1"
+    );
     let mut server = start(ServerConfig {
         data_dir: data_dir.clone(),
         listen: args.listen,
@@ -116,6 +127,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             request_header_timeout: args.request_header_timeout,
             request_body_timeout: args.request_body_timeout,
             request_timeout: args.request_timeout,
+            max_requests_inflight: args.max_requests_inflight,
+            max_mutating_requests_inflight: args.max_mutating_requests_inflight,
         },
         unsafe_non_durable_store: args.unsafe_non_durable_store,
     })

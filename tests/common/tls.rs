@@ -66,6 +66,11 @@ impl Endpoint {
     /// Sends `head` (request line and headers, without the blank line; the token and
     /// `Connection: close` are added) and `body`, and reads the answer to the end.
     pub async fn request(&self, head: &str, body: &[u8]) -> Result<(u16, String)> {
+        parse_answer(self.raw_request(head, body).await?.as_bytes())
+    }
+
+    /// As [`Endpoint::request`], returning the whole answer (status line, headers, body).
+    pub async fn raw_request(&self, head: &str, body: &[u8]) -> Result<String> {
         let mut conn = self.connect().await?;
         let mut raw = format!(
             "{head}\r\nHost: skiff\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
@@ -78,7 +83,7 @@ impl Endpoint {
         tokio::time::timeout(ANSWER_BOUND, conn.read_to_end(&mut answer))
             .await
             .context("no complete answer")??;
-        parse_answer(&answer)
+        Ok(String::from_utf8_lossy(&answer).into_owned())
     }
 }
 

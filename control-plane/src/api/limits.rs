@@ -43,14 +43,42 @@ pub const HTTP_HEAD_BUFFER_BYTES: usize =
 pub const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The HTTP layer's timeouts (`skiff server --tls-handshake-timeout`, `--request-header-timeout`,
-/// `--request-body-timeout`, `--request-timeout`).
+/// Read-only requests (GET, HEAD, OPTIONS) served at once; more are answered 429 with
+/// `Retry-After`: kube-apiserver's `--max-requests-inflight`. Watches and other long-running
+/// requests are not counted.
+pub const DEFAULT_MAX_REQUESTS_INFLIGHT: usize = 400;
+/// Writes served at once: kube-apiserver's `--max-mutating-requests-inflight`.
+pub const DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT: usize = 200;
+/// What a 429 tells the client to wait, in seconds (kube-apiserver's value).
+const RETRY_AFTER_SECONDS: u64 = 1;
+
+/// The HTTP layer's timeouts and concurrency (`skiff server --tls-handshake-timeout`,
+/// `--request-header-timeout`, `--request-body-timeout`, `--request-timeout`,
+/// `--max-requests-inflight`, `--max-mutating-requests-inflight`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
     pub tls_handshake_timeout: Duration,
     pub request_header_timeout: Duration,
     pub request_body_timeout: Duration,
     pub request_timeout: Duration,
+    pub max_requests_inflight: usize,
+    pub max_mutating_requests_inflight: usize,
+}
+
+/// The requests in flight now, counted against [`HttpLimits`]' maxima.
+#[derive(Debug)]
+pub struct InFlight {
+    read_only: tokio::sync::Semaphore,
+    mutating: tokio::sync::Semaphore,
+}
+
+impl InFlight {
+    pub fn new(limits: &HttpLimits) -> Self {
+        InFlight {
+            read_only: tokio::sync::Semaphore::new(limits.max_requests_inflight),
+            mutating: tokio::sync::Semaphore::new(limits.max_mutating_requests_inflight),
+        }
+    }
 }
 
 impl Default for HttpLimits {
@@ -60,6 +88,8 @@ impl Default for HttpLimits {
             request_header_timeout: DEFAULT_REQUEST_HEADER_TIMEOUT,
             request_body_timeout: DEFAULT_REQUEST_BODY_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_requests_inflight: DEFAULT_MAX_REQUESTS_INFLIGHT,
+            max_mutating_requests_inflight: DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
         }
     }
 }
@@ -77,9 +107,31 @@ pub async fn enforce(State(st): State<ApiState>, req: Request, next: Next) -> Re
         }
         return e.into_response();
     }
-    if is_long_running(&req) {
+    if is_long_running(&req) || is_health_check(&req) {
         return next.run(req).await;
     }
+    let read_only = matches!(
+        *req.method(),
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    );
+    let (pool, kind, max) = if read_only {
+        let max = st.config.limits.max_requests_inflight;
+        (&st.inflight.read_only, "read-only", max)
+    } else {
+        let max = st.config.limits.max_mutating_requests_inflight;
+        (&st.inflight.mutating, "mutating", max)
+    };
+    let Ok(_permit) = pool.try_acquire() else {
+        return ApiError::too_many_requests(
+            format!(
+                "too many requests: {max} {kind} requests are in flight (skiff server \
+                 --max-{}requests-inflight); try again later",
+                if read_only { "" } else { "mutating-" }
+            ),
+            RETRY_AFTER_SECONDS,
+        )
+        .into_response();
+    };
     let limit = st.config.limits.request_timeout;
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(resp) => resp,
@@ -151,6 +203,11 @@ fn check_head(req: &Request, max_body: usize) -> Result<(), ApiError> {
         return Err(ApiError::too_large(max_body));
     }
     Ok(())
+}
+
+/// Health checks are answered whatever the load, so a busy server is not restarted for it.
+fn is_health_check(req: &Request) -> bool {
+    matches!(req.uri().path(), "/livez" | "/readyz" | "/healthz")
 }
 
 /// Requests that last as long as the client wants, as kube-apiserver's `LongRunningFunc`

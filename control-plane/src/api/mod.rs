@@ -81,6 +81,8 @@ pub struct ApiState {
     pub usage: crate::usage::UsageStore,
     /// The nodes' request counts (the request-driven autoscaler).
     pub requests: crate::usage::RequestStore,
+    /// The API requests in flight, against `config.limits`' maxima.
+    pub inflight: Arc<limits::InFlight>,
 }
 
 pub fn router(state: ApiState) -> Router {

@@ -55,6 +55,9 @@ impl TestApi {
             shutdown,
             usage: Default::default(),
             requests: Default::default(),
+            inflight: Arc::new(crate::api::limits::InFlight::new(
+                &crate::api::limits::HttpLimits::default(),
+            )),
         };
         crate::bootstrap::run(&st, IpAddr::V4(Ipv4Addr::LOCALHOST), 6443)
             .await
