@@ -280,6 +280,34 @@ fn a_pod_applied_client_side_is_applied_server_side_again_and_again() -> Result<
     Ok(())
 }
 
+/// An Ingress without a class: admission gives it the default one.
+const INGRESS: &str = r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: upgraded
+spec:
+  rules:
+  - http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend: {service: {name: web, port: {number: 80}}}
+"#;
+
+#[test]
+fn an_ingress_applied_client_side_keeps_its_default_class_when_applied_server_side() -> Result<()> {
+    let s = Skiff::control_plane()?;
+    let ingress = s.write("ingress.yaml", INGRESS)?;
+    let ingress = ingress.to_str().unwrap_or_default();
+    s.ok(&["apply", "-f", ingress])?;
+    for _ in 0..2 {
+        s.ok(&["apply", "--server-side", "-f", ingress])?;
+    }
+    let i = s.json(&["get", "ingress", "upgraded"])?;
+    ensure!(i["spec"]["ingressClassName"] == "skiff", "{}", i["spec"]);
+    Ok(())
+}
+
 const ROUTES_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:

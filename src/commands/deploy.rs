@@ -40,27 +40,8 @@ pub struct DeployArgs {
     #[arg(long, short = 'n')]
     namespace: Option<String>,
     /// How long to wait for the workloads to be ready (e.g. 90s, 5m).
-    #[arg(long, default_value = DEFAULT_TIMEOUT, value_parser = parse_duration)]
+    #[arg(long, default_value = DEFAULT_TIMEOUT, value_parser = super::server::parse_duration)]
     timeout: Duration,
-}
-
-/// `90s`, `5m`, `1h`, or plain seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 90s, 5m or 1h"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => return Err(format!("{text:?}: unit {unit:?} is not s, m or h")),
-    };
-    Ok(Duration::from_secs(secs))
 }
 
 /// The cluster as the kubeconfig reaches it.
@@ -184,7 +165,8 @@ pub async fn run(args: DeployArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::super::server::parse_duration;
+    use std::time::Duration;
 
     #[test]
     fn durations() {

@@ -69,19 +69,16 @@ impl Lang {
     }
 }
 
-/// A project name must be a DNS-1123 label (it names a Deployment, a Service and an image
+/// A project name must be a DNS-1035 label (it names a Deployment, a Service and an image
 /// repository).
 pub fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && !name.ends_with('-')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !ok {
+    // The rule the API server applies to a Service's name (a DNS-1035 label), the strictest of
+    // the names it becomes.
+    let errors = skiff_control_plane::api::admission::names::dns1035_label(name);
+    if !errors.is_empty() {
         bail!(
-            "{name:?} is not a valid name: use at most 63 lowercase letters, digits and '-', starting with a letter and not ending with '-' (it names the Deployment, the Service and the image), e.g. {:?}",
+            "{name:?} is not a valid name (it names the Deployment, the Service and the image): {}; e.g. {:?}",
+            errors.join("; "),
             suggest(name)
         );
     }

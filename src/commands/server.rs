@@ -84,11 +84,22 @@ pub struct ServerArgs {
     node: super::agent::NodeArgs,
 }
 
-/// A positive duration such as `10s`, `500ms` or `1m`.
+/// A positive duration such as `10s`, `500ms`, `1m` or `1h`; a bare number is seconds.
 pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let d: jiff::SignedDuration = s
-        .parse()
-        .map_err(|e| format!("{s:?} is not a duration like 10s or 1m: {e}"))?;
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        let secs: u64 = s
+            .parse()
+            .map_err(|_| format!("{s:?} is too many seconds"))?;
+        return Some(std::time::Duration::from_secs(secs))
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("{s:?} must be a positive duration"));
+    }
+    let d: jiff::SignedDuration = s.parse().map_err(|e| {
+        format!(
+            "{s:?} is not a duration like 10s, 500ms or 5m (a number and a unit: ms, s, m, h): {e}"
+        )
+    })?;
     std::time::Duration::try_from(d)
         .ok()
         .filter(|d| !d.is_zero())

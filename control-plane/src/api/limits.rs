@@ -166,7 +166,7 @@ async fn discard(body: axum::body::Body, timeout: Duration) {
 }
 
 fn check_head(req: &Request, max_body: usize) -> Result<(), ApiError> {
-    let uri_len = req.uri().to_string().len();
+    let uri_len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if uri_len > DEFAULT_MAX_URI_BYTES {
         return Err(ApiError::new(
             StatusCode::URI_TOO_LONG,
@@ -216,16 +216,9 @@ fn is_health_check(req: &Request) -> bool {
 fn is_long_running(req: &Request) -> bool {
     let path = req.uri().path();
     let query = req.uri().query().unwrap_or("");
-    let flag = |name: &str| {
-        query.split('&').any(|kv| {
-            kv.split_once('=')
-                .is_some_and(|(k, v)| k == name && super::request::parse_bool(v).unwrap_or(false))
-        })
-    };
     path.starts_with("/v2/")
-        || flag("watch")
-        || path.contains("/watch/")
-        || (path.ends_with("/log") && flag("follow"))
+        || super::request::is_watch_uri(req.uri())
+        || (path.ends_with("/log") && super::request::query_flag(query, "follow"))
         || ["/exec", "/attach", "/portforward"]
             .iter()
             .any(|s| path.ends_with(s))

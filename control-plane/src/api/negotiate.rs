@@ -21,7 +21,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::StreamExt;
-use http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
 use serde_json::Value;
 
 use super::protobuf::{self, EncodeError};
@@ -161,16 +161,6 @@ fn media_types(headers: &HeaderMap) -> String {
     types.join(", ")
 }
 
-fn is_watch(uri: &Uri) -> bool {
-    let query = uri.query().unwrap_or("").split('&').any(|pair| {
-        matches!(
-            pair.split_once('=').unwrap_or((pair, "")),
-            ("watch", "true" | "1" | "True")
-        )
-    });
-    query || uri.path().contains("/watch/")
-}
-
 fn not_acceptable(headers: &HeaderMap, types: &str) -> Response {
     ApiError::new(
         StatusCode::NOT_ACCEPTABLE,
@@ -191,7 +181,7 @@ pub async fn negotiate(req: Request, next: Next) -> Response {
     if !api {
         return next.run(req).await;
     }
-    let watch = is_watch(req.uri());
+    let watch = super::request::is_watch_uri(req.uri());
     let wanted = preferences(req.headers(), watch);
     match wanted.first() {
         None if watch => next.run(req).await,
@@ -547,7 +537,8 @@ mod tests {
 
     #[test]
     fn watch_requests() {
-        let uri = |s: &str| s.parse::<Uri>().unwrap();
+        use crate::api::request::is_watch_uri as is_watch;
+        let uri = |s: &str| s.parse::<http::Uri>().unwrap();
         assert!(is_watch(&uri("/api/v1/pods?watch=true")));
         assert!(is_watch(&uri("/api/v1/pods?labelSelector=a&watch=1")));
         assert!(!is_watch(&uri("/api/v1/pods?allowWatchBookmarks=true")));

@@ -54,6 +54,20 @@ pub fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// Whether the raw query string sets boolean parameter `name` to true, for middleware that
+/// runs before the query is parsed.
+pub fn query_flag(query: &str, name: &str) -> bool {
+    query.split('&').any(|pair| {
+        pair.split_once('=')
+            .is_some_and(|(k, v)| k == name && parse_bool(v).unwrap_or(false))
+    })
+}
+
+/// Whether a request URI asks for a watch (`?watch=true` or the legacy `/watch/` paths).
+pub fn is_watch_uri(uri: &http::Uri) -> bool {
+    query_flag(uri.query().unwrap_or(""), "watch") || uri.path().contains("/watch/")
+}
+
 /// Whether a boolean parameter is set to true (its value was checked by [`Query::parse`]).
 pub fn is_true(v: &Option<String>) -> bool {
     v.as_deref().and_then(parse_bool).unwrap_or(false)

@@ -49,7 +49,7 @@ pub struct Prepared {
     pub _allocation: Option<OwnedMutexGuard<()>>,
     /// On a create, the object as the request's field manager owns it when that differs from
     /// `object`: defaulted, but before mutating admission (a Pod's default tolerations, service
-    /// account, priority, RuntimeClass nodeSelector). Kubernetes records managedFields before
+    /// account, priority, RuntimeClass nodeSelector; an Ingress's default class). Kubernetes records managedFields before
     /// admission, so the fields admission adds belong to no manager and a later apply that
     /// omits them keeps them.
     pub tracked: Option<Value>,
@@ -221,7 +221,10 @@ pub async fn prepare_create(
     }
     initial_status(def, &mut obj);
     fold_string_data(def, &mut obj);
-    let tracked = (def.kind == "Pod").then(|| {
+    // What the request's manager owns: the object defaulted, before mutating admission. A
+    // Pod's admission runs before its defaults (their order matters), so its snapshot is
+    // defaulted apart; an Ingress's default class is the other admission step.
+    let mut tracked = (def.kind == "Pod").then(|| {
         let mut before_admission = obj.clone();
         defaults::apply_defaults(def.kind, &mut before_admission);
         before_admission
@@ -234,7 +237,11 @@ pub async fn prepare_create(
     defaults::apply_defaults(def.kind, &mut obj);
     status_counters::fill(def.kind, &mut obj);
     if def.kind == "Ingress" {
+        let before_admission = obj.clone();
         ingress::set_default_class(st, &mut obj).await?;
+        if before_admission != obj {
+            tracked = Some(before_admission);
+        }
     }
     let (guard, others) = service_context(st, def, None).await?;
     let mut causes = validation_causes(def, &obj, None);
