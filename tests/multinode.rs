@@ -477,6 +477,12 @@ spec:
     let client = k.wasm_pod_on("client", "node-a")?;
     let a = k.host("node-a");
     let url = "http://web.default.svc.cluster.local/env/HOSTNAME";
+    // The nodes' Service rules, routes and DNS follow the endpoints within moments of the pods
+    // becoming Ready: the first answer may take that long.
+    wait_for("the Service answering through node-a", || {
+        Ok(fetch_through(a, &client, url).ok())
+    })
+    .map_err(|e| k.explain(e))?;
     let mut seen = BTreeSet::new();
     for _ in 0..40 {
         let got = fetch_through(a, &client, url).map_err(|e| k.explain(e))?;

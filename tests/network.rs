@@ -129,8 +129,13 @@ spec:
         Ok((!out.trim().is_empty()).then_some(out))
     })?;
     assert_eq!(a.trim(), ip0);
-    // The headless Service's name answers all ready pods.
-    let all = dig(&s, &["web.default.svc.cluster.local"])?;
+    // The headless Service's name answers all ready pods (once the node's zone has the
+    // second pod's endpoint: it follows the EndpointSlice within moments).
+    let all = wait_for("both pods in web's DNS answer", || {
+        let out = dig(&s, &["web.default.svc.cluster.local"])?;
+        Ok((out.contains(&ip0) && out.contains(&ip1)).then_some(out))
+    })
+    .or_else(|_| dig(&s, &["web.default.svc.cluster.local"]))?;
     assert!(all.contains(&ip0) && all.contains(&ip1), "{all}");
     // SRV for the named port lists each pod by name, port 8080.
     let srv = dig(&s, &["SRV", "_http._tcp.web.default.svc.cluster.local"])?;
