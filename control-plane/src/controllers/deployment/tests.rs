@@ -103,9 +103,16 @@ impl Env {
                     .unwrap();
             } else if !pods::is_ready(&p) && readied < self.ready_per_round {
                 readied += 1;
-                crate::binding::bind(&self.api.st.store, "default", &name, "node-a")
-                    .await
-                    .unwrap();
+                // With controllers running beside it (the watch test), the pod may be deleted
+                // between the list and the bind, as on a real node: skip it then.
+                match crate::binding::bind(&self.api.st.store, "default", &name, "node-a").await {
+                    Ok(_) | Err(crate::binding::BindError::AlreadyBound { .. }) => {}
+                    Err(
+                        crate::binding::BindError::NotFound(_)
+                        | crate::binding::BindError::Terminating(_),
+                    ) => continue,
+                    Err(e) => panic!("binding {name}: {e}"),
+                }
                 let now = object::now_rfc3339();
                 self.api
                     .objects
