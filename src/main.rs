@@ -1,5 +1,6 @@
 //! `skiff`: one binary for a Kubernetes-API cluster of Wasm components and containers.
 
+mod allocator;
 mod commands;
 
 use clap::{Parser, Subcommand};
@@ -61,6 +62,7 @@ fn init_logging(format: &str, default_filter: &str) {
 }
 
 fn main() -> anyhow::Result<()> {
+    allocator::tune();
     let cli = Cli::parse();
     init_logging(&cli.log_format, default_log_filter(&cli.command));
     let runtime = tokio::runtime::Builder::new_multi_thread()

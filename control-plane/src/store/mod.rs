@@ -10,6 +10,7 @@
 mod continuation;
 mod keys;
 mod pages;
+mod ring;
 mod watch;
 mod writer;
 
@@ -18,7 +19,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 pub use continuation::ContinueKey;
 pub use keys::{ListScope, ObjectKey};
@@ -37,16 +38,27 @@ pub(crate) const META_REVISION: &str = "revision";
 /// redb's page cache. Its default (1 GiB) let a server that had churned through a thousand
 /// Deployments hold ~400 MiB of cached pages (objects and the change log's previous versions);
 /// the hot pages fit in far less, and the OS page cache serves the rest at memory speed.
-pub const DEFAULT_STORE_CACHE_BYTES: usize = 32 << 20;
+pub const DEFAULT_STORE_CACHE_BYTES: usize = 8 << 20;
 /// How many changes the log keeps for watches. Kubernetes keeps ~5 minutes of etcd history;
 /// 10,000 changes covers far more than that at this cluster size while bounding disk use.
 pub const DEFAULT_WATCH_HISTORY: u64 = 10_000;
-/// How many live events the broadcast to watchers holds. A watcher that falls further behind
-/// catches up from the change log (on disk), so this bounds memory, not correctness: the
-/// broadcast keeps its last events (each an object and its previous version, tens of KiB as
-/// JSON values) until they are overwritten, and 4,096 of them held ~300 MiB once a thousand
-/// Deployments had churned through it.
+/// The most live events held in memory for watchers that have not passed them yet. A watcher
+/// that falls further behind catches up from the change log (on disk), so this bounds memory,
+/// not correctness: each event is an object and its previous version, and a broadcast that
+/// kept its last 4,096 held ~300 MiB once a thousand Deployments had churned through it.
 pub const DEFAULT_WATCH_BUFFER: usize = 256;
+/// The most bytes (as stored: JSON of the object and its previous version) of live events held
+/// for watchers that have not passed them yet. A count alone let eight 2.5 MB objects written
+/// and deleted stay pinned long after every watcher had seen them; now events go once every
+/// watcher has passed them, and this bound only cuts off a watcher that stops reading. It must
+/// cover an ordinary burst (a few maximum-size writes at once): a watcher cut off reads its own
+/// copy of every change from the log, so cutting off every follower at once would multiply the
+/// memory instead of bounding it.
+pub const DEFAULT_WATCH_BUFFER_BYTES: usize = 64 << 20;
+/// How much of the change log (bytes as stored) a watcher that is behind reads at once, so
+/// resuming from an old resourceVersion replays in bounded batches instead of loading every
+/// change since then.
+pub const DEFAULT_WATCH_CATCHUP_BYTES: usize = 4 << 20;
 /// The most write requests folded into one commit; bounds the latency one batch adds.
 pub const DEFAULT_MAX_BATCH: usize = 256;
 
@@ -133,7 +145,7 @@ pub struct ListResult {
 struct Inner {
     db: Arc<Database>,
     tx: mpsc::UnboundedSender<WriteRequest>,
-    events: broadcast::Sender<Arc<StoreEvent>>,
+    ring: Arc<ring::EventRing>,
     continue_key: ContinueKey,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -152,7 +164,7 @@ impl Store {
 
     pub async fn open_with(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let path = path.to_path_buf();
-        let db = tokio::task::spawn_blocking(move || -> Result<Database, StoreError> {
+        let opened = tokio::task::spawn_blocking(move || -> Result<(Database, u64), StoreError> {
             let db = Database::builder()
                 .set_cache_size(DEFAULT_STORE_CACHE_BYTES)
                 .create(&path)?;
@@ -168,12 +180,19 @@ impl Store {
                 }
             }
             txn.commit()?;
-            Ok(db)
+            let revision = read_revision(&db.begin_read()?)?;
+            Ok((db, revision))
         })
         .await
         .map_err(|e| StoreError::Db(e.to_string()))??;
+        let (db, revision) = opened;
         let db = Arc::new(db);
-        let (events, _) = broadcast::channel(DEFAULT_WATCH_BUFFER);
+        let ring = Arc::new(ring::EventRing::new(
+            revision,
+            DEFAULT_WATCH_BUFFER,
+            DEFAULT_WATCH_BUFFER_BYTES,
+        ));
+        ring::spawn_trimmer(Arc::downgrade(&ring));
         let (tx, rx) = mpsc::unbounded_channel();
         let durability = if options.non_durable {
             tracing::warn!("the store commits without fsync (--unsafe-non-durable-store): a crash loses acknowledged writes");
@@ -184,7 +203,7 @@ impl Store {
         let writer = writer::spawn(
             db.clone(),
             rx,
-            events.clone(),
+            ring.clone(),
             options.watch_history.max(1),
             durability,
         )?;
@@ -192,7 +211,7 @@ impl Store {
             inner: Arc::new(Inner {
                 db,
                 tx,
-                events,
+                ring,
                 continue_key: options.continue_key.unwrap_or_else(ContinueKey::random),
                 writer: std::sync::Mutex::new(Some(writer)),
             }),
@@ -311,15 +330,22 @@ impl Store {
         self.submit(Op::Delete { key, precondition }).await
     }
 
-    /// Starts a watch of `scope` delivering every change after revision `from`.
+    /// Starts a watch of `scope` delivering every change after revision `from` (`Gone` at
+    /// once when the change log no longer reaches back to it).
     pub async fn watch(&self, scope: ListScope, from: u64) -> Result<Watcher, StoreError> {
-        // Subscribe before reading history so no event falls between the two.
-        let rx = self.inner.events.subscribe();
+        let history = self.history(&scope, from).await?;
+        Ok(Watcher::new(history, from, scope, self.clone()))
+    }
+
+    /// The next batch of logged changes in `scope` after `from`.
+    async fn history(&self, scope: &ListScope, from: u64) -> Result<watch::History, StoreError> {
         let prefix = scope.prefix();
-        let backlog = self
-            .read(move |db| watch::read_history(db, &prefix, from))
-            .await?;
-        Ok(Watcher::new(rx, backlog, from, scope, self.clone()))
+        self.read(move |db| watch::read_history(db, &prefix, from, DEFAULT_WATCH_CATCHUP_BYTES))
+            .await
+    }
+
+    fn ring(&self) -> &ring::EventRing {
+        &self.inner.ring
     }
 
     /// Stops the writer after it has committed everything queued, and waits for it.

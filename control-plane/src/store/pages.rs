@@ -50,12 +50,19 @@ pub struct PageRequest {
     /// Count the items after the page (`remainingItemCount`); only meaningful when the filter
     /// passes everything, as Kubernetes reports it only then.
     pub count_remaining: bool,
+    /// Return the items as their stored JSON ([`Page::encoded`]) instead of decoded values,
+    /// so a large list is never held as values. Items are decoded for the filter only when
+    /// there is one: `count_remaining` means the filter passes everything.
+    pub encoded: bool,
 }
 
 /// One page of a list.
 #[derive(Debug)]
 pub struct Page {
+    /// The items, unless the request asked for them `encoded`.
     pub items: Vec<Value>,
+    /// The items as JSON documents, when the request asked for them `encoded`.
+    pub encoded: Vec<Vec<u8>>,
     /// The revision the page was read at (every page of a list has the first page's).
     pub revision: u64,
     /// Present when more items may follow.
@@ -171,6 +178,8 @@ pub(crate) fn read_page(
 
     let limit = req.limit.unwrap_or(usize::MAX);
     let mut items = Vec::new();
+    let mut encoded = Vec::new();
+    let mut taken = 0usize;
     let mut last_key: Option<String> = None;
     let mut following: u64 = 0;
     let mut current_iter = objects
@@ -217,7 +226,7 @@ pub(crate) fn read_page(
         if !exists {
             continue;
         }
-        if items.len() >= limit {
+        if taken >= limit {
             // The page is full; only whether (and how many) items follow is left to learn.
             following += 1;
             if !req.count_remaining {
@@ -225,12 +234,37 @@ pub(crate) fn read_page(
             }
             continue;
         }
-        let object = match state {
-            Source::Current(v) => decode(v.value())?,
-            Source::Undo(u) => previous_object(&changes, u.change)?,
+        let passed = match state {
+            Source::Current(v) if req.encoded && req.count_remaining => {
+                encoded.push(v.value().to_vec());
+                true
+            }
+            Source::Current(v) => {
+                let object = decode(v.value())?;
+                let passed = filter(&object);
+                if passed && req.encoded {
+                    encoded.push(v.value().to_vec());
+                } else if passed {
+                    items.push(object);
+                }
+                passed
+            }
+            Source::Undo(u) => {
+                let object = previous_object(&changes, u.change)?;
+                let passed = filter(&object);
+                if passed && req.encoded {
+                    encoded.push(
+                        serde_json::to_vec(&object)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    );
+                } else if passed {
+                    items.push(object);
+                }
+                passed
+            }
         };
-        if filter(&object) {
-            items.push(object);
+        if passed {
+            taken += 1;
             last_key = Some(key);
         }
     }
@@ -246,6 +280,7 @@ pub(crate) fn read_page(
         (continue_token.is_some() && req.count_remaining).then_some(following);
     Ok(Page {
         items,
+        encoded,
         revision,
         continue_token,
         remaining_item_count,

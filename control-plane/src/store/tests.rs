@@ -208,6 +208,7 @@ fn page_req(limit: usize) -> PageRequest {
         from: None,
         limit: Some(limit),
         count_remaining: true,
+        encoded: false,
     }
 }
 
@@ -360,6 +361,7 @@ async fn filtered_pages_scan_until_the_limit_is_filled() {
     let only_zero = |o: &Value| o["data"]["gen"] == "0";
     let req = PageRequest {
         count_remaining: false,
+        encoded: false,
         ..page_req(4)
     };
     let first = store.list_page(req.clone(), only_zero).await.unwrap();

@@ -1,14 +1,17 @@
-//! Change events, the persisted change log, and watchers that replay it then follow live events.
+//! Change events, the persisted change log, and watchers that replay it then follow live
+//! events ([`super::ring`]).
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::ring::Next;
+use super::{read_revision, ListScope, ObjectKey, StoreError, CHANGES};
+use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::broadcast;
-
-use super::{read_revision, ListScope, ObjectKey, StoreError, CHANGES};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventType {
@@ -36,6 +39,8 @@ pub struct StoreEvent {
     pub key: ObjectKey,
     pub object: Value,
     pub prev: Option<Value>,
+    /// `object` as JSON, made by the first watcher that sends it.
+    encoded: OnceLock<Bytes>,
 }
 
 impl StoreEvent {
@@ -52,7 +57,19 @@ impl StoreEvent {
             key,
             object,
             prev,
+            encoded: OnceLock::new(),
         }
+    }
+
+    /// The object as JSON, encoded once however many watchers send it.
+    pub fn object_json(&self) -> Bytes {
+        self.encoded
+            .get_or_init(|| {
+                serde_json::to_vec(&self.object)
+                    .map(Bytes::from)
+                    .unwrap_or_default()
+            })
+            .clone()
     }
 }
 
@@ -77,17 +94,30 @@ impl ChangeRecord {
     }
 }
 
-/// Reads the logged changes after `from` whose key starts with `prefix`. Fails with `Gone` when
-/// changes after `from` have already been pruned from the log.
+/// A batch of logged changes read for a watcher that is behind the live ring.
+pub(crate) struct History {
+    pub events: VecDeque<Arc<StoreEvent>>,
+    /// The newest revision this read looked at (in scope or not): the watcher stands there
+    /// once it has delivered `events`.
+    pub scanned_to: u64,
+}
+
+/// Reads the logged changes after `from` whose key starts with `prefix`, stopping after
+/// `max_bytes` of logged changes (at least one) so a watcher far behind catches up in bounded
+/// batches. Fails with `Gone` when changes after `from` have already been pruned from the log.
 pub(crate) fn read_history(
     db: &Database,
     prefix: &str,
     from: u64,
-) -> Result<VecDeque<Arc<StoreEvent>>, StoreError> {
+    max_bytes: usize,
+) -> Result<History, StoreError> {
     let txn = db.begin_read()?;
     let current = read_revision(&txn)?;
     let changes = txn.open_table(CHANGES)?;
-    let mut out = VecDeque::new();
+    let mut out = History {
+        events: VecDeque::new(),
+        scanned_to: from.max(current),
+    };
     if from >= current {
         return Ok(out);
     }
@@ -101,53 +131,69 @@ pub(crate) fn read_history(
             oldest,
         });
     }
+    let mut read = 0usize;
     for entry in changes.range(from + 1..)? {
         let (rev, bytes) = entry?;
-        let record: ChangeRecord = serde_json::from_slice(bytes.value())
+        let rev = rev.value();
+        if read >= max_bytes {
+            out.scanned_to = rev - 1;
+            break;
+        }
+        read += bytes.value().len();
+        // Only the key is needed to skip a change out of scope.
+        let head: ChangeKey = serde_json::from_slice(bytes.value())
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        if !record.k.starts_with(prefix) {
+        if !head.k.starts_with(prefix) {
             continue;
         }
+        let record: ChangeRecord = serde_json::from_slice(bytes.value())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let Some(key) = ObjectKey::decode(&record.k) else {
             continue;
         };
-        out.push_back(Arc::new(StoreEvent {
-            revision: rev.value(),
-            kind: record.t,
-            key,
-            object: record.o,
-            prev: record.p,
-        }));
+        out.events.push_back(Arc::new(StoreEvent::new(
+            rev, record.t, key, record.o, record.p,
+        )));
     }
     Ok(out)
 }
 
-/// Delivers the changes of one scope in revision order: first the logged backlog, then live.
-/// A watcher that falls behind the live broadcast catches up from the change log, so it is
-/// told `Gone` only when the log no longer holds its position.
+/// The key of a logged change, read without decoding its objects.
+#[derive(Deserialize)]
+struct ChangeKey {
+    k: String,
+}
+
+/// Delivers the changes of one scope in revision order: from the live ring while it holds
+/// what comes next, otherwise from the change log in bounded batches. It is told `Gone` only
+/// when the log no longer holds its position.
 pub struct Watcher {
-    rx: broadcast::Receiver<Arc<StoreEvent>>,
     backlog: VecDeque<Arc<StoreEvent>>,
+    /// Where the watcher stands once `backlog` is delivered.
+    backlog_to: u64,
     last: u64,
+    /// `last`, shared with the ring so it keeps what this watcher has not yet passed.
+    cursor: Arc<AtomicU64>,
     scope: ListScope,
     store: super::Store,
 }
 
 impl Watcher {
-    pub(crate) fn new(
-        rx: broadcast::Receiver<Arc<StoreEvent>>,
-        backlog: VecDeque<Arc<StoreEvent>>,
-        from: u64,
-        scope: ListScope,
-        store: super::Store,
-    ) -> Self {
+    pub(crate) fn new(history: History, from: u64, scope: ListScope, store: super::Store) -> Self {
+        let cursor = store.ring().register(from);
         Watcher {
-            rx,
-            backlog,
+            backlog: history.events,
+            backlog_to: history.scanned_to,
             last: from,
+            cursor,
             scope,
             store,
         }
+    }
+
+    fn advance(&mut self, revision: u64) {
+        self.last = self.last.max(revision);
+        self.cursor.store(self.last, Ordering::Release);
     }
 
     /// The next change in scope. `Gone` when this watcher fell behind further than the change
@@ -155,42 +201,23 @@ impl Watcher {
     pub async fn next(&mut self) -> Result<Arc<StoreEvent>, StoreError> {
         loop {
             if let Some(e) = self.backlog.pop_front() {
-                self.last = e.revision;
+                self.advance(e.revision);
                 return Ok(e);
             }
-            match self.next_live().await {
-                Err(StoreError::Gone { .. }) => {
-                    // Behind the broadcast: read the log from where this watcher stands.
-                    let fresh = self.store.watch(self.scope.clone(), self.last).await?;
-                    self.rx = fresh.rx;
-                    self.backlog = fresh.backlog;
+            self.advance(self.backlog_to);
+            let ring = self.store.ring();
+            match ring.wait_after(self.last, &self.scope).await {
+                Next::Event(e) => {
+                    self.advance(e.revision);
+                    return Ok(e);
                 }
-                other => return other,
-            }
-        }
-    }
-
-    async fn next_live(&mut self) -> Result<Arc<StoreEvent>, StoreError> {
-        loop {
-            match self.rx.recv().await {
-                Ok(e) => {
-                    if e.revision <= self.last {
-                        continue;
-                    }
-                    // Out-of-scope changes still advance the revision this watch has seen,
-                    // so bookmarks carry the newest revision.
-                    self.last = e.revision;
-                    if self.scope.contains(&e.key) {
-                        return Ok(e);
-                    }
+                Next::Idle(newest) => self.advance(newest),
+                Next::Behind => {
+                    let history = self.store.history(&self.scope, self.last).await?;
+                    self.backlog = history.events;
+                    self.backlog_to = history.scanned_to;
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    return Err(StoreError::Gone {
-                        requested: self.last,
-                        oldest: self.last + 1,
-                    })
-                }
-                Err(broadcast::error::RecvError::Closed) => return Err(StoreError::Closed),
+                Next::Closed => return Err(StoreError::Closed),
             }
         }
     }

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableTable};
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
+use super::ring::EventRing;
 use super::watch::{ChangeRecord, EventType, StoreEvent};
 use super::{
     decode, object_revision, ObjectKey, Precondition, StoreError, CHANGES, DEFAULT_MAX_BATCH, META,
@@ -47,7 +48,7 @@ impl WriteRequest {
 pub(crate) fn spawn(
     db: Arc<Database>,
     mut rx: mpsc::UnboundedReceiver<WriteRequest>,
-    events: broadcast::Sender<Arc<StoreEvent>>,
+    ring: Arc<EventRing>,
     history: u64,
     durability: redb::Durability,
 ) -> Result<std::thread::JoinHandle<()>, StoreError> {
@@ -75,7 +76,7 @@ pub(crate) fn spawn(
                     }
                 }
                 if !work.is_empty() {
-                    commit_batch(&db, work, &events, history, durability);
+                    commit_batch(&db, work, &ring, history, durability);
                 }
             }
             // Anything still queued after shutdown is answered, not dropped silently.
@@ -83,19 +84,21 @@ pub(crate) fn spawn(
             while let Ok(req) = rx.try_recv() {
                 let _ = req.reply.send(Err(StoreError::Closed));
             }
+            ring.close();
         })
         .map_err(|e| StoreError::Db(format!("cannot start the store writer thread: {e}")))
 }
 
-/// A write that took effect: the stored object and the event it produced.
-type Applied = (Value, Option<Arc<StoreEvent>>);
+/// A write that took effect: the stored object, the event it produced and the event's size
+/// as logged.
+type Applied = (Value, Arc<StoreEvent>, usize);
 
 /// Applies one batch in one transaction. Each request succeeds or fails on its own
 /// preconditions; all successes become durable together, then every caller is answered.
 fn commit_batch(
     db: &Database,
     batch: Vec<WriteRequest>,
-    events: &broadcast::Sender<Arc<StoreEvent>>,
+    ring: &EventRing,
     history: u64,
     durability: redb::Durability,
 ) {
@@ -118,7 +121,7 @@ fn commit_batch(
                         let bytes = serde_json::to_vec(&record)
                             .map_err(|e| StoreError::Db(e.to_string()))?;
                         changes.insert(revision, bytes.as_slice())?;
-                        results.push(Ok((value, Some(Arc::new(event)))));
+                        results.push(Ok((value, Arc::new(event), bytes.len())));
                     }
                     Err(e) => results.push(Err(e)),
                 }
@@ -143,10 +146,8 @@ fn commit_batch(
         Ok(()) => {
             for (req, result) in batch.into_iter().zip(results) {
                 match result {
-                    Ok((value, event)) => {
-                        if let Some(event) = event {
-                            let _ = events.send(event);
-                        }
+                    Ok((value, event, size)) => {
+                        ring.push(event, size);
                         let _ = req.reply.send(Ok(value));
                     }
                     Err(e) => {

@@ -143,12 +143,14 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
         ListVersion::Exact(rv) => (ReadAt::Exact(rv), opts.limit),
     };
     let count_remaining = filter.is_everything();
+    let table = wants_table(&ctx.headers);
     let req = PageRequest {
         scope,
         at,
         from,
         limit,
         count_remaining,
+        encoded: !table,
     };
     let page = match ctx
         .st
@@ -166,7 +168,7 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
     if let Some(n) = page.remaining_item_count {
         list_meta["remainingItemCount"] = json!(n);
     }
-    if wants_table(&ctx.headers) {
+    if table {
         let t = table::table_for_def(
             ctx.rp.def,
             &page.items,
@@ -176,13 +178,57 @@ pub async fn list(ctx: Ctx) -> ApiResult<Response> {
         );
         return Ok(table_response(&t));
     }
-    let body = json!({
+    let head = json!({
         "kind": format!("{}List", ctx.rp.def.kind),
         "apiVersion": ctx.rp.def.api_version(),
         "metadata": list_meta,
-        "items": page.items,
     });
-    Ok(json_response(StatusCode::OK, &body, &[]))
+    let mut resp = Response::new(list_body(&head, page.encoded));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
+
+/// A list's items are sent in chunks of about this many bytes: large enough that 10,000 small
+/// objects are a few hundred writes, small enough that a chunk is a trifle beside the list.
+const LIST_CHUNK_BYTES: usize = 64 << 10;
+
+/// A JSON list streamed from its items' stored JSON: `head` (kind, apiVersion, metadata) with
+/// `"items": [...]` added, written chunk by chunk as the client reads, each item's bytes freed
+/// once sent. Holding the items as values, copying them into one list value and encoding that
+/// took ten times the list's size at its peak.
+fn list_body(head: &Value, items: Vec<Vec<u8>>) -> axum::body::Body {
+    let mut open = serde_json::to_vec(head).unwrap_or_else(|_| b"{}".to_vec());
+    // `head` is an object: reopen it for the items.
+    open.pop();
+    if open.len() > 1 {
+        open.push(b',');
+    }
+    open.extend_from_slice(b"\"items\":[");
+    let mut items = items.into_iter().enumerate().peekable();
+    let mut pending = Some(open);
+    let chunks = std::iter::from_fn(move || {
+        let mut chunk = pending.take()?;
+        while chunk.len() < LIST_CHUNK_BYTES {
+            match items.next() {
+                Some((i, item)) => {
+                    if i > 0 {
+                        chunk.push(b',');
+                    }
+                    chunk.extend_from_slice(&item);
+                }
+                None => {
+                    chunk.extend_from_slice(b"]}");
+                    return Some(Ok::<_, std::convert::Infallible>(bytes::Bytes::from(chunk)));
+                }
+            }
+        }
+        pending = Some(Vec::new());
+        Some(Ok(bytes::Bytes::from(chunk)))
+    });
+    axum::body::Body::from_stream(futures::stream::iter(chunks))
 }
 
 /// Kubernetes' message when a continue token's revision has been compacted away.
@@ -216,5 +262,50 @@ fn list_error(ctx: &Ctx, e: ListError) -> ApiResult<Response> {
             err.retry_after = Some(1);
             Err(err)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn streamed(items: Vec<Vec<u8>>) -> (Value, usize) {
+        let head = json!({"kind": "ConfigMapList", "apiVersion": "v1", "metadata": {"resourceVersion": "7"}});
+        let mut body = list_body(&head, items);
+        let (mut bytes, mut chunks) = (Vec::new(), 0);
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                bytes.extend_from_slice(&data);
+                chunks += 1;
+            }
+        }
+        (serde_json::from_slice(&bytes).unwrap(), chunks)
+    }
+
+    #[tokio::test]
+    async fn lists_stream_as_one_json_document_in_bounded_chunks() {
+        let (empty, _) = streamed(Vec::new()).await;
+        assert_eq!(empty["items"], json!([]));
+        assert_eq!(empty["metadata"]["resourceVersion"], "7");
+
+        let items: Vec<Vec<u8>> = (0..3000)
+            .map(|i| serde_json::to_vec(&json!({"metadata": {"name": format!("cm-{i}")}, "data": {"k": "v".repeat(100)}})).unwrap())
+            .collect();
+        let total: usize = items.iter().map(Vec::len).sum();
+        let (list, chunks) = streamed(items).await;
+        assert_eq!(list["kind"], "ConfigMapList");
+        let names: Vec<&str> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names.len(), 3000);
+        assert_eq!(names[2999], "cm-2999");
+        assert!(
+            chunks > total / LIST_CHUNK_BYTES,
+            "{chunks} chunks for {total} bytes"
+        );
     }
 }

@@ -45,12 +45,34 @@ impl Encoder {
                 include,
                 json!({"resourceVersion": object::meta_str(obj, "resourceVersion").unwrap_or("")}),
             ),
-            _ => obj.clone(),
+            _ => return Self::plain_line(kind, obj),
         };
-        let mut line =
-            serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap_or_default();
+        Self::plain_line(kind, &obj)
+    }
+
+    fn plain_line(kind: &str, obj: &Value) -> Bytes {
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            #[serde(rename = "type")]
+            kind: &'a str,
+            object: &'a Value,
+        }
+        let mut line = serde_json::to_vec(&Line { kind, object: obj }).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
+    }
+
+    /// A stored change as the watch's lines: as a Table row, or the object's JSON (encoded
+    /// once per change, however many watchers send it) between the event's own head and tail.
+    fn event(&self, kind: &'static str, ev: &StoreEvent) -> Vec<Bytes> {
+        if self.table.is_some() {
+            return vec![self.line(kind, &ev.object)];
+        }
+        vec![
+            Bytes::from(format!("{{\"type\":\"{kind}\",\"object\":")),
+            ev.object_json(),
+            Bytes::from_static(b"}\n"),
+        ]
     }
 
     fn bookmark(&self, revision: u64, initial_end: bool) -> Bytes {
@@ -157,7 +179,14 @@ pub async fn watch(ctx: Ctx, name: Option<String>) -> ApiResult<Response> {
                 ev = watcher.next() => match ev {
                     Ok(ev) => {
                         if let Some(kind) = classify(&filter, name.as_deref(), &ev) {
-                            if tx.send(Ok(encoder.line(kind, &ev.object))).await.is_err() {
+                            let mut gone = false;
+                            for part in encoder.event(kind, &ev) {
+                                gone = tx.send(Ok(part)).await.is_err();
+                                if gone {
+                                    break;
+                                }
+                            }
+                            if gone {
                                 break;
                             }
                         }
