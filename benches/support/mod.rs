@@ -1,7 +1,8 @@
 //! What the benchmarks that run in a network namespace of their own share (benches/containers.rs,
 //! benches/network.rs, benches/serverless.rs): `main`, the namespace and re-running the
 //! benchmark inside it, the release server and its node, and small helpers for processes, the
-//! cluster (`kubectl` included) and percentiles; table.rs formats their tables.
+//! cluster (`kubectl` included) and percentiles; table.rs formats their tables. benches/capacity.rs
+//! uses apiserver.rs, watches.rs and h2watch.rs.
 #![allow(dead_code)]
 
 #[path = "../../tests/common/busybox.rs"]
@@ -9,6 +10,10 @@ pub mod busybox;
 #[path = "../../tests/common/process.rs"]
 mod process;
 mod table;
+// The API benchmarks' (benches/capacity.rs): a control plane on loopback, many open watches.
+pub mod apiserver;
+pub mod h2watch;
+pub mod watches;
 pub use process::run_ok;
 pub use table::*;
 

@@ -60,3 +60,39 @@ pub fn cores() -> usize {
         .map(|n| n.get())
         .unwrap_or(0)
 }
+
+/// Prints the head of a table with the columns `cols`.
+pub fn head(cols: &[&str]) {
+    println!("| {} |", cols.join(" | "));
+    println!("|{}", "---|".repeat(cols.len()));
+}
+
+/// Prints a row of a table of any width: `| a | b | … |`.
+pub fn cells(cells: &[&str]) {
+    println!("| {} |", cells.join(" | "));
+}
+
+/// A count with thousands separators ("10,000").
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Bytes as B, KiB or MiB (one decimal from KiB on; negative for a shrink).
+pub fn bytes(n: f64) -> String {
+    let a = n.abs();
+    if a >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", n / (1024.0 * 1024.0))
+    } else if a >= 1024.0 {
+        format!("{:.1} KiB", n / 1024.0)
+    } else {
+        format!("{n:.0} B")
+    }
+}
