@@ -233,6 +233,46 @@ fn malformed_requests() -> Vec<Case> {
         431,
         "over the limit",
     ));
+    // Refused by the HTTP layer before the API sees them: the same Status body.
+    cases.extend([
+        (
+            "a header line without a colon",
+            format!("GET {cms} HTTP/1.1\r\nThis is not a header"),
+            vec![],
+            400,
+            "malformed",
+        ),
+        (
+            "a NUL byte in a header value",
+            format!("GET {cms} HTTP/1.1\r\nX-Token: abc\0def"),
+            vec![],
+            400,
+            "malformed",
+        ),
+        (
+            "a request line with two spaces",
+            format!("GET  {cms} HTTP/1.1"),
+            vec![],
+            400,
+            "malformed",
+        ),
+        (
+            "a URI over what the HTTP layer reads",
+            format!("GET {cms}?labelSelector={} HTTP/1.1", "a".repeat(70 * 1024)),
+            vec![],
+            414,
+            "longer than",
+        ),
+        // Just over the HTTP layer's buffer: refused there ("larger than the ... bytes the
+        // HTTP layer reads") or, when one read took it whole, by the API ("over the limit").
+        (
+            "a head over what the HTTP layer buffers",
+            format!("GET {cms} HTTP/1.1\r\nX-Big: {}", "h".repeat(1200 * 1024)),
+            vec![],
+            431,
+            "bytes",
+        ),
+    ]);
     cases
 }
 

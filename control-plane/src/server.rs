@@ -211,9 +211,12 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServerError> {
         .map_err(|e| ServerError::Listen(cfg.listen, e))?
         // Watch events and small responses go out at once: with Nagle's algorithm a response
         // written in two pieces waits for the client's delayed ACK (~40 ms on Linux).
+        // hyper's own refusals of unparsable requests get a Status body (api::parse_errors).
         .map(|tls| {
-            tls.handshake_timeout(limits.tls_handshake_timeout)
-                .acceptor(axum_server::accept::NoDelayAcceptor::new())
+            api::parse_errors::StatusAcceptor::new(
+                tls.handshake_timeout(limits.tls_handshake_timeout)
+                    .acceptor(axum_server::accept::NoDelayAcceptor::new()),
+            )
         })
         // A connection that says nothing after its handshake (also before HTTP/1 or HTTP/2
         // is told apart) is closed like one that stalls in its headers.

@@ -35,7 +35,8 @@ pub const DEFAULT_MAX_URI_BYTES: usize = 32 * 1024;
 /// kube-apiserver keeps. The HTTP layer buffers a little more, so this limit answers first.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 1024 * 1024;
 /// What the HTTP layer buffers for one request head beyond [`DEFAULT_MAX_HEADER_BYTES`] (the
-/// request line and framing); past the total, it closes the connection with a bare status.
+/// request line and framing); past the total, it refuses the request itself (431, given a
+/// Status body by [`super::parse_errors`]) and closes the connection.
 pub const HTTP_HEAD_BUFFER_BYTES: usize =
     DEFAULT_MAX_HEADER_BYTES + 64 * 1024 + DEFAULT_MAX_URI_BYTES;
 /// HTTP/2 connections are pinged this often, and closed when a ping is not answered within

@@ -13,6 +13,7 @@ pub mod negotiate;
 pub mod nodeproxy;
 pub mod object;
 pub mod openapi;
+pub mod parse_errors;
 pub mod patch;
 pub mod path;
 pub mod proto_schema;
