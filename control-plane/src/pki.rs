@@ -31,7 +31,16 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
     }
 }
 
-/// Writes a file readable by its owner only, atomically (temp file + rename + fsync).
+/// Makes the entries of directory `dir` durable (fsync of the directory): a file created or
+/// renamed in it survives a power cut only then.
+fn sync_dir(dir: &Path) -> Result<(), PkiError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
+}
+
+/// Writes a file readable by its owner only, atomically and durably: temp file, fsync, rename,
+/// fsync of the directory (without it a power cut can take the rename back).
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
     let tmp = path.with_extension("tmp");
     {
@@ -46,7 +55,11 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), PkiError> {
         f.write_all(contents).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
     }
-    fs::rename(&tmp, path).map_err(io(path))
+    fs::rename(&tmp, path).map_err(io(path))?;
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+        _ => sync_dir(Path::new(".")),
+    }
 }
 
 fn random_token() -> String {
@@ -107,7 +120,11 @@ pub struct Credentials {
 /// certificate for `sans` (DNS names and IP addresses) signed by that CA.
 pub fn load_or_create(dir: &Path, sans: &[String]) -> Result<Credentials, PkiError> {
     let pki = dir.join("pki");
-    fs::create_dir_all(&pki).map_err(io(&pki))?;
+    if !pki.is_dir() {
+        fs::create_dir_all(&pki).map_err(io(&pki))?;
+        // The new directory's own entry, durable before anything is written in it.
+        sync_dir(dir)?;
+    }
     let ca_key_path = pki.join("ca.key");
     let ca_cert_path = pki.join("ca.crt");
     let (ca_key, ca_pem) = if ca_key_path.exists() && ca_cert_path.exists() {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod busybox;
+pub mod lossyfs;
 pub mod net;
 mod process;
 pub mod tls;
@@ -20,6 +21,9 @@ pub const WAIT: Duration = Duration::from_secs(60);
 
 pub struct Skiff {
     pub dir: tempfile::TempDir,
+    /// The server's data dir when it is not `dir` ([`Skiff::start_in_dir`]); the log stays in
+    /// `dir`.
+    data: Option<PathBuf>,
     child: Option<Child>,
     cache: tempfile::TempDir,
     extra: Vec<String>,
@@ -280,6 +284,25 @@ impl Skiff {
         Self::start_in(None, &flags)
     }
 
+    /// As [`Skiff::start_with`], with the server's data dir at `data_dir` (the caller's; it
+    /// may already hold a data dir) instead of a new temp dir. Its log stays in a temp dir.
+    pub fn start_in_dir(data_dir: &Path, extra: &[&str]) -> Result<Skiff> {
+        let mut flags = vec!["--no-containerd", "--no-pod-network"];
+        flags.extend(extra);
+        let mut s = Skiff {
+            dir: tempfile::tempdir()?,
+            data: Some(data_dir.to_path_buf()),
+            child: None,
+            cache: tempfile::tempdir()?,
+            extra: flags.iter().map(|s| s.to_string()).collect(),
+            listen: "127.0.0.1:0".into(),
+            drop_net_admin: false,
+            netns: None,
+        };
+        s.spawn()?;
+        Ok(s)
+    }
+
     /// A whole cluster whose node runs container pods through its managed containerd, in a
     /// network namespace of its own.
     pub fn start_with_containerd() -> Result<Skiff> {
@@ -308,6 +331,7 @@ impl Skiff {
     fn start_networked_with(drop_net_admin: bool) -> Result<Skiff> {
         let mut s = Skiff {
             dir: tempfile::tempdir()?,
+            data: None,
             child: None,
             cache: tempfile::tempdir()?,
             extra: [
@@ -339,6 +363,7 @@ impl Skiff {
         let dir = tempfile::tempdir()?;
         let mut s = Skiff {
             dir,
+            data: None,
             child: None,
             cache: tempfile::tempdir()?,
             extra: [
@@ -372,6 +397,7 @@ impl Skiff {
         let dir = tempfile::tempdir()?;
         let mut s = Skiff {
             dir,
+            data: None,
             child: None,
             cache: tempfile::tempdir()?,
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -392,11 +418,11 @@ impl Skiff {
     }
 
     pub fn data_dir(&self) -> &Path {
-        self.dir.path()
+        self.data.as_deref().unwrap_or(self.dir.path())
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
-        self.dir.path().join("kubeconfig.yaml")
+        self.data_dir().join("kubeconfig.yaml")
     }
 
     fn spawn(&mut self) -> Result<()> {
@@ -416,7 +442,7 @@ impl Skiff {
         };
         let child = cmd
             .args(["server", "--listen", &self.listen, "--data-dir"])
-            .arg(self.dir.path())
+            .arg(self.data_dir())
             .args(&self.extra)
             .env("SKIFF_LOG", "info")
             .stdout(Stdio::null())
@@ -619,7 +645,7 @@ impl Skiff {
         extra: &[&str],
     ) -> Result<Agent> {
         let dir = tempfile::tempdir()?;
-        let token = std::fs::read_to_string(self.dir.path().join("node-token"))?;
+        let token = std::fs::read_to_string(self.data_dir().join("node-token"))?;
         let log = std::fs::File::create(dir.path().join("agent.log"))?;
         let kc = std::fs::read_to_string(self.kubeconfig())?;
         let server = kc
@@ -640,7 +666,7 @@ impl Skiff {
             .args(["--lease-renew-seconds", "1", "--crash-backoff-seconds", "1"])
             .args(extra)
             .arg("--ca-file")
-            .arg(self.dir.path().join("pki/ca.crt"))
+            .arg(self.data_dir().join("pki/ca.crt"))
             .arg("--data-dir")
             .arg(dir.path())
             .env("SKIFF_TOKEN", token.trim())

@@ -168,6 +168,15 @@ impl Store {
             let db = Database::builder()
                 .set_cache_size(DEFAULT_STORE_CACHE_BYTES)
                 .create(&path)?;
+            // A new file's name is durable only once its directory is synced: without this a
+            // power cut after the first start could lose the whole store file.
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| StoreError::Db(format!("syncing {}: {e}", dir.display())))?;
             let mut txn = db.begin_write()?;
             txn.set_durability(redb::Durability::Immediate)
                 .map_err(|e| StoreError::Db(e.to_string()))?;
