@@ -16,3 +16,6 @@ cargo test --manifest-path sdk/Cargo.toml --target-dir "${CARGO_TARGET_DIR:-targ
 # through jco on Node.js; `no_run` ones (exported handlers, outbound HTTP) compile only. Stable
 # rustdoc has no compile-only mode for cross targets, hence a real WASI 0.2 runner (see the script).
 sdk/check-doc-examples.sh --quiet
+# Fuzz the API server's input decoding (fuzz/: bodies, patches, selectors) for a bounded time per
+# target; fails on any crash. Its from-scratch build is ~7 CPU-minutes (see scripts/fuzz.sh).
+scripts/fuzz.sh "${SKIFF_FUZZ_SECONDS:-20}"

@@ -489,6 +489,23 @@ mod tests {
         }
     }
 
+    /// Found by `fuzz/decode_json`: serde_json's default float parser could land one ULP off,
+    /// so a number changed when the stored object was written and read back.
+    #[test]
+    fn numbers_read_back_as_they_were_written() {
+        for body in [
+            "40200000000000146878316702000000014687831",
+            "44444444444444444444444244444444444444444444424444",
+            "0.30000000000000004441",
+        ] {
+            let value = decode_json(body.as_bytes()).unwrap();
+            assert_eq!(value.as_f64(), body.parse::<f64>().ok(), "{body}");
+            let stored = serde_json::to_vec(&value).unwrap();
+            assert_eq!(decode_json(&stored).unwrap(), value, "{body}");
+            assert_eq!(decode_yaml(body.as_bytes()).unwrap(), value, "{body}");
+        }
+    }
+
     #[tokio::test]
     async fn oversized_bodies_are_refused() {
         let headers = HeaderMap::new();
