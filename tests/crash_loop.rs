@@ -13,14 +13,16 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
+use common::writes::{apply, config_map, next_state, read, rv_of, Known};
 use common::Skiff;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use kube::Client;
-use serde_json::json;
 
 const WRITERS: usize = 16;
+/// Every third change on a present name deletes it.
+const DELETE_EVERY: u64 = 3;
 /// Names each writer cycles through (create → update → update → delete → create …).
 const NAMES_PER_WRITER: usize = 4;
 const KILLS: usize = 10;
@@ -30,13 +32,6 @@ const BETWEEN_KILLS: Duration = Duration::from_millis(700);
 const RECONNECT_BOUND: Duration = Duration::from_secs(60);
 /// After the run, the watch must deliver the last write within this.
 const WATCH_END_BOUND: Duration = Duration::from_secs(20);
-
-/// What a client knows of one name: absent, or present with its value and resourceVersion.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Known {
-    Absent,
-    Present { value: u64, rv: u64 },
-}
 
 /// The server the clients talk to: its client, and a generation that changes at each restart.
 struct Cluster {
@@ -78,87 +73,6 @@ struct Ledger {
     problems: Vec<String>,
 }
 
-fn rv_of(c: &ConfigMap) -> u64 {
-    c.metadata
-        .resource_version
-        .as_deref()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0)
-}
-
-fn value_of(c: &ConfigMap) -> Option<u64> {
-    c.data.as_ref()?.get("value")?.parse().ok()
-}
-
-fn config_map(name: &str, value: u64, rv: Option<u64>) -> Result<ConfigMap> {
-    let mut meta = json!({"name": name});
-    if let Some(rv) = rv {
-        meta["resourceVersion"] = json!(rv.to_string());
-    }
-    Ok(serde_json::from_value(
-        json!({"metadata": meta, "data": {"value": value.to_string()}}),
-    )?)
-}
-
-/// The next operation on a name in state `from`, and the state it leads to when it applies
-/// (the resourceVersion of an update or create is known only from its answer).
-fn next_state(from: &Known, step: u64) -> Known {
-    match from {
-        Known::Absent => Known::Present { value: step, rv: 0 },
-        Known::Present { .. } if step.is_multiple_of(3) => Known::Absent,
-        Known::Present { value, .. } => Known::Present {
-            value: value + 1,
-            rv: 0,
-        },
-    }
-}
-
-/// Applies the change from `from` to `to` on `name`; returns the acknowledged new state.
-async fn apply(api: &Api<ConfigMap>, name: &str, from: &Known, to: &Known) -> kube::Result<Known> {
-    match (from, to) {
-        (Known::Absent, Known::Present { value, .. }) => {
-            let cm = config_map(name, *value, None).map_err(|e| kube::Error::Service(e.into()))?;
-            let created = api.create(&PostParams::default(), &cm).await?;
-            Ok(Known::Present {
-                value: *value,
-                rv: rv_of(&created),
-            })
-        }
-        (Known::Present { rv, .. }, Known::Present { value, .. }) => {
-            let cm =
-                config_map(name, *value, Some(*rv)).map_err(|e| kube::Error::Service(e.into()))?;
-            let replaced = api.replace(name, &PostParams::default(), &cm).await?;
-            Ok(Known::Present {
-                value: *value,
-                rv: rv_of(&replaced),
-            })
-        }
-        (Known::Present { rv, .. }, Known::Absent) => {
-            let params = DeleteParams {
-                preconditions: Some(kube::api::Preconditions {
-                    resource_version: Some(rv.to_string()),
-                    uid: None,
-                }),
-                ..DeleteParams::default()
-            };
-            api.delete(name, &params).await?;
-            Ok(Known::Absent)
-        }
-        (Known::Absent, Known::Absent) => Ok(Known::Absent),
-    }
-}
-
-/// What the server holds for `name` now.
-async fn read(api: &Api<ConfigMap>, name: &str) -> kube::Result<Known> {
-    Ok(match api.get_opt(name).await? {
-        None => Known::Absent,
-        Some(c) => Known::Present {
-            value: value_of(&c).unwrap_or(u64::MAX),
-            rv: rv_of(&c),
-        },
-    })
-}
-
 /// Whether `seen` is the state an unacknowledged change from `from` toward `to` may have left.
 fn explains(seen: &Known, from: &Known, to: &Known) -> bool {
     seen == from
@@ -177,7 +91,7 @@ async fn writer(cluster: Arc<Cluster>, ledger: Arc<Mutex<Ledger>>, w: usize) -> 
         let slot = (step as usize) % NAMES_PER_WRITER;
         let name = format!("w{w}-{slot}");
         let from = state[slot].clone();
-        let to = next_state(&from, step);
+        let to = next_state(&from, step, DELETE_EVERY);
         let api: Api<ConfigMap> = Api::namespaced(cluster.client(), "default");
         match apply(&api, &name, &from, &to).await {
             Ok(now) => {
@@ -315,7 +229,7 @@ async fn crash_loop(extra: &[&str]) -> Result<Vec<String>> {
     }
     // The watch ends at its timeout; a last write wakes it before that.
     let api: Api<ConfigMap> = Api::namespaced(cluster.client(), "default");
-    api.create(&PostParams::default(), &config_map("last", 0, None)?)
+    api.create(&PostParams::default(), &config_map("last", 0, None))
         .await?;
     let abort = watch.abort_handle();
     let (events, watch_failed) = match tokio::time::timeout(WATCH_END_BOUND, watch).await {

@@ -62,15 +62,18 @@ fn reset_peak(pid: u32) -> Result<()> {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").context("resetting VmHWM")
 }
 
-fn blob(name: &str, fill: char, bytes: usize) -> DynamicObject {
-    let resource = ApiResource {
+fn blobs() -> ApiResource {
+    ApiResource {
         group: "memory.skiff.dev".into(),
         version: "v1".into(),
         api_version: "memory.skiff.dev/v1".into(),
         kind: "Blob".into(),
         plural: "blobs".into(),
-    };
-    DynamicObject::new(name, &resource)
+    }
+}
+
+fn blob(name: &str, fill: char, bytes: usize) -> DynamicObject {
+    DynamicObject::new(name, &blobs())
         .data(json!({"spec": {"data": fill.to_string().repeat(bytes)}}))
 }
 
@@ -114,17 +117,7 @@ async fn large_objects_peak_within_bounds_and_memory_comes_back() -> Result<()> 
         Ok(s.kubectl(&["get", "blobs"])?.status.success().then_some(()))
     })?;
     let client = s.client().await?;
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        client,
-        "default",
-        &ApiResource {
-            group: "memory.skiff.dev".into(),
-            version: "v1".into(),
-            api_version: "memory.skiff.dev/v1".into(),
-            kind: "Blob".into(),
-            plural: "blobs".into(),
-        },
-    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client, "default", &blobs());
     // The same requests with small objects first, so what every first request sets up once
     // (connections, blocking threads, caches of the new resource) is in the starting figure.
     round(&api, "warm", OBJECTS, 1_000).await?;

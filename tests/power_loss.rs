@@ -17,13 +17,15 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use common::lossyfs::LossyMount;
+use common::writes::{apply, next_state, read, Known};
 use common::Skiff;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::api::{Api, ListParams};
 use kube::Client;
-use serde_json::json;
 
 const WRITERS: usize = 12;
+/// Every fourth change on a present name deletes it.
+const DELETE_EVERY: u64 = 4;
 /// Names each writer cycles through (create → update → update → delete → create …).
 const NAMES_PER_WRITER: usize = 3;
 /// Power cuts in the durable run.
@@ -35,79 +37,8 @@ const REQUEST_BOUND: Duration = Duration::from_secs(20);
 /// The writers' end after the power cut.
 const WRITERS_END_BOUND: Duration = Duration::from_secs(30);
 
-/// What a client knows of one name: absent, or present with its value and resourceVersion.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Known {
-    Absent,
-    Present { value: u64, rv: u64 },
-}
-
 fn name(w: usize, slot: usize) -> String {
     format!("pl-w{w}-{slot}")
-}
-
-fn rv_of(c: &ConfigMap) -> u64 {
-    c.metadata
-        .resource_version
-        .as_deref()
-        .and_then(|r| r.parse().ok())
-        .unwrap_or(0)
-}
-
-fn config_map(name: &str, value: u64, rv: Option<u64>) -> Result<ConfigMap> {
-    let mut meta = json!({"name": name});
-    if let Some(rv) = rv {
-        meta["resourceVersion"] = json!(rv.to_string());
-    }
-    Ok(serde_json::from_value(
-        json!({"metadata": meta, "data": {"value": value.to_string()}}),
-    )?)
-}
-
-/// The next operation on a name in state `from` (its target; an rv of 0 is not known yet).
-fn next_state(from: &Known, step: u64) -> Known {
-    match from {
-        Known::Absent => Known::Present { value: step, rv: 0 },
-        Known::Present { .. } if step.is_multiple_of(4) => Known::Absent,
-        Known::Present { value, .. } => Known::Present {
-            value: value + 1,
-            rv: 0,
-        },
-    }
-}
-
-/// Applies the change from `from` to `to` on `name`; returns the acknowledged new state.
-async fn apply(api: &Api<ConfigMap>, name: &str, from: &Known, to: &Known) -> Result<Known> {
-    Ok(match (from, to) {
-        (Known::Absent, Known::Present { value, .. }) => {
-            let cm = config_map(name, *value, None)?;
-            let created = api.create(&PostParams::default(), &cm).await?;
-            Known::Present {
-                value: *value,
-                rv: rv_of(&created),
-            }
-        }
-        (Known::Present { rv, .. }, Known::Present { value, .. }) => {
-            let cm = config_map(name, *value, Some(*rv))?;
-            let replaced = api.replace(name, &PostParams::default(), &cm).await?;
-            Known::Present {
-                value: *value,
-                rv: rv_of(&replaced),
-            }
-        }
-        (Known::Present { rv, .. }, Known::Absent) => {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    resource_version: Some(rv.to_string()),
-                    uid: None,
-                }),
-                ..DeleteParams::default()
-            };
-            api.delete(name, &params).await?;
-            Known::Absent
-        }
-        (Known::Absent, Known::Absent) => Known::Absent,
-    })
 }
 
 /// One writer's names, carried from cut to cut.
@@ -141,7 +72,7 @@ async fn write(
     while !stop.load(Ordering::SeqCst) {
         let slot = (writer.step as usize) % NAMES_PER_WRITER;
         let from = writer.state[slot].clone();
-        let to = next_state(&from, writer.step);
+        let to = next_state(&from, writer.step, DELETE_EVERY);
         let result =
             tokio::time::timeout(REQUEST_BOUND, apply(&api, &name(w, slot), &from, &to)).await;
         match result {
@@ -353,18 +284,7 @@ async fn verify(
         for slot in 0..NAMES_PER_WRITER {
             let n = name(w, slot);
             ours.insert(n.clone());
-            let seen = match tokio::time::timeout(REQUEST_BOUND, api.get_opt(&n)).await?? {
-                None => Known::Absent,
-                Some(c) => Known::Present {
-                    value: c
-                        .data
-                        .as_ref()
-                        .and_then(|d| d.get("value"))
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(u64::MAX),
-                    rv: rv_of(&c),
-                },
-            };
+            let seen = tokio::time::timeout(REQUEST_BOUND, read(&api, &n)).await??;
             let acked = &run.writer.state[slot];
             let in_flight = run
                 .in_flight

@@ -8,6 +8,7 @@ pub mod net;
 mod process;
 pub mod tls;
 pub mod toolchains;
+pub mod writes;
 pub use process::run_ok;
 
 use std::path::{Path, PathBuf};
