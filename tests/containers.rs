@@ -710,13 +710,16 @@ spec:
     });
     common::run_ok(std::process::Command::new("kill").args(["-CONT", &pid]))?;
     frozen?;
-    let events = s.ok(&[
-        "get",
-        "events",
-        "--field-selector",
-        "involvedObject.kind=Node",
-    ])?;
-    assert!(events.contains("container runtime is down"), "{events}");
+    // The agent posts the Event after the condition: wait for it too.
+    wait_for("a Node event saying the container runtime is down", || {
+        let events = s.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.kind=Node",
+        ])?;
+        Ok(events.contains("container runtime is down").then_some(()))
+    })?;
     wait_for("the node to be Ready again", || {
         Ok((ready(&s)? == "True").then_some(()))
     })?;
